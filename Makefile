@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: demo test test-fast install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded default: Ray on this machine, MLflow in sqlite:///mlflow.db,
+# the real `digits` images (no download).
+demo: $(STAMP)
+	$(BIN)/python -m sweeper.demo
+
+test: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q
+
+# Everything but the slow end-to-end and cluster tests, for quick local iteration.
+test-fast: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not cluster"
+
+clean:
+	rm -rf $(VENV) mlflow.db mlruns mlartifacts sweeper_results reports

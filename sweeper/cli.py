@@ -1,0 +1,88 @@
+"""The `sweeper` command line. Each command is a thin shell over one module.
+
+Every user-input problem arrives here as SpecError or SweepError and leaves as one line on
+stderr with exit code 2; nothing a user typed produces a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sweeper.errors import SpecError, SweepError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="sweeper")
+def cli() -> None:
+    """Hyperparameter sweeps for 'Training BatchNorm and Only BatchNorm'."""
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+def validate(spec: str) -> None:
+    """Validate SPEC and print its trials with an estimate of the work."""
+    from sweeper.validate import validate_command
+
+    validate_command(spec)
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--address", envvar="RAY_ADDRESS", default=None, help="Ray cluster to attach to (else Ray starts here).")
+@click.option("--tracking-uri", default=None, help="MLflow tracking URI (else MLFLOW_TRACKING_URI, spec, sqlite:///mlflow.db).")
+@click.option("--storage", default="./sweeper_results", show_default=True, help="Trial storage: a path or a URI every node reaches (s3://...).")
+@click.option("--dry-run", is_flag=True, help="Validate, connect to tracking, print the plan; start no trial.")
+def run(spec: str, address: str | None, tracking_uri: str | None, storage: str, dry_run: bool) -> None:
+    """Run (or resume) the sweep in SPEC."""
+    from sweeper.orchestrate import run_command
+
+    sys.exit(run_command(spec, address=address, tracking_uri=tracking_uri, storage=storage, dry_run=dry_run))
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(dir_okay=False))
+@click.option("--trial", "index", type=int, required=True, help="Index of the trial, as `sweeper validate` lists it.")
+@click.option("--tracking-uri", default=None)
+@click.option("--storage", default="./sweeper_results", show_default=True)
+def train(spec: str, index: int, tracking_uri: str | None, storage: str) -> None:
+    """Run one trial of SPEC in this process, without Ray, logging to MLflow."""
+    from sweeper.orchestrate import train_command
+
+    sys.exit(train_command(spec, index, tracking_uri=tracking_uri, storage=storage))
+
+
+@cli.command()
+@click.argument("spec_or_name")
+@click.option("--tracking-uri", default=None)
+def status(spec_or_name: str, tracking_uri: str | None) -> None:
+    """Show the trials of a sweep and their states, read back from MLflow."""
+    from sweeper.status import status_command
+
+    status_command(spec_or_name, tracking_uri=tracking_uri)
+
+
+@cli.command()
+@click.argument("spec_or_name")
+@click.option("--tracking-uri", default=None)
+@click.option("--out", "out_dir", default=None, help="Output folder (default reports/<name>/).")
+def report(spec_or_name: str, tracking_uri: str | None, out_dir: str | None) -> None:
+    """Write the paper's tables, figures and replication scorecard for a sweep."""
+    from sweeper.report import report_command
+
+    report_command(spec_or_name, tracking_uri=tracking_uri, out_dir=out_dir)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except (SpecError, SweepError) as e:
+        click.echo(str(e), err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2 if e.exit_code == 2 else e.exit_code)
