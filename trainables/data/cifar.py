@@ -1,0 +1,52 @@
+"""CIFAR-10 and CIFAR-100, read through torchvision's data set classes, held on the device."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from trainables.config import ConfigError, DatasetConfig
+from trainables.data.source import TensorSource
+
+# Per-channel mean and std of the training images in [0, 1] units (the usual constants).
+MEAN_STD = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
+DEFAULT_ROOT = "~/data/{name}"  # where a spec without dataset.root keeps (or downloads) the set
+
+
+def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True) -> TensorSource:
+    from torchvision import datasets  # lazy: importing torchvision costs a second
+
+    if cfg.image_size not in (None, 32):
+        raise ConfigError("dataset.image_size", f"{cfg.name} images are 32 px, got {cfg.image_size}")
+    root = cfg.expanded_root or os.path.expanduser(DEFAULT_ROOT.format(name=cfg.name))
+    dataset_class = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
+    try:
+        train = dataset_class(root, train=True, download=cfg.download)
+        test = dataset_class(root, train=False, download=False)
+    except (RuntimeError, OSError) as e:  # missing or corrupt files, or a failed download (URLError is an OSError)
+        folder = os.path.join(root, dataset_class.base_folder)
+        how = ("downloading it failed" if cfg.download
+               else "set dataset.download: true to fetch it, or point dataset.root at the folder that holds it")
+        raise FileNotFoundError(f"{cfg.name} not found in dataset.root {root!r} (expected {folder}/); "
+                                f"{how} ({type(e).__name__}: {e})") from None
+    mean, std = MEAN_STD[cfg.name]
+    return TensorSource(
+        name=cfg.name, num_classes=NUM_CLASSES[cfg.name],
+        train_images=_nchw(train.data, cfg.train_size), train_labels=_labels(train.targets, cfg.train_size),
+        test_images=_nchw(test.data, cfg.test_size), test_labels=_labels(test.targets, cfg.test_size),
+        mean=mean, std=std, flip=True, device=device, augment=augment)
+
+
+def _nchw(images: np.ndarray, keep: int | None) -> torch.Tensor:
+    """torchvision keeps CIFAR as uint8 N x H x W x C; the models want N x C x H x W."""
+    return torch.from_numpy(np.ascontiguousarray(images[:keep])).permute(0, 3, 1, 2).contiguous()
+
+
+def _labels(targets: list[int], keep: int | None) -> torch.Tensor:
+    return torch.tensor(targets[:keep], dtype=torch.int64)

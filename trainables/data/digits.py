@@ -1,0 +1,43 @@
+"""scikit-learn's real 8x8 handwritten digits, upsampled: a real data set small enough for CPU runs."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from trainables.config import DatasetConfig
+from trainables.data.source import TensorSource
+
+SPLIT_SEED = 0  # the train/test split is part of the data set, never of the trial: same for every seed
+TRAIN_FRACTION = 0.8  # 1797 images -> 1437 train, 360 test
+DEFAULT_SIZE = 32  # the CIFAR ResNets expect 32 px
+MAX_VALUE = 16  # load_digits counts ink in 4x4 blocks of the original 32x32 bitmaps: 0..16
+
+
+def load_digits(cfg: DatasetConfig, device: torch.device, augment: bool = True) -> TensorSource:
+    from sklearn.datasets import load_digits as sklearn_digits  # lazy: only this loader needs scikit-learn
+
+    bunch = sklearn_digits()
+    images = torch.from_numpy(bunch.images).float()  # 1797 x 8 x 8
+    labels = torch.from_numpy(bunch.target).long()
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
+    num_train = int(TRAIN_FRACTION * len(images))
+    train_idx, test_idx = order[:num_train][:cfg.train_size], order[num_train:][:cfg.test_size]
+
+    size = cfg.image_size or DEFAULT_SIZE
+    # Upsample once at load (bilinear), store as uint8 like every on-device set, grey in 3 channels.
+    upsampled = F.interpolate(images[:, None] / MAX_VALUE, size=(size, size), mode="bilinear", align_corners=False)
+    pixels = (upsampled.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
+
+    # No usual constants exist for this set: normalise with the statistics of the fixed training
+    # split (all of it, before any train_size cap, so a smoke run sees the same scale).
+    train_all = pixels[order[:num_train]].float() / 255
+    mean, std = train_all.mean().item(), train_all.std().item()
+    return TensorSource(
+        name="digits", num_classes=10,
+        train_images=pixels[train_idx], train_labels=labels[train_idx],
+        test_images=pixels[test_idx], test_labels=labels[test_idx],
+        mean=(mean,) * 3, std=(std,) * 3,
+        # No horizontal flips: a mirrored digit is another glyph (or none), so flipping would
+        # teach the network wrong labels; random crops (small shifts) keep the class.
+        flip=False, device=device, augment=augment)
