@@ -1,0 +1,254 @@
+"""One trial: build, train, evaluate, checkpoint, analyse. ``run_trial`` is what the sweep calls.
+
+Hot path: the training loop keeps loss and accuracy sums on the device and reads them back once
+per epoch. Divergence is detected from the running loss sum (a NaN or inf in any step makes the
+sum non-finite): on the CPU, where reading a scalar costs nothing, after every step and before the
+update, so the weights stay at their last finite values; on CUDA every ``CUDA_FINITE_CHECK_EVERY``
+steps, which costs one host sync per that many steps instead of one per step.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables import analysis
+from trainables.checkpoint import (check_same_trial, config_hash, load_checkpoint, model_state,
+                                   optimizer_state, restore_model_state, restore_optimizer_state,
+                                   restore_rng_state, rng_state, save_checkpoint, write_gamma_json)
+from trainables.config import TrialConfig
+from trainables.data import load_data
+from trainables.models import build_model
+from trainables.modes import apply_mode, build_optimizer
+from trainables.schedule import StepwiseLR, build_scheduler
+
+Report = Callable[[dict, "Path | None"], None]
+
+CUDA_FINITE_CHECK_EVERY = 20  # steps between divergence checks on CUDA (one host sync each)
+EPOCH_SEED_STRIDE = 1_000_003  # epoch e's data order comes from seed * stride + e
+
+
+@dataclass
+class _Setup:
+    """Everything a trial trains with, built the same way for a fresh start and a resume."""
+
+    config: TrialConfig
+    device: torch.device
+    data: Any
+    model: nn.Module
+    net: nn.Module  # what forward passes go through: the model, or its torch.compile wrapper
+    trainability: Any
+    optimizer: Any
+    scheduler: StepwiseLR
+    precision: Callable[[], ContextManager]
+    channels_last: bool
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device is cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)  # also seeds every CUDA device
+
+
+def _precision_context(config: TrialConfig, device: torch.device) -> Callable[[], ContextManager]:
+    # auto: bf16 autocast on CUDA, fp32 elsewhere; an explicit bf16 is honoured on the CPU too.
+    bf16 = config.train.precision == "bf16" or (config.train.precision == "auto" and device.type == "cuda")
+    if not bf16:
+        return nullcontext
+    return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+
+
+def _build(config: TrialConfig) -> _Setup:
+    device = resolve_device(config.train.device)
+    seed_everything(config.seed)
+    data = load_data(config.dataset, device, config.seed)
+    model = build_model(config.model, data.num_classes, config.seed)  # on the CPU, from the seed
+    trainability = apply_mode(model, config.mode, config.seed)
+    channels_last = device.type == "cuda"
+    if channels_last:
+        torch.backends.cudnn.benchmark = True
+        model = model.to(device, memory_format=torch.channels_last)
+    else:
+        model = model.to(device)
+    optimizer = build_optimizer(model, trainability, config.train)
+    scheduler = build_scheduler(optimizer, config.train, data.steps_per_epoch(config.train.batch_size))
+    net = torch.compile(model) if config.train.compile else model
+    return _Setup(config, device, data, model, net, trainability, optimizer, scheduler,
+                  _precision_context(config, device), channels_last)
+
+
+def _batches(setup: _Setup, batches: Any) -> Any:
+    for images, labels in batches:
+        if setup.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        yield images, labels
+
+
+def _train_epoch(setup: _Setup, epoch: int) -> dict[str, float] | None:
+    """One epoch of training; its metrics, or None when the loss stopped being finite."""
+    config, device = setup.config, setup.device
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing)
+    check_every = 1 if device.type == "cpu" else CUDA_FINITE_CHECK_EVERY
+    generator = torch.Generator().manual_seed(config.seed * EPOCH_SEED_STRIDE + epoch)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    seen = 0
+    setup.model.train()  # BN running statistics update in every mode
+    start = time.perf_counter()
+    batches = setup.data.train_batches(config.train.batch_size, generator)
+    for step, (images, labels) in enumerate(_batches(setup, batches), start=1):
+        with setup.precision():
+            logits = setup.net(images)
+            loss = criterion(logits, labels)
+        loss_sum += loss.detach().float() * labels.shape[0]
+        correct += (logits.detach().argmax(dim=1) == labels).sum()
+        seen += labels.shape[0]
+        if step % check_every == 0 and not torch.isfinite(loss_sum):
+            return None
+        setup.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        setup.optimizer.step()
+        setup.scheduler.step()
+    total_loss, total_correct = float(loss_sum), int(correct)  # the epoch's one sync
+    seconds = time.perf_counter() - start
+    if not math.isfinite(total_loss):
+        return None
+    return {
+        "train_loss": total_loss / max(seen, 1),
+        "train_acc": total_correct / max(seen, 1),
+        "lr": setup.scheduler.schedule.lr_at(setup.scheduler.steps_done - 1),  # the epoch's last step
+        "images_per_s": seen / seconds if seconds > 0 else 0.0,
+    }
+
+
+@torch.no_grad()
+def evaluate(setup: _Setup) -> dict[str, float]:
+    """Test loss (plain cross-entropy: label smoothing regularises training only), top-1, top-5."""
+    setup.model.eval()
+    loss_sum = torch.zeros((), device=setup.device)
+    top1 = torch.zeros((), dtype=torch.long, device=setup.device)
+    top5 = torch.zeros((), dtype=torch.long, device=setup.device)
+    seen = 0
+    k = min(5, setup.data.num_classes)
+    for images, labels in _batches(setup, setup.data.test_batches(setup.config.train.eval_batch_size)):
+        with setup.precision():
+            logits = setup.net(images)
+        logits = logits.float()
+        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
+        best = logits.topk(k, dim=1).indices
+        hits = best == labels[:, None]
+        top1 += hits[:, 0].sum()
+        top5 += hits.any(dim=1).sum()
+        seen += labels.shape[0]
+    setup.model.train()
+    n = max(seen, 1)
+    return {"test_loss": float(loss_sum) / n, "test_acc": int(top1) / n, "test_top5": int(top5) / n}
+
+
+def _final_metrics(setup: _Setup, history: list[dict], status: str) -> dict[str, Any]:
+    accuracies = [h["test_acc"] for h in history]
+    relu_batches = _batches(setup, setup.data.test_batches(setup.config.train.eval_batch_size))
+    return {
+        "status": status,
+        "epochs_completed": len(history),
+        # a run that diverged in its first epoch has no accuracy to show: 0.0, not NaN, so that
+        # searchers that maximise accuracy rank it last
+        "best_test_acc": max(accuracies, default=0.0),
+        "final_test_acc": accuracies[-1] if accuracies else 0.0,
+        "trainable_params": int(setup.trainability.trainable_params),
+        "total_params": int(setup.trainability.total_params),
+        **analysis.gamma_metrics(setup.model),
+        "relu_zero_frac": analysis.relu_zero_frac(setup.net, relu_batches, setup.precision),
+    }
+
+
+def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final: dict | None) -> None:
+    config = setup.config
+    save_checkpoint(directory, {
+        "config": config.to_dict(),
+        "config_hash": config_hash(config),
+        "seed": config.seed,
+        "num_classes": setup.data.num_classes,
+        "epoch": epoch,
+        "history": history,
+        "final": final,
+        "model": model_state(setup.model, setup.trainability),
+        "optimizer": optimizer_state(setup.model, setup.trainability, setup.optimizer),
+        "scheduler": setup.scheduler.state_dict(),
+        "rng": rng_state(),
+    })
+
+
+def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = None,
+              checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+    """Train one trial to the end (or until its loss diverges) and return its final metrics.
+
+    ``report(metrics, checkpoint)`` is called after every completed epoch, once that epoch's
+    checkpoint (if any) is on disk; ``checkpoint`` is then ``checkpoint_dir``, else None. Epochs
+    already in a resumed checkpoint are not reported again. See docs/architecture.md.
+    """
+    config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    directory = Path(checkpoint_dir).expanduser() if checkpoint_dir is not None else None
+    saved = load_checkpoint(directory) if directory is not None else None
+    if saved is not None:
+        check_same_trial(saved, config, directory)
+        if saved["final"] is not None:
+            return dict(saved["final"])
+
+    setup = _build(config)
+    history: list[dict] = []
+    start_epoch = 1
+    if saved is not None:
+        restore_model_state(setup.model, setup.trainability, saved["model"])
+        restore_optimizer_state(setup.model, setup.trainability, setup.optimizer, saved["optimizer"])
+        setup.scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_state(saved["rng"])
+        history = list(saved["history"])
+        start_epoch = saved["epoch"] + 1
+
+    epochs = config.train.epochs
+    status = "finished"
+    for epoch in range(start_epoch, epochs + 1):
+        started = time.perf_counter()
+        trained = _train_epoch(setup, epoch)
+        if trained is None:
+            status = "diverged"
+            break
+        metrics = {"epoch": epoch, **trained, **evaluate(setup)}
+        metrics["epoch_s"] = time.perf_counter() - started
+        history.append(metrics)
+        final = _final_metrics(setup, history, status) if epoch == epochs else None
+        checkpointed = None
+        if directory is not None and (final is not None or epoch % config.checkpoint.every_epochs == 0):
+            if final is not None:  # gamma.json first: a finished checkpoint implies it exists
+                write_gamma_json(directory, analysis.bn_gammas(setup.model))
+            _save(setup, directory, epoch, history, final)
+            checkpointed = directory
+        if report is not None:
+            report(dict(metrics), checkpointed)
+
+    if status == "diverged" or start_epoch > epochs:
+        final = _final_metrics(setup, history, status)
+        if directory is not None:
+            write_gamma_json(directory, analysis.bn_gammas(setup.model))
+            _save(setup, directory, len(history), history, final)
+    return dict(final)
