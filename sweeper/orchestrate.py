@@ -1,0 +1,499 @@
+"""`sweeper run` and `sweeper train`: a spec becomes Ray Tune trials tracked in MLflow.
+
+Resume design (the simplest that survives a driver killed with SIGKILL and works with s3://):
+
+- MLflow is the record of what is done. A trial whose child run (found by ``sweeper.trial_key``)
+  carries ``status`` finished or diverged is never run again.
+- Every other trial goes into a fresh ``Tuner`` (one grid point per remaining trial). We do not
+  use ``Tuner.restore``: its pickled experiment state ties a resume to the exact param space of
+  the first run, while our trial identities already live in MLflow and in the storage layout.
+- Each trial keeps its one checkpoint folder at ``<storage>/<sweep>/trials/<trial_key>/``
+  (sweeper.worker.CheckpointStore); ``run_trial`` resumes from it by itself. So a worker that
+  crashed (Ray retries it up to ``max_failures`` times, FailureConfig), a driver that was killed,
+  and a Ctrl-C all continue from the last checkpoint, not from scratch.
+- Logging is idempotent per (metric, step), so epochs trained again after a crash between two
+  checkpoints do not duplicate metric points.
+
+Search: ``random`` is expanded here, in the driver, with a generator seeded by the spec hash, so
+the sampled trials are concrete, have stable keys and resume like grid trials. ``optuna`` runs
+Ray Tune's ``OptunaSearch`` over the grid points (a categorical) and the sampled axes; a sampled
+trial's key is computed from its resolved config inside the trial, and trials left unfinished by
+an earlier run are handed back to Optuna as ``points_to_evaluate`` so they resume by key.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import click
+
+from sweeper import tracking
+from sweeper.errors import SpecError, SweepError
+from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+# --- the sweep as data ---------------------------------------------------------------------
+
+
+def _payload(trial) -> TrialPayload:
+    return TrialPayload(key=trial.key, name=trial.name, config=dict(trial.config), params=dict(trial.params))
+
+
+def expected_payloads(spec) -> list[TrialPayload]:
+    """Every trial the spec defines up front (grid, plus sampled ones for ``random``)."""
+    grid = [_payload(t) for t in spec.trials()]
+    search = getattr(spec, "search", None)
+    if search is None or _algorithm(spec) != "random":
+        return grid
+    import numpy as np
+
+    rng = np.random.default_rng(int(spec.spec_hash[:12], 16) if _is_hex(spec.spec_hash) else 0)
+    domains = _tune_domains(spec)
+    sampled = []
+    for _ in range(int(search.num_samples)):
+        for base in grid:
+            values = {axis: _native(domain.sample(random_state=rng)) for axis, domain in domains.items()}
+            sampled.append(resolve_sampled(base, values))
+    return sampled
+
+
+def _algorithm(spec) -> str:
+    search = getattr(spec, "search", None)
+    return str(getattr(search, "algorithm", "grid") or "grid") if search is not None else "grid"
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text[:12], 16)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _native(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def axis_path(axis: str) -> str:
+    """A grid/search axis name as a dotted config path: ``lr`` -> ``train.lr``."""
+    if "." in axis or axis in ("mode", "seed"):
+        return axis
+    from trainables.config import DatasetConfig, ModelConfig, TrainConfig
+
+    for section, cls in (("model", ModelConfig), ("train", TrainConfig), ("dataset", DatasetConfig)):
+        if axis in {f.name for f in fields(cls)}:
+            return f"{section}.{axis}"
+    return axis
+
+
+def resolve_sampled(base: TrialPayload, values: dict[str, Any]) -> TrialPayload:
+    """A grid trial with sampled values set: a new config, hence a new key, name and params."""
+    from sweeper.trial import trial_key
+
+    config = copy.deepcopy(base.config)
+    for axis, value in values.items():
+        node = config
+        *parents, leaf = axis_path(axis).split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    tags = {"sweeper.grid_key": base.key, "sweeper.sampled": json.dumps(values, sort_keys=True)}
+    suffix = "-".join(f"{axis.rsplit('.', 1)[-1]}{_short(v)}" for axis, v in sorted(values.items()))
+    params = dict(base.params)
+    params.update(_flatten(config))
+    return TrialPayload(key=trial_key(config), name=f"{base.name}-{suffix}" if suffix else base.name,
+                        config=config, params=params, tags=tags)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def _tune_domains(spec) -> dict[str, Any]:
+    """The spec's search space as Ray Tune domains (axis -> domain)."""
+    from ray import tune
+
+    builders = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
+                "lograndint": tune.lograndint, "choice": tune.choice, "quniform": tune.quniform,
+                "normal": tune.randn}
+    domains = {}
+    for axis, dist in dict(spec.search.space).items():
+        kind, args = _dist_parts(dist)
+        if kind not in builders:
+            raise SpecError(str(getattr(spec, "source", "") or ""), f"search.space.{axis}",
+                            f"unknown distribution {kind!r}; one of {', '.join(builders)}")
+        domains[axis] = builders[kind](args) if kind == "choice" else builders[kind](*args)
+    return domains
+
+
+def _dist_parts(dist: Any) -> tuple[str, list]:
+    """(kind, arguments) from whatever the spec holds: ``{loguniform: [a, b]}`` or a typed model."""
+    if isinstance(dist, dict) and len(dist) == 1:
+        (kind, args), = dist.items()
+        return kind, list(args) if isinstance(args, (list, tuple)) else [args]
+    if hasattr(dist, "model_dump"):
+        data = {k: v for k, v in dist.model_dump().items() if v is not None}
+        if len(data) == 1:
+            return _dist_parts(data)
+        kind = data.pop("kind", None) or data.pop("name", None) or data.pop("type", None)
+        if kind == "choice":
+            return kind, list(data.get("values") or data.get("choices") or [])
+        return kind, [data[k] for k in ("low", "high", "q") if k in data]
+    raise SweepError(f"search space: cannot read distribution {dist!r}")
+
+
+# --- tracking set-up shared by run and train -------------------------------------------------
+
+
+def _prepare_tracking(spec, tracking_uri: str | None, *, create: bool):
+    uri = tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec))
+    client = tracking.connect(uri)
+    if not create:
+        experiment = client.get_experiment_by_name(spec.name)
+        return uri, client, (experiment.experiment_id if experiment else None), None
+    experiment_id = tracking.ensure_experiment(client, spec.name, uri)
+    parent = tracking.ensure_parent_run(client, experiment_id, spec.name, _spec_yaml(spec), spec.spec_hash)
+    return uri, client, experiment_id, parent
+
+
+def _spec_tracking_uri(spec) -> str | None:
+    section = getattr(spec, "tracking", None)
+    return getattr(section, "uri", None) if section is not None else None
+
+
+def _spec_yaml(spec) -> str:
+    for attr in ("yaml", "yaml_text", "source_text", "text"):
+        text = getattr(spec, attr, None)
+        if isinstance(text, str):
+            return text
+    source = getattr(spec, "source", None) or getattr(spec, "path", None)
+    return Path(source).read_text() if source else ""
+
+
+def _storage_root(storage: str) -> str:
+    if "://" in storage:
+        return storage.rstrip("/")
+    return str(Path(storage).expanduser().resolve())
+
+
+def _cpus(spec) -> float:
+    return float(getattr(getattr(spec, "resources", None), "cpu", 1) or 1)
+
+
+def _gpus(spec) -> float:
+    return float(getattr(getattr(spec, "resources", None), "gpu", 0) or 0)
+
+
+def _states(client, experiment_id: str | None) -> dict[str, str]:
+    if experiment_id is None:
+        return {}
+    return {key: tracking.trial_state(run) for key, run in tracking.child_runs(client, experiment_id).items()}
+
+
+# --- sweeper run ---------------------------------------------------------------------------
+
+
+def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str | None = None,
+                storage: str = "./sweeper_results", dry_run: bool = False) -> int:
+    from sweeper.spec import load_spec
+
+    started = time.monotonic()
+    spec = load_spec(spec_path)
+    trials = expected_payloads(spec)
+    uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
+    states = _states(client, experiment_id)
+    remaining = [t for t in trials if states.get(t.key) not in tracking.TERMINAL_STATUSES]
+    optuna = _algorithm(spec) == "optuna"
+    sampled_todo = _optuna_samples_left(spec, client, experiment_id, trials) if optuna else 0
+
+    done = len(trials) - len(remaining)
+    click.echo(f"{spec.name}: {len(trials)} trials, {done} done, {len(remaining)} to run"
+               + (f", {sampled_todo} optuna samples to draw" if optuna else "")
+               + f"; tracking {uri}; storage {_storage_root(storage)}")
+    if dry_run:
+        if not optuna:
+            for i, t in enumerate(trials):
+                click.echo(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, 'pending')}")
+        return EXIT_OK
+    if not remaining and not (optuna and sampled_todo):
+        _close_parent(client, parent_id, EXIT_OK)
+        click.echo("nothing to do: every trial is finished")
+        return EXIT_OK
+
+    ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
+                       trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
+                       cpus_per_trial=_cpus(spec))
+    client.update_run(parent_id, status="RUNNING")
+    started_ray = _init_ray(address)
+    try:
+        keys, interrupted = _fit(spec, ctx, client, remaining, sampled_todo, storage, started)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    code = _exit_code(client, experiment_id, keys, interrupted)
+    _close_parent(client, parent_id, code)
+    return code
+
+
+def _optuna_samples_left(spec, client, experiment_id, grid: list[TrialPayload]) -> int:
+    """Optuna samples still to draw: num_samples less the sampled trials already done."""
+    grid_keys = {t.key for t in grid}
+    done = sum(1 for key, state in _states(client, experiment_id).items()
+               if key not in grid_keys and state in tracking.TERMINAL_STATUSES)
+    return max(0, int(spec.search.num_samples) - done)
+
+
+def _init_ray(address: str | None) -> bool:
+    """Attach to ``address`` when given, else start Ray here. True when we started it."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials use absolute paths only
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is our record
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=False)
+    return True
+
+
+def _ray_trainable(config: dict, ctx: SweepContext, grid: dict) -> None:
+    """The function trainable: a grid point (or an Optuna sample on one) -> one tracked trial."""
+    import ray
+    from ray import tune
+
+    payload = payload_from_config(config, grid)
+    node_id = ray.get_runtime_context().get_node_id()
+    run_tracked_trial(ctx, payload, node_id, tune_report=tune.report)
+
+
+def payload_from_config(config: dict, grid: dict) -> TrialPayload:
+    base = TrialPayload(**grid[config["grid"]])
+    sampled = config.get("sampled") or {}
+    return resolve_sampled(base, sampled) if sampled else base
+
+
+def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
+         storage: str, started: float) -> tuple[set[str], bool]:
+    from ray import tune
+
+    optuna = _algorithm(spec) == "optuna"
+    grid = {t.key: payload_dict(t) for t in remaining}
+    metric, mode = _metric_mode(spec)
+    search_alg, num_samples = None, 1
+    if optuna:
+        from ray.tune.search.optuna import OptunaSearch
+
+        base = {t.key: payload_dict(t) for t in (_payload(x) for x in spec.trials())}
+        grid = {**base, **grid}
+        unfinished = _unfinished_optuna_points(client, ctx.experiment_id, base)
+        param_space = {"grid": tune.choice(sorted(base)), "sampled": _tune_domains(spec)}
+        search_alg = OptunaSearch(points_to_evaluate=unfinished or None)
+        num_samples = sampled_todo + len(unfinished)
+    else:
+        param_space = {"grid": tune.grid_search(list(grid))}
+
+    trainable = tune.with_resources(tune.with_parameters(_ray_trainable, ctx=ctx, grid=grid),
+                                    {"cpu": _cpus(spec), "gpu": _gpus(spec)})
+    progress = _progress_callback(client, ctx.experiment_id, grid, total=len(remaining) if not optuna else num_samples,
+                         started=started)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
+                                    scheduler=_scheduler(spec), num_samples=num_samples,
+                                    max_concurrent_trials=int(getattr(spec, "max_concurrent", 0) or 0) or None,
+                                    trial_dirname_creator=lambda trial: trial.trial_id),
+        run_config=tune.RunConfig(name=spec.name, storage_path=_storage_root(storage), verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=int(spec.max_failures)),
+                                  callbacks=[progress]),
+    )
+    results = tuner.fit()
+    interrupted = progress.finished < len(results)  # Ray ends no trial it paused on Ctrl-C
+    return progress.keys | {t.key for t in remaining if not optuna}, interrupted
+
+
+def _unfinished_optuna_points(client, experiment_id, base: dict) -> list[dict]:
+    """Sampled trials an earlier run left unfinished, as Optuna points: they resume by key."""
+    points = []
+    for key, run in tracking.child_runs(client, experiment_id).items():
+        if key in base or tracking.trial_state(run) in tracking.TERMINAL_STATUSES:
+            continue
+        grid_key = run.data.tags.get("sweeper.grid_key")
+        sampled = run.data.tags.get("sweeper.sampled")
+        if grid_key in base and sampled:
+            points.append({"grid": grid_key, "sampled": json.loads(sampled)})
+    return points
+
+
+def _metric_mode(spec) -> tuple[str, str]:
+    search = getattr(spec, "search", None)
+    metric = getattr(search, "metric", None) or "test_acc"
+    direction = getattr(search, "direction", None) or "max"
+    return metric, ("min" if direction in ("min", "minimize") else "max")
+
+
+def _scheduler(spec):
+    section = getattr(spec, "scheduler", None)
+    name = getattr(section, "name", "fifo") if section is not None else "fifo"
+    if name == "fifo":
+        return None
+    if name == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        max_t = max(int(t.config["train"]["epochs"]) for t in spec.trials())
+        return ASHAScheduler(time_attr="epoch", max_t=max_t,
+                             grace_period=int(getattr(section, "grace_period", 1) or 1),
+                             reduction_factor=float(getattr(section, "reduction_factor", 4) or 4))
+    raise SweepError(f"scheduler {name!r} is not supported")
+
+
+def _progress_callback(*args, **kwargs):
+    """A ray.tune.Callback built on first use, so importing this module does not import Ray."""
+    from ray import tune
+
+    klass = type("SweepProgress", (_Progress, tune.Callback), {})
+    return klass(*args, **kwargs)
+
+
+class _Progress:
+    """Prints a line as each trial ends and settles what only the driver can know: a trial the
+    scheduler stopped early, and a trial that failed for good after all its retries."""
+
+    def __init__(self, client, experiment_id: str, grid: dict, total: int, started: float):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.grid = grid
+        self.total = total
+        self.started = started
+        self.finished = 0
+        self.keys: set[str] = set()
+        self.first_epoch_s: float | None = None
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.first_epoch_s is None:
+            self.first_epoch_s = time.monotonic() - self.started
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._settle(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._settle(trial, failed=True)
+
+    def _settle(self, trial, failed: bool) -> None:
+        self.finished += 1
+        payload = payload_from_config(trial.config, self.grid)
+        self.keys.add(payload.key)
+        try:
+            with tracking.fast_fail_http():
+                run = tracking.find_child_run(self.client, self.experiment_id, payload.key)
+                state = tracking.trial_state(run)
+                if run is not None and failed and state not in tracking.TERMINAL_STATUSES:
+                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "failed")
+                    self.client.set_terminated(run.info.run_id, "FAILED")
+                    state = "failed"
+                elif run is not None and not failed and state not in tracking.TERMINAL_STATUSES:
+                    # ended without finishing its epochs and without an error: a scheduler stop
+                    self.client.set_tag(run.info.run_id, tracking.TAG_EARLY_STOPPED, "true")
+                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "finished")
+                    self.client.set_terminated(run.info.run_id, "FINISHED")
+                    state = "finished (stopped early)"
+                acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run else None
+        except Exception:  # noqa: BLE001 - progress output must never stop the sweep
+            state, acc = ("failed" if failed else "ended"), None
+        acc_text = f"  test_acc={acc:.3f}" if isinstance(acc, float) else ""
+        where = f"  (error: {trial.path})" if failed else ""
+        click.echo(f"[{self.finished}/{self.total}] {payload.name}: {state}{acc_text}{where}")
+
+
+def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool) -> int:
+    runs = tracking.child_runs(client, experiment_id)
+    states = {key: tracking.trial_state(runs.get(key)) for key in keys}
+    for key, state in states.items():
+        run = runs.get(key)
+        if run is not None and state == "running":
+            # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
+            client.set_terminated(run.info.run_id, "KILLED")
+            states[key] = "interrupted"
+    if interrupted or any(s in ("interrupted", "pending") for s in states.values()):
+        click.echo("interrupted: run the same command again to resume", err=True)
+        return EXIT_INTERRUPTED
+    if any(s == "failed" for s in states.values()):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def _close_parent(client, parent_id: str | None, code: int) -> None:
+    if parent_id is None:
+        return
+    status = {EXIT_OK: "FINISHED", EXIT_FAILED: "FAILED"}.get(code, "KILLED")
+    client.set_terminated(parent_id, status)
+
+
+# --- sweeper train -------------------------------------------------------------------------
+
+
+def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None,
+                  storage: str = "./sweeper_results") -> int:
+    """One trial of the sweep in this process, no Ray, tracked exactly as under `sweeper run`."""
+    import socket
+
+    from sweeper.spec import load_spec
+
+    spec = load_spec(spec_path)
+    trials = expected_payloads(spec)
+    if not 0 <= index < len(trials):
+        raise SpecError("--trial", None, f"{index} is out of range: the spec has trials 0..{len(trials) - 1}")
+    payload = trials[index]
+    uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=True)
+    ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
+                       trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
+                       cpus_per_trial=_cpus(spec))
+    click.echo(f"{payload.name} ({payload.key}): training in this process; tracking {uri}")
+    try:
+        final = run_tracked_trial(ctx, payload, node_id=f"local:{socket.gethostname()}")
+    except KeyboardInterrupt:
+        run = tracking.find_child_run(client, experiment_id, payload.key)
+        if run is not None:
+            client.set_terminated(run.info.run_id, "KILLED")
+        click.echo("interrupted: run the same command again to resume", err=True)
+        return EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - a trial that crashed is a result, not a traceback
+        run = tracking.find_child_run(client, experiment_id, payload.key)
+        if run is not None:
+            client.set_tag(run.info.run_id, tracking.TAG_STATUS, "failed")
+            client.set_terminated(run.info.run_id, "FAILED")
+        click.echo(f"{payload.name}: failed: {type(e).__name__}: {e}", err=True)
+        return EXIT_FAILED
+    click.echo(f"{payload.name}: {final['status']}  test_acc={final.get('final_test_acc', float('nan')):.3f}")
+    return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_command(sys.argv[1]))

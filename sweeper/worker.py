@@ -1,0 +1,215 @@
+"""One trial, tracked: what runs inside a Ray worker (or in-process for `sweeper train`).
+
+``run_tracked_trial`` wraps ``trainables.run_trial`` with three things it must not know about:
+
+- MLflow: the trial's child run is found (or created once) by ``sweeper.trial_key``; every epoch's
+  metrics go in with ``step=epoch`` through an idempotent, buffered ``TrialLogger``; the final
+  metrics, the ``status`` tag, the node that ran it, the final checkpoint and the gamma histogram
+  go in at the end.
+- Checkpoints: the trial's checkpoint folder lives at ``<storage>/<sweep>/trials/<trial_key>/``
+  (a local path, or any URI pyarrow reaches: s3://, gs://). Keyed by the trial's identity, it is
+  found again whatever restarted the trial: Ray retrying a crashed worker (FailureConfig), a new
+  ``sweeper run`` after the driver died, or ``sweeper train``. ``run_trial`` resumes from it by
+  itself. One copy per trial, so Ray's own per-attempt checkpoint copies are not used.
+- Ray Tune: ``tune.report`` once per epoch (the scheduler and searcher read ``test_acc`` there).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sweeper import tracking
+
+FINAL_KEYS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params",
+              "gamma_near_zero_frac", "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1",
+              "relu_zero_frac", "epochs_completed")
+FINAL_STEP = 0  # final metrics are single values; step 0 keeps them out of the epoch axis
+END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
+TAG_ATTEMPTS = "sweeper.attempts"
+START_EPOCH_METRIC = "sweeper.start_epoch"  # per attempt (step = attempt): the first epoch it trained
+
+# Fault injection for the tests that kill a worker: the trial SIGKILLs its own process once,
+# right after the checkpoint of this epoch is stored. Inert unless both variables are set.
+FAULT_KILL_AT_EPOCH = "SWEEPER_FAULT_KILL_AT_EPOCH"
+FAULT_ONCE_FLAG = "SWEEPER_FAULT_ONCE_FLAG"
+
+
+@dataclass(frozen=True)
+class SweepContext:
+    """What every trial of a sweep needs besides its own configuration (plain, picklable)."""
+
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    trials_root: str  # <storage>/<sweep>/trials, a path or a URI
+    cpus_per_trial: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrialPayload:
+    key: str
+    name: str
+    config: dict
+    params: dict
+    tags: dict = field(default_factory=dict)  # extra child-run tags (sampled trials: their origin)
+
+
+class TrackingUnavailable(RuntimeError):
+    """Training ended but MLflow could not take the results in time; the checkpoint is safe, so
+    a retry (or the next `sweeper run`) finishes the bookkeeping without training again."""
+
+
+class CheckpointStore:
+    """The checkpoint folder of one trial under ``trials_root``. Local roots are used in place;
+    remote ones are mirrored into a temporary folder and uploaded after every checkpoint."""
+
+    def __init__(self, trials_root: str, key: str):
+        import pyarrow.fs as pafs
+
+        self.remote = "://" in trials_root and not trials_root.startswith("file://")
+        if not self.remote:
+            root = trials_root[len("file://"):] if trials_root.startswith("file://") else trials_root
+            self.local_dir = Path(root, key)
+            self.local_dir.mkdir(parents=True, exist_ok=True)
+            return
+        self.fs, base = pafs.FileSystem.from_uri(trials_root)
+        self.remote_dir = f"{base.rstrip('/')}/{key}"
+        self.local_dir = Path(tempfile.mkdtemp(prefix=f"sweeper-{key}-"))
+        if self.fs.get_file_info(self.remote_dir).type == pafs.FileType.Directory:
+            pafs.copy_files(self.remote_dir, str(self.local_dir), source_filesystem=self.fs,
+                            destination_filesystem=pafs.LocalFileSystem())
+
+    def upload(self) -> None:
+        if self.remote:
+            import pyarrow.fs as pafs
+
+            self.fs.create_dir(self.remote_dir, recursive=True)
+            pafs.copy_files(str(self.local_dir), self.remote_dir, source_filesystem=pafs.LocalFileSystem(),
+                            destination_filesystem=self.fs)
+
+    def close(self) -> None:
+        if self.remote:
+            shutil.rmtree(self.local_dir, ignore_errors=True)
+
+
+def open_trial_logger(ctx: SweepContext, payload: TrialPayload, node_id: str):
+    """The child run of this trial (found by key or created once) and a logger on it."""
+    from mlflow.tracking import MlflowClient
+
+    with tracking.fast_fail_http():
+        client = MlflowClient(tracking_uri=ctx.tracking_uri)
+        run_id = tracking.ensure_child_run(client, ctx.experiment_id, ctx.parent_run_id, payload.key,
+                                           payload.name, payload.params,
+                                           tags={**payload.tags, tracking.TAG_NODE_ID: node_id})
+        return tracking.TrialLogger(client, run_id)
+
+
+def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
+                      tune_report: Callable[[dict], None] | None = None) -> dict:
+    """Train one trial with tracking and keyed checkpoints; returns run_trial's final metrics."""
+    import torch
+
+    from trainables import run_trial
+
+    torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
+    logger = open_trial_logger(ctx, payload, node_id)
+    attempt = int(logger.client.get_run(logger.run_id).data.tags.get(TAG_ATTEMPTS, "0")) + 1
+    logger.set_tags({TAG_ATTEMPTS: attempt})
+    store = CheckpointStore(ctx.trials_root, payload.key)
+    first_epoch_seen: list[int] = []
+
+    def report(metrics: dict, checkpoint: Path | None) -> None:
+        epoch = int(metrics["epoch"])
+        if not first_epoch_seen:
+            first_epoch_seen.append(epoch)
+            logger.log_metrics({START_EPOCH_METRIC: epoch}, step=attempt)
+        if checkpoint is not None:
+            store.upload()  # before anything that may stop this process
+        logger.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+        _maybe_inject_fault(epoch)
+        if tune_report is not None:
+            tune_report({**metrics, "trial_key": payload.key})
+
+    try:
+        final = run_trial(payload.config, report, store.local_dir)
+    except BaseException as e:  # SystemExit too: Ray stops an early-stopped trial that way
+        if not isinstance(e, SystemExit):
+            logger.set_tags({tracking.TAG_LAST_ERROR: f"{type(e).__name__}: {e}"[:500]})
+        logger.flush(wait_s=10)
+        store.close()
+        raise
+    try:
+        _log_final(logger, final, store.local_dir, node_id)
+    finally:
+        store.close()
+    return final
+
+
+def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
+    logger.log_metrics({k: final[k] for k in FINAL_KEYS if k in final}, step=FINAL_STEP)
+    gamma_json = checkpoint_dir / "gamma.json"
+    ok = logger.log_artifacts(checkpoint_dir, "checkpoint", wait_s=END_FLUSH_WAIT_S)
+    if ok and gamma_json.exists():
+        png = _gamma_histogram(gamma_json)
+        if png is not None:
+            ok = logger.log_artifact(png, "gamma", wait_s=END_FLUSH_WAIT_S)
+            png.unlink(missing_ok=True)
+    # the status tag goes last: it is what marks the trial as done for every later run
+    logger.set_tags({tracking.TAG_NODE_ID: node_id})
+    ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S)
+    ok = ok and logger.set_tags({tracking.TAG_STATUS: final["status"]})
+    ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S) and logger.terminate("FINISHED", wait_s=END_FLUSH_WAIT_S)
+    if not ok:
+        raise TrackingUnavailable(f"MLflow did not take the results of run {logger.run_id} "
+                                  f"within {END_FLUSH_WAIT_S:.0f}s")
+
+
+def _gamma_histogram(gamma_json: Path) -> Path | None:
+    """A PNG of the distribution of BN gamma over all layers (the paper's Figure on disabled
+    features); None when the file holds no gammas."""
+    layers = json.loads(gamma_json.read_text()).get("layers", {})
+    values = [abs(float(g)) for gammas in layers.values() for g in gammas]
+    if not values:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
+    ax.hist(values, bins=50, color="#4c72b0")
+    for threshold in (0.01, 0.05, 0.1):
+        ax.axvline(threshold, color="#c44e52", lw=0.8, ls="--")
+    ax.set_xlabel("|gamma|")
+    ax.set_ylabel("BN channels")
+    ax.set_title(f"BatchNorm gamma ({len(values)} channels)")
+    fig.tight_layout()
+    out = Path(tempfile.mkdtemp(prefix="sweeper-gamma-"), "gamma_hist.png")
+    fig.savefig(out)
+    plt.close(fig)
+    return out
+
+
+def _maybe_inject_fault(epoch: int) -> None:
+    at, flag = os.environ.get(FAULT_KILL_AT_EPOCH), os.environ.get(FAULT_ONCE_FLAG)
+    if not at or not flag or epoch != int(at):
+        return
+    try:
+        fd = os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # exactly one trial dies, once
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def payload_dict(payload: TrialPayload) -> dict[str, Any]:
+    return {"key": payload.key, "name": payload.name, "config": payload.config, "params": payload.params,
+            "tags": payload.tags}

@@ -1,0 +1,45 @@
+"""Shared fixtures for the sweep-layer tests: a tmp MLflow store, a tmp work folder, local Ray."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch) -> Path:
+    """A fresh working folder, made current, with no tracking settings leaking in."""
+    folder = tmp_path / "work"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    for var in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS"):
+        monkeypatch.delenv(var, raising=False)
+    return folder
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    """A real MLflow store: sqlite in tmp_path (absolute, so Ray workers agree on it)."""
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def mlflow_client(tracking_uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+@pytest.fixture
+def ray_local():
+    """Ray on this machine with 2 CPUs, shut down afterwards."""
+    import ray
+
+    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

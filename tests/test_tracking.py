@@ -1,0 +1,212 @@
+"""MLflow layout and logging behaviour of sweeper.tracking, on a real sqlite store."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from sweeper import tracking
+from sweeper.errors import SweepError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _experiment(client, uri, name="sweep-a"):
+    return tracking.ensure_experiment(client, name, uri)
+
+
+# --- tracking URI --------------------------------------------------------------------------
+
+
+def test_tracking_uri_order_flag_env_spec_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.resolve_tracking_uri(None, None, tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert tracking.resolve_tracking_uri(None, "http://spec:5000", tmp_path) == "http://spec:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert tracking.resolve_tracking_uri(None, "http://spec:5000", tmp_path) == "http://env:5000"
+    assert tracking.resolve_tracking_uri("http://flag:5000", "http://spec:5000", tmp_path) == "http://flag:5000"
+
+
+def test_relative_sqlite_uri_is_made_absolute_for_workers(tmp_path):
+    assert tracking.absolute_uri("sqlite:///runs/m.db", tmp_path) == f"sqlite:///{tmp_path / 'runs' / 'm.db'}"
+    assert tracking.absolute_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
+
+
+def test_unreachable_tracking_server_is_one_line_sweep_error_and_fast():
+    uri = f"http://127.0.0.1:{_free_port()}"
+    started = time.monotonic()
+    with pytest.raises(SweepError) as err:
+        tracking.connect(uri)
+    assert time.monotonic() - started < 30
+    message = str(err.value)
+    assert "\n" not in message and uri in message and "not reachable" in message
+
+
+# --- parent and child runs -----------------------------------------------------------------
+
+
+def test_parent_run_is_found_again_not_duplicated_and_follows_the_spec_hash(mlflow_client, tracking_uri):
+    exp = _experiment(mlflow_client, tracking_uri)
+    first = tracking.ensure_parent_run(mlflow_client, exp, "sweep-a", "name: sweep-a\n", "hash1")
+    again = tracking.ensure_parent_run(mlflow_client, exp, "sweep-a", "name: sweep-a\n", "hash1")
+    changed = tracking.ensure_parent_run(mlflow_client, exp, "sweep-a", "name: sweep-a\n# v2\n", "hash2")
+    assert first == again == changed
+    runs = mlflow_client.search_runs([exp])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags[tracking.TAG_ROLE] == "sweep"
+    assert run.data.tags[tracking.TAG_SPEC_HASH] == "hash2"
+    paths = sorted(a.path for a in mlflow_client.list_artifacts(first, "spec"))
+    assert paths == ["spec/hash1.yaml", "spec/hash2.yaml"]
+
+
+def test_child_run_is_found_by_trial_key_with_parent_params_and_role(mlflow_client, tracking_uri):
+    exp = _experiment(mlflow_client, tracking_uri)
+    parent = tracking.ensure_parent_run(mlflow_client, exp, "sweep-a", "x: 1\n", "h")
+    params = {"mode": "bn_only", "model.depth": 8, "train.lr": 0.1}
+    a = tracking.ensure_child_run(mlflow_client, exp, parent, "key-1", "bn_only-d8", params)
+    b = tracking.ensure_child_run(mlflow_client, exp, parent, "key-1", "bn_only-d8", params)
+    other = tracking.ensure_child_run(mlflow_client, exp, parent, "key-2", "full-d8", params)
+    assert a == b != other
+    children = tracking.child_runs(mlflow_client, exp)
+    assert set(children) == {"key-1", "key-2"}
+    run = mlflow_client.get_run(a)
+    assert run.data.tags[tracking.TAG_PARENT] == parent
+    assert run.data.tags[tracking.TAG_ROLE] == "trial"
+    assert run.info.run_name == "bn_only-d8"
+    assert run.data.params == {"mode": "bn_only", "model.depth": "8", "train.lr": "0.1"}
+
+
+# --- idempotent, buffered logging ----------------------------------------------------------
+
+
+def _child(client, uri):
+    exp = _experiment(client, uri)
+    parent = tracking.ensure_parent_run(client, exp, "sweep-a", "x: 1\n", "h")
+    return tracking.ensure_child_run(client, exp, parent, "k", "trial-k", {})
+
+
+def _steps(client, run_id, key):
+    return [m.step for m in client.get_metric_history(run_id, key)]
+
+
+def test_a_restarted_trial_never_logs_a_metric_step_twice(mlflow_client, tracking_uri):
+    run_id = _child(mlflow_client, tracking_uri)
+    first = tracking.TrialLogger(mlflow_client, run_id)
+    for epoch in (1, 2, 3):
+        assert first.log_metrics({"test_acc": 0.1 * epoch, "train_loss": 1.0 / epoch}, step=epoch)
+    # the trial crashed after epoch 3 and its last checkpoint was epoch 2: epochs 3.. run again
+    second = tracking.TrialLogger(mlflow_client, run_id)
+    for epoch in (3, 4):
+        assert second.log_metrics({"test_acc": 0.5, "train_loss": 0.2}, step=epoch)
+    assert sorted(_steps(mlflow_client, run_id, "test_acc")) == [1, 2, 3, 4]
+    assert sorted(_steps(mlflow_client, run_id, "train_loss")) == [1, 2, 3, 4]
+    history = {m.step: m.value for m in mlflow_client.get_metric_history(run_id, "test_acc")}
+    assert history[3] == pytest.approx(0.3)  # the first value of a step stays
+
+
+class FlakyClient:
+    """An MlflowClient whose log_batch fails while ``down`` is set; with ``lose_replies`` the
+    write lands but the caller sees an error (a reply lost in a network outage)."""
+
+    def __init__(self, client):
+        self.client = client
+        self.down = False
+        self.lose_replies = False
+        self.failures = 0
+
+    def log_batch(self, run_id, **kw):
+        if self.down:
+            self.failures += 1
+            if self.lose_replies:
+                self.client.log_batch(run_id, **kw)
+            raise ConnectionError("tracking server went away")
+        return self.client.log_batch(run_id, **kw)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+@pytest.mark.parametrize("lose_replies", [False, True])
+def test_metrics_missed_during_an_outage_are_written_once_it_is_back(mlflow_client, tracking_uri, lose_replies):
+    run_id = _child(mlflow_client, tracking_uri)
+    flaky = FlakyClient(mlflow_client)
+    logger = tracking.TrialLogger(flaky, run_id, retry_every_s=0.01)
+    assert logger.log_metrics({"test_acc": 0.1}, step=1)
+    flaky.down, flaky.lose_replies = True, lose_replies
+    assert logger.log_metrics({"test_acc": 0.2}, step=2) is False  # training goes on
+    assert logger.set_tags({"status": "finished"}) is False
+    assert logger.log_metrics({"test_acc": 0.3}, step=3) is False
+    assert logger.flush(wait_s=0.05) is False  # a bounded wait, then give up for now
+    assert flaky.failures >= 3 and logger.pending > 0
+    flaky.down = False
+    assert logger.log_metrics({"test_acc": 0.4}, step=4)
+    assert logger.pending == 0
+    assert sorted(_steps(mlflow_client, run_id, "test_acc")) == [1, 2, 3, 4]
+    assert mlflow_client.get_run(run_id).data.tags["status"] == "finished"
+
+
+def test_flush_waits_for_a_server_that_comes_back(mlflow_client, tracking_uri):
+    import threading
+
+    run_id = _child(mlflow_client, tracking_uri)
+    flaky = FlakyClient(mlflow_client)
+    logger = tracking.TrialLogger(flaky, run_id, retry_every_s=0.05)
+    flaky.down = True
+    logger.log_metrics({"best_test_acc": 0.9}, step=0)
+    threading.Timer(0.3, lambda: setattr(flaky, "down", False)).start()
+    assert logger.flush(wait_s=20)
+    assert _steps(mlflow_client, run_id, "best_test_acc") == [0]
+
+
+def test_trial_state_reads_the_status_tag_then_the_run_status(mlflow_client, tracking_uri):
+    run_id = _child(mlflow_client, tracking_uri)
+    assert tracking.trial_state(None) == "pending"
+    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "running"
+    mlflow_client.set_terminated(run_id, "KILLED")
+    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "interrupted"
+    mlflow_client.set_tag(run_id, "status", "diverged")
+    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "diverged"
+
+
+# --- why we do not use Ray's stock MLflowLoggerCallback --------------------------------------
+
+
+class _FakeTrial:
+    """What MLflowLoggerCallback reads from a Ray trial: str(), config, hashability."""
+
+    def __init__(self, name, config):
+        self.name, self.config = name, config
+
+    def __str__(self):
+        return self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
+    def __eq__(self, other):
+        return isinstance(other, _FakeTrial) and other.name == self.name
+
+
+def test_rays_stock_mlflow_callback_makes_a_second_flat_run_when_the_driver_restarts(mlflow_client, tracking_uri):
+    """The trap design.md names, pinned on the installed Ray: the stock callback keeps trial ->
+    run ids in driver memory, so a new driver (a resumed sweep) opens a new run for the same
+    trial, and its runs have no parent. sweeper.tracking finds runs by tag instead (above)."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+    trial = _FakeTrial("train_fn_00000", {"lr": 0.1})
+    for _driver in range(2):  # the first driver, then the one that resumes the sweep
+        callback = MLflowLoggerCallback(tracking_uri=tracking_uri, experiment_name="stock")
+        callback.setup()
+        callback.log_trial_start(trial)
+        callback.log_trial_end(trial)
+    exp = mlflow_client.get_experiment_by_name("stock").experiment_id
+    runs = mlflow_client.search_runs([exp])
+    assert len(runs) == 2  # one trial, two runs
+    assert all("mlflow.parentRunId" not in r.data.tags for r in runs)
