@@ -1,0 +1,117 @@
+"""A trial: one resolved configuration, its stable identity and its readable name.
+
+The key is what makes a sweep resumable: it names the MLflow child run, the checkpoint folder and
+the Ray trial, so running the same spec again finds the same trials. It is a hash of the resolved
+configuration minus the settings that cannot change a result (where the data lives, how often
+checkpoints are written), so that moving the data or checkpointing more often keeps every name.
+``tests/test_spec.py`` pins the key of one fixed configuration: changing what goes into the key
+renames every stored result, so do it only on purpose.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Union
+
+Scalar = Union[str, int, float, bool, None]
+
+# Dotted paths left out of the key: they change where or how often, never what is computed.
+KEY_EXCLUDED = ("checkpoint", "dataset.root", "dataset.download", "dataset.num_workers")
+
+# The axes every name shows, in this order, as in design.md: bn_only-d110-w1-lr0.1-s0.
+NAME_CORE = (("mode", ""), ("model.depth", "d"), ("model.width", "w"), ("train.lr", "lr"), ("seed", "s"))
+# Short prefixes for other axes when they vary within a sweep; any other axis uses its leaf name.
+NAME_PREFIX = {
+    "dataset.name": "",
+    "model.family": "",
+    "model.bn_init": "bn",
+    "train.epochs": "e",
+    "train.batch_size": "bs",
+    "train.weight_decay": "wd",
+    "train.optimizer.name": "",
+    "train.optimizer.momentum": "mom",
+    "train.lr_schedule.name": "",
+    "train.warmup_epochs": "wu",
+    "train.label_smoothing": "ls",
+    "dataset.train_size": "n",
+    "dataset.image_size": "px",
+}
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One point of a sweep.
+
+    ``config`` is the resolved trial configuration in ``TrialConfig.to_dict()`` shape (what
+    ``trainables.run_trial`` takes); ``params`` is the same, flattened to dotted keys with scalar
+    values (lists as JSON text), as logged to MLflow.
+    """
+
+    key: str
+    name: str
+    config: dict[str, Any]
+    params: dict[str, Scalar]
+
+
+def trial_key(config: Mapping[str, Any]) -> str:
+    """16 hex digits of sha256 over the canonical JSON of ``config`` minus ``KEY_EXCLUDED``.
+
+    ``config`` must be resolved (``TrialConfig.to_dict()``), so that ``lr: 1`` and ``lr: 1.0``,
+    or an omitted default and the default typed out, give the same key.
+    """
+    kept = copy.deepcopy(dict(config))
+    for path in KEY_EXCLUDED:
+        *parents, leaf = path.split(".")
+        node: Any = kept
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    text = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists become JSON text."""
+    flat: dict[str, Scalar] = {}
+    for key, value in config.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, path))
+        elif isinstance(value, (list, tuple)):
+            flat[path] = json.dumps(list(value))
+        else:
+            flat[path] = value
+    return flat
+
+
+def trial_name(params: Mapping[str, Scalar], extra_axes: Iterable[str] = ()) -> str:
+    """``bn_only-d110-w1-lr0.1-s0``, then one part per axis in ``extra_axes`` (those that vary)."""
+    parts = [f"{prefix}{_show(params.get(path))}" for path, prefix in NAME_CORE]
+    core = {path for path, _ in NAME_CORE}
+    for path in extra_axes:
+        if path in core:
+            continue
+        prefix = NAME_PREFIX.get(path, path.rsplit(".", 1)[-1])
+        parts.append(f"{prefix}{_show(params.get(path))}")
+    return "-".join(parts)
+
+
+def make_trial(config: Mapping[str, Any], extra_axes: Iterable[str] = ()) -> Trial:
+    """A Trial from a resolved configuration (``TrialConfig.to_dict()``)."""
+    config = copy.deepcopy(dict(config))
+    params = flatten(config)
+    return Trial(key=trial_key(config), name=trial_name(params, extra_axes), config=config, params=params)
+
+
+def _show(value: Scalar) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, float):
+        return repr(value)  # shortest text that reads back as the same float: names stay unique
+    if isinstance(value, str) and value.startswith("["):
+        return "_".join(str(v) for v in json.loads(value)) or "none"
+    return str(value)
