@@ -68,10 +68,11 @@ def absolute_uri(uri: str, workdir: str | Path | None = None) -> str:
 
 
 @contextlib.contextmanager
-def fast_fail_http() -> Iterator[None]:
+def fast_fail_http(**overrides: str) -> Iterator[None]:
     """Temporarily make MLflow's HTTP client give up quickly (unless the user set the knobs)."""
-    saved = {k: os.environ.get(k) for k in _FAST_FAIL_ENV}
-    for k, v in _FAST_FAIL_ENV.items():
+    settings = {**_FAST_FAIL_ENV, **overrides}
+    saved = {k: os.environ.get(k) for k in settings}
+    for k, v in settings.items():
         os.environ.setdefault(k, v)
     try:
         yield
@@ -89,7 +90,8 @@ def connect(uri: str):
     from mlflow.tracking import MlflowClient
 
     try:
-        with fast_fail_http():
+        # one try: a server that is down should be reported now, not after minutes of retries
+        with fast_fail_http(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as e:  # noqa: BLE001 - every failure here means "cannot use this store"

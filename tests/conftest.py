@@ -19,10 +19,24 @@ def workdir(tmp_path: Path, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def _migrated_mlflow_db(tmp_path_factory) -> Path:
+    """One empty MLflow sqlite store, created once: building its schema takes seconds."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+    return path
+
+
 @pytest.fixture
-def tracking_uri(tmp_path: Path) -> str:
-    """A real MLflow store: sqlite in tmp_path (absolute, so Ray workers agree on it)."""
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+def tracking_uri(tmp_path: Path, _migrated_mlflow_db: Path) -> str:
+    """A real, empty MLflow store: sqlite in tmp_path (absolute, so Ray workers agree on it)."""
+    import shutil
+
+    path = tmp_path / "mlflow.db"
+    shutil.copyfile(_migrated_mlflow_db, path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture
