@@ -95,8 +95,9 @@ def kubernetes_definitions(version: str) -> Resource:
     """The strict core definitions that kubernetes-validate bundles for `version`."""
     from importlib.resources import files
 
-    available = [v for v in kubernetes_validate.utils.all_versions()
-                 if kubernetes_validate.utils.major_minor(v) <= version]
+    from packaging.version import Version
+
+    available = [v for v in kubernetes_validate.utils.all_versions() if Version(v) < Version(version + ".9999")]
     folder = f"v{available[-1]}-local-strict"
     text = files("kubernetes_validate").joinpath("kubernetes-json-schema", folder, "_definitions.json").read_text()
     return Resource.from_contents(json.loads(text))
