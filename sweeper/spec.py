@@ -40,6 +40,8 @@ FINAL_METRICS = ("best_test_acc", "final_test_acc", "trainable_params", "total_p
 METRICS = PER_EPOCH_METRICS + FINAL_METRICS
 LOWER_IS_BETTER = ("train_loss", "test_loss", "epoch_s")  # the default direction of these is min
 DEFAULT_METRIC = "test_acc"
+# trainables says "unknown name 'x'" for every `name` key; say which kind of name it was.
+_NAME_NOUNS = {"dataset.name": "dataset", "train.optimizer.name": "optimizer", "train.lr_schedule.name": "lr_schedule"}
 
 ALGORITHMS = ("grid", "random", "optuna")
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
@@ -308,10 +310,10 @@ class Spec(_Schema):
         for path, value in overrides.items():
             _set_path(config, resolve_axis(path), value)
         try:
-            resolved = TrialConfig.from_dict(config).to_dict()
+            resolved = _check_trial(config).to_dict()
         except ConfigError as e:
             key = self._space_key(e.path)
-            raise SpecError(self._path, key, e.message, self._line(key)) from None
+            raise self._config_error(key, e) from None
         return make_trial(resolved, self._name_axes)
 
     # -- building -------------------------------------------------------------------------------
@@ -321,6 +323,13 @@ class Spec(_Schema):
 
     def _error(self, key: str | None, message: str) -> SpecError:
         return SpecError(self._path, key, message, self._line(key))
+
+    def _config_error(self, key: str, e: ConfigError, suffix: str = "") -> SpecError:
+        message = e.message
+        noun = _NAME_NOUNS.get(e.path)
+        if noun and message.startswith("unknown name "):
+            message = f"unknown {noun} " + message[len("unknown name "):]
+        return self._error(key, message + suffix)
 
     def _base_config(self) -> dict[str, Any]:
         return {"dataset": copy.deepcopy(self.dataset), "model": copy.deepcopy(self.model),
@@ -386,19 +395,19 @@ class Spec(_Schema):
         for axis, j in zip(block.axes, indices):
             if path == axis.path or path.startswith((axis.path + ".", axis.path + "[")):
                 key = f"{block.where}.{axis.typed}[{j}]{path[len(axis.path):]}"
-                return self._error(key, e.message)
+                return self._config_error(key, e)
         # A base key is at fault, perhaps only together with this grid point's values: say which
         # point unless the base config alone gives the same complaint.
-        message = e.message
         try:
             TrialConfig.from_dict(self._base_config())
             alone = None
         except ConfigError as base_error:
             alone = (base_error.path, base_error.message)
+        suffix = ""
         if block.axes and alone != (e.path, e.message):
             point = ", ".join(f"{a.typed}={_show(a.values[j])}" for a, j in zip(block.axes, indices))
-            message += f" [in {block.where}: {point}]"
-        return self._error(path, message)
+            suffix = f" [in {block.where}: {point}]"
+        return self._config_error(path, e, suffix)
 
     def _check_search(self) -> None:
         search = self.search
@@ -460,10 +469,10 @@ class Spec(_Schema):
                     config = copy.deepcopy(trial.config)
                     _set_path(config, path, value)
                     try:
-                        TrialConfig.from_dict(config)
+                        _check_trial(config)
                     except ConfigError as e:
                         if e.path == path or e.path.startswith((path + ".", path + "[")):
-                            raise self._error(item, e.message) from None
+                            raise self._config_error(item, e) from None
                         raise self._error(item, f"{e.path}: {e.message} (with {key.rsplit('.', 1)[-1]}={_show(value)})") \
                             from None
 
@@ -587,9 +596,9 @@ def _schema_error(doc: YamlDocument, e: ValidationError) -> SpecError:
     elif kind in ("dict_type", "model_type", "model_attributes_type"):
         message = f"must be a mapping, got {_kind(value)}"
     elif kind == "greater_than_equal":
-        message = f"must be >= {ctx['ge']}, got {value}"
+        message = f"must be >= {_number(ctx['ge'])}, got {value}"
     elif kind == "greater_than":
-        message = f"must be > {ctx['gt']}, got {value}"
+        message = f"must be > {_number(ctx['gt'])}, got {value}"
     else:
         message = f"{err['msg']}, got {_kind(value)}"
     return SpecError(doc.path, key or None, message, doc.line_of(key))
@@ -652,12 +661,14 @@ def _unwrap(hint: Any) -> Any:
 
 
 def _unknown_key_hint(name: str, key: str, fields: list[str]) -> str:
+    if "." not in key and name in ("mode", "seed"):
+        return f"; {name} is set per trial through grid, e.g. grid: {{{name}: [...]}}"
+    if fields == ["name"]:  # fifo
+        return f"; fifo takes no settings{' (' + name + ' is an asha setting)' if name in AshaScheduler.model_fields else ''}"
     close = difflib.get_close_matches(name, fields, n=1)
     if close:
         return f" (did you mean {close[0]!r}?)"
     if "." not in key:  # top level: maybe a trial setting typed one level too high
-        if name in ("mode", "seed"):
-            return f"; {name} is set per trial through grid, e.g. grid: {{{name}: [...]}}"
         try:
             return f"; {name} belongs in {resolve_axis(name).rsplit('.', 1)[0]}"
         except ValueError:
@@ -681,6 +692,19 @@ def _resolves_to(typed: str) -> str | None:
         return None
 
 
+def _check_trial(config: Mapping[str, Any]) -> TrialConfig:
+    """TrialConfig.from_dict on a config that may be resolved already (to_dict output)."""
+    return TrialConfig.from_dict(_without_none(config))
+
+
+def _without_none(value: Any) -> Any:
+    # to_dict() writes None for unset optional keys (dataset.root, train_size, ...); leaving
+    # them out means the same to from_dict and keeps us off its handling of None.
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def _set_path(config: dict[str, Any], path: str, value: Any) -> None:
     *parents, leaf = path.split(".")
     node = config
@@ -699,6 +723,10 @@ def _get_path(config: Mapping[str, Any], path: str) -> Any:
     for p in path.split("."):
         node = node.get(p) if isinstance(node, Mapping) else None
     return node
+
+
+def _number(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _hashable(value: Any) -> Any:

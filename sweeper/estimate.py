@@ -1,0 +1,141 @@
+"""How much work a sweep is, before it starts: trial-epochs, images, FLOPs and GPU-hours.
+
+Training FLOPs are counted as BACKWARD_FACTOR x the forward FLOPs of every training image seen
+(forward + backward ~ 3x forward; an upper bound for the frozen-weight modes, which skip the
+weight gradients of frozen layers). Evaluation passes are not counted. GPU-hours assume one
+stated sustained throughput, printed next to the figure: an order of magnitude, not a promise.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from sweeper.spec import Spec
+from sweeper.trial import Trial
+
+BACKWARD_FACTOR = 3  # forward + backward ~ 3 x forward
+# Sustained training throughput assumed per GPU, in FLOP/s: bf16 small ResNets reach about a
+# quarter of an A100's 312 TFLOP/s peak at best, and far less at batch 128 on CIFAR sizes.
+ASSUMED_FLOPS_PER_S = 40e12
+
+
+@dataclass(frozen=True)
+class DataSetFacts:
+    train_images: int  # before dataset.train_size caps it
+    num_classes: int
+    image_size: int  # default side in pixels (dataset.image_size overrides it where allowed)
+
+
+# Mirrors trainables/data (tests/test_validate_cli.py checks that they agree).
+DATA_SETS = {
+    "cifar10": DataSetFacts(50_000, 10, 32),
+    "cifar100": DataSetFacts(50_000, 100, 32),
+    "imagenet": DataSetFacts(1_281_167, 1000, 224),
+    "digits": DataSetFacts(1_437, 10, 32),  # scikit-learn's 1797 digits, fixed 80% train split
+    "synthetic": DataSetFacts(512, 10, 32),
+}
+# Sampled axes that change the amount of work; any other sampled axis (lr, ...) does not.
+_WORK_AXES = ("train.epochs", "model.", "dataset.name", "dataset.train_size", "dataset.image_size")
+
+
+@dataclass(frozen=True)
+class TrialWork:
+    epochs: int
+    train_images: int
+    forward_flops: int  # per image
+
+    @property
+    def training_flops(self) -> int:
+        return BACKWARD_FACTOR * self.forward_flops * self.train_images * self.epochs
+
+
+@dataclass(frozen=True)
+class Estimate:
+    trials: int  # trials that will run (grid points x samples with a search)
+    trial_epochs: int
+    images_seen: int  # training images, summed over epochs and trials
+    forward_flops_min: int  # per image, over the sweep's models
+    forward_flops_max: int
+    training_flops: int
+    upper_bound: bool  # sampled axes change the work: each sampled trial counted at its largest
+
+    @property
+    def gpu_hours(self) -> float:
+        return self.training_flops / ASSUMED_FLOPS_PER_S / 3600
+
+
+def trial_work(config: Mapping[str, Any]) -> TrialWork:
+    """The work of one trial from its resolved configuration (``Trial.config``)."""
+    from trainables.config import ModelConfig  # lazy: flops need trainables.models (torch)
+    from trainables.models import flops_per_image
+
+    dataset = config["dataset"]
+    facts = DATA_SETS[dataset["name"]]
+    images = facts.train_images
+    if dataset.get("train_size"):
+        images = min(images, dataset["train_size"])
+    size = dataset.get("image_size") or facts.image_size
+    model = ModelConfig(**config["model"])
+    flops = _cached_flops(flops_per_image, model, facts.num_classes, size)
+    return TrialWork(epochs=config["train"]["epochs"], train_images=images, forward_flops=flops)
+
+
+def estimate_spec(spec: Spec) -> Estimate:
+    """The whole sweep: every grid point, times num_samples draws when a search samples axes."""
+    trials = spec.trials()
+    samples = spec.search.num_samples if spec.sampled_trial_count() else 1
+    space = spec.search.space if spec.search is not None else {}
+    work_axes = {p: d for p, d in space.items() if p.startswith(_WORK_AXES)}
+    works = [_largest_work(t, work_axes) for t in trials]
+    return _total(works, samples, upper_bound=bool(work_axes))
+
+
+def _largest_work(trial: Trial, work_axes: Mapping[str, Any]) -> TrialWork:
+    if not work_axes:
+        return trial_work(trial.config)
+    candidates = []
+    for values in itertools.product(*(d.bounds() for d in work_axes.values())):
+        config = copy.deepcopy(trial.config)
+        for path, value in zip(work_axes, values):
+            *parents, leaf = path.split(".")
+            node = config
+            for p in parents:
+                node = node[p]
+            node[leaf] = value
+        candidates.append(trial_work(config))
+    return max(candidates, key=lambda w: w.training_flops)
+
+
+def _total(works: list[TrialWork], samples: int, upper_bound: bool) -> Estimate:
+    if not works:
+        return Estimate(0, 0, 0, 0, 0, 0, upper_bound)
+    return Estimate(
+        trials=len(works) * samples,
+        trial_epochs=samples * sum(w.epochs for w in works),
+        images_seen=samples * sum(w.epochs * w.train_images for w in works),
+        forward_flops_min=min(w.forward_flops for w in works),
+        forward_flops_max=max(w.forward_flops for w in works),
+        training_flops=samples * sum(w.training_flops for w in works),
+        upper_bound=upper_bound,
+    )
+
+
+_FLOPS: dict[tuple[Any, ...], int] = {}
+
+
+def _cached_flops(flops_per_image: Any, model: Any, num_classes: int, size: int) -> int:
+    key = (model, num_classes, size)
+    if key not in _FLOPS:
+        _FLOPS[key] = int(flops_per_image(model, num_classes, size))
+    return _FLOPS[key]
+
+
+def si(value: float, unit: str = "") -> str:
+    """``1.23e15`` -> ``1.23 P``: readable FLOP counts."""
+    for factor, prefix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g} {prefix}{unit}"
+    return f"{value:.3g} {unit}".rstrip()
