@@ -20,9 +20,8 @@ def load_digits(cfg: DatasetConfig, device: torch.device, augment: bool = True) 
     bunch = sklearn_digits()
     images = torch.from_numpy(bunch.images).float()  # 1797 x 8 x 8
     labels = torch.from_numpy(bunch.target).long()
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(SPLIT_SEED))
-    num_train = int(TRAIN_FRACTION * len(images))
-    train_idx, test_idx = order[:num_train][:cfg.train_size], order[num_train:][:cfg.test_size]
+    train_all, test_all = split(len(images))
+    train_idx, test_idx = train_all[:cfg.train_size], test_all[:cfg.test_size]
 
     size = cfg.image_size or DEFAULT_SIZE
     # Upsample once at load (bilinear), store as uint8 like every on-device set, grey in 3 channels.
@@ -31,8 +30,8 @@ def load_digits(cfg: DatasetConfig, device: torch.device, augment: bool = True) 
 
     # No usual constants exist for this set: normalise with the statistics of the fixed training
     # split (all of it, before any train_size cap, so a smoke run sees the same scale).
-    train_all = pixels[order[:num_train]].float() / 255
-    mean, std = train_all.mean().item(), train_all.std().item()
+    train_pixels = pixels[train_all].float() / 255
+    mean, std = train_pixels.mean().item(), train_pixels.std().item()
     return TensorSource(
         name="digits", num_classes=10,
         train_images=pixels[train_idx], train_labels=labels[train_idx],
@@ -41,3 +40,10 @@ def load_digits(cfg: DatasetConfig, device: torch.device, augment: bool = True) 
         # No horizontal flips: a mirrored digit is another glyph (or none), so flipping would
         # teach the network wrong labels; random crops (small shifts) keep the class.
         flip=False, device=device, augment=augment)
+
+
+def split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of the fixed training and test images: a permutation from ``SPLIT_SEED``, cut 80/20."""
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    num_train = int(TRAIN_FRACTION * count)
+    return order[:num_train], order[num_train:]

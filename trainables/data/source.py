@@ -78,6 +78,7 @@ class TensorSource(DataSource):
         self.flip = flip
         self.augment = augment
         self.device = torch.device(device)
+        self.mean, self.std = tuple(mean), tuple(std)  # [0, 1] units, per channel
         channels = train_images.shape[1]
         mean_t = torch.tensor(mean, dtype=torch.float32).view(1, channels, 1, 1)
         std_t = torch.tensor(std, dtype=torch.float32).view(1, channels, 1, 1)
