@@ -11,18 +11,19 @@ shared ``nn.ReLU`` module does every activation.
 from __future__ import annotations
 
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 MAX_WIDTH = 64
-LAYOUTS: dict[int, tuple[type, list[int]]] = {
-    18: (BasicBlock, [2, 2, 2, 2]),
-    34: (BasicBlock, [3, 4, 6, 3]),
-    50: (Bottleneck, [3, 4, 6, 3]),
-    101: (Bottleneck, [3, 4, 23, 3]),
-    152: (Bottleneck, [3, 8, 36, 3]),
-    200: (Bottleneck, [3, 24, 36, 3]),
+BASIC, BOTTLENECK = "basic", "bottleneck"
+LAYOUTS: dict[int, tuple[str, list[int]]] = {
+    18: (BASIC, [2, 2, 2, 2]),
+    34: (BASIC, [3, 4, 6, 3]),
+    50: (BOTTLENECK, [3, 4, 6, 3]),
+    101: (BOTTLENECK, [3, 4, 23, 3]),
+    152: (BOTTLENECK, [3, 8, 36, 3]),
+    200: (BOTTLENECK, [3, 24, 36, 3]),
 }
-BOTTLENECK_DEPTHS = tuple(d for d, (block, _) in LAYOUTS.items() if block is Bottleneck)
+BOTTLENECK_DEPTHS = tuple(d for d, (block, _) in LAYOUTS.items() if block == BOTTLENECK)
+EXPANSION = {BASIC: 1, BOTTLENECK: 4}  # torchvision's BasicBlock.expansion, Bottleneck.expansion
 
 
 def check(depth: int, width: int) -> None:
@@ -38,8 +39,12 @@ def check(depth: int, width: int) -> None:
 
 def build(depth: int, width: int, num_classes: int) -> nn.Module:
     check(depth, width)
+    # torchvision is imported here, not at the top: validating a spec needs only check()
+    from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
+
     block, layers = LAYOUTS[depth]
-    return ResNet(block, layers, num_classes=num_classes, width_per_group=64 * width)
+    block_class = BasicBlock if block == BASIC else Bottleneck
+    return ResNet(block_class, layers, num_classes=num_classes, width_per_group=64 * width)
 
 
 def macs(depth: int, width: int, num_classes: int, image_size: int) -> int:
@@ -57,11 +62,11 @@ def macs(depth: int, width: int, num_classes: int, image_size: int) -> int:
     in_channels = 64
     for stage, blocks in enumerate(layers):
         planes = 64 * 2 ** stage
-        out_channels = planes * block.expansion
+        out_channels = planes * EXPANSION[block]
         for index in range(blocks):
             stride = 2 if stage > 0 and index == 0 else 1
             side_in, side = side, (side - 1) // stride + 1
-            if block is BasicBlock:
+            if block == BASIC:
                 total += side * side * planes * (in_channels * 9 + planes * 9)
             else:
                 inner = planes * width  # torchvision: planes * width_per_group / 64
