@@ -1,0 +1,96 @@
+"""One report, end to end: MLflow -> tables, figures, scorecard -> files -> the parent run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sweeper.errors import SweepError
+from sweeper.report import figures as fig
+from sweeper.report.collect import FINISHED, SweepRuns, load_curves, load_gammas, load_sweep
+from sweeper.report.markdown import render
+from sweeper.report.scorecard import ScoreRow, score
+from sweeper.report.tables import aggregate
+
+REPORT_MD, RESULTS_CSV = "report.md", "results.csv"
+ARTIFACT_PATH = "report"  # on the sweep's parent run
+# Every figure the report can hold: file name -> how to draw it. One without data is not written
+# (and a stale copy from an earlier report is removed).
+FIGURES = {
+    "accuracy_vs_depth": lambda c, curves, gammas: fig.accuracy_vs_depth(c),
+    "accuracy_vs_width": lambda c, curves, gammas: fig.accuracy_vs_width(c),
+    "accuracy_vs_params": lambda c, curves, gammas: fig.accuracy_vs_params(c),
+    "gamma_distribution": lambda c, curves, gammas: fig.gamma_distribution(c, gammas),
+    "relu_sparsity": lambda c, curves, gammas: fig.relu_sparsity(c),
+    "test_acc_curves": lambda c, curves, gammas: fig.accuracy_curves(c, curves),
+}
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    sweep: SweepRuns
+    configs: pd.DataFrame
+    scorecard: list[ScoreRow]
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def figures(self) -> list[Path]:
+        return [p for p in self.files if p.suffix == ".png"]
+
+
+def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
+                 planned: int | None = None, log_to_mlflow: bool = True) -> Report:
+    """Write report.md, results.csv and the figures of sweep ``name`` into ``out_dir`` and, unless
+    told not to, onto the sweep's parent run under ``report/``."""
+    sweep = load_sweep(client, name, tracking_uri)
+    configs = aggregate(sweep.trials, sweep.param_columns)
+    finished = list(sweep.with_state(FINISHED)["run_id"])
+    curves = load_curves(client, finished)
+    gammas = load_gammas(client, finished)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out, sweep, configs, [])
+    drawn: dict[str, str] = {}
+    for role, draw in FIGURES.items():
+        path = out / f"{role}.png"
+        figure = draw(configs, curves, gammas)
+        if figure is None:
+            path.unlink(missing_ok=True)
+            continue
+        fig.save(figure, path)
+        drawn[role] = path.name
+        report.files.append(path)
+
+    results = out / RESULTS_CSV
+    write_results(sweep, results)
+    report.files.append(results)
+
+    report.scorecard, not_in_sweep = score(configs)
+    markdown = out / REPORT_MD
+    markdown.write_text(render(sweep, configs, report.scorecard, not_in_sweep, drawn,
+                               datetime.now(timezone.utc), planned), encoding="utf-8")
+    report.files.insert(0, markdown)
+
+    if log_to_mlflow:
+        try:
+            for path in report.files:
+                client.log_artifact(sweep.parent_run_id, str(path), ARTIFACT_PATH)
+        except Exception as e:  # noqa: BLE001 - the local report stands; say what did not happen
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise SweepError(f"report written to {out}, but not stored on MLflow run "
+                             f"{sweep.parent_run_id}: {first}") from None
+    return report
+
+
+def write_results(sweep: SweepRuns, path: Path) -> None:
+    """One row per trial: identity and state, its configuration, its final metrics."""
+    frame = sweep.trials.copy()
+    for column in ("start_time", "end_time"):
+        frame[column] = frame[column].map(lambda t: t.isoformat() if isinstance(t, pd.Timestamp) else "")
+    frame.to_csv(path, index=False)  # shortest round-trip floats: the CSV holds what MLflow holds

@@ -1,0 +1,200 @@
+"""Read one sweep back from MLflow into plain pandas tables.
+
+The layout is the one design.md fixes: one experiment per sweep, a parent run tagged
+``sweeper.role=sweep``, one child run per trial tagged ``sweeper.role=trial`` and
+``sweeper.trial_key``, params = the flattened trial configuration, final metrics logged once,
+per-epoch metrics with ``step`` = epoch, ``gamma.json`` among the child's artifacts.
+
+Cost: one paged ``search_runs`` for all trials (params, tags and the latest value of every
+metric come with it), one for the parent, then one metric-history call per finished run for the
+learning curves and one artifact download per run for the gamma distributions. MLflow's client
+has no public call that returns the histories of many runs at once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from sweeper import tracking
+from sweeper.errors import SweepError
+
+# Where the sweep layer puts each trial's gammas (sweeper/worker.py logs the checkpoint folder,
+# gamma.json included, under "checkpoint/"); the bare name is accepted for hand-made stores.
+GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
+
+# A trial's state as the report sees it (sweeper.tracking.trial_state). Only "finished" runs
+# enter the means; "diverged" ones are counted next to them (their accuracy is chance, not a
+# measurement of the configuration); the rest are listed in the header and left out.
+FINISHED, DIVERGED, RUNNING, FAILED, INTERRUPTED = "finished", "diverged", "running", "failed", "interrupted"
+STATES = (FINISHED, DIVERGED, RUNNING, FAILED, INTERRUPTED)
+
+# When one trial key has several runs (it should not, but a store edited by hand may), keep the
+# most complete one.
+_STATE_RANK = {FINISHED: 0, DIVERGED: 1, RUNNING: 2, INTERRUPTED: 3, FAILED: 4}
+
+# Columns of the trials table that are not the trial's configuration.
+RUN_COLUMNS = ("run_id", "trial_key", "run_name", "status", "mlflow_status", "start_time", "end_time")
+
+
+@dataclass
+class SweepRuns:
+    """Everything the report needs about one sweep, as read from MLflow."""
+
+    name: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    trials: pd.DataFrame  # one row per trial: RUN_COLUMNS, then params, then metrics
+    param_columns: list[str]
+    metric_columns: list[str]
+
+    def with_state(self, *states: str) -> pd.DataFrame:
+        return self.trials[self.trials["status"].isin(states)]
+
+    def counts(self) -> dict[str, int]:
+        found = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
+        return {state: int(found.get(state, 0)) for state in STATES}
+
+
+def load_sweep(client: Any, name: str, tracking_uri: str) -> SweepRuns:
+    """All child runs of sweep ``name``; SweepError when the store holds no such sweep."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None or experiment.lifecycle_stage == "deleted":
+        raise SweepError(f"no sweep named {name!r} in {tracking_uri} (no MLflow experiment of that name)")
+    parent = tracking.find_parent_run(client, experiment.experiment_id)
+    if parent is None:
+        raise SweepError(f"experiment {name!r} in {tracking_uri} has no sweep run "
+                         f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
+    children = _search_all(client, experiment.experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'")
+    trials, params, metrics = _trials_table(children)
+    return SweepRuns(name, tracking_uri, experiment.experiment_id, parent.info.run_id, trials, params, metrics)
+
+
+def load_curves(client: Any, run_ids: Iterable[str], key: str = "test_acc") -> pd.DataFrame:
+    """Per-epoch history of ``key`` for each run: columns run_id, step, value."""
+    rows = []
+    for run_id in run_ids:
+        for m in client.get_metric_history(run_id, key):
+            rows.append((run_id, int(m.step), float(m.value), int(m.timestamp)))
+    frame = pd.DataFrame(rows, columns=["run_id", "step", "value", "timestamp"])
+    # A resumed trial may log an epoch twice; its last value is the one that counts.
+    frame = frame.sort_values(["run_id", "step", "timestamp"]).drop_duplicates(["run_id", "step"], keep="last")
+    return frame.drop(columns="timestamp").reset_index(drop=True)
+
+
+def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
+    """All BN gammas of each run (every layer pooled), from its ``gamma.json`` artifact.
+
+    Runs without the artifact are left out rather than failing the report.
+    """
+    gammas: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="sweeper-report-") as tmp:
+        for run_id in run_ids:
+            for artifact in GAMMA_ARTIFACTS:
+                values = _read_gammas(client, run_id, artifact, Path(tmp) / run_id)
+                if values is not None:
+                    gammas[run_id] = values
+                    break
+    return gammas
+
+
+def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[float] | None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = client.download_artifacts(run_id, artifact, str(folder))
+        layers = json.loads(Path(path).read_text())["layers"]
+        return [float(g) for values in layers.values() for g in values]
+    except Exception:  # noqa: BLE001 - missing or unreadable: no distribution for this run
+        return None
+
+
+# --- internals --------------------------------------------------------------------------------
+
+
+def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000,
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
+    rows, param_keys, metric_keys = [], set(), set()
+    for run in runs:
+        tags = run.data.tags
+        row: dict[str, Any] = {
+            "run_id": run.info.run_id,
+            "trial_key": tags.get(tracking.TAG_TRIAL_KEY, run.info.run_id),
+            "run_name": run.info.run_name or tags.get("mlflow.runName", ""),
+            "status": tracking.trial_state(run),
+            "mlflow_status": run.info.status,
+            "start_time": _timestamp(run.info.start_time),
+            "end_time": _timestamp(run.info.end_time),
+        }
+        for key, value in run.data.params.items():
+            row[key] = parse_param(value)
+            param_keys.add(key)
+        for key, value in run.data.metrics.items():
+            if key.startswith("sweeper."):  # the sweep layer's bookkeeping, not a result
+                continue
+            row[key] = float(value)
+            metric_keys.add(key)
+        rows.append(row)
+    params = _ordered_params(param_keys)
+    metrics = _ordered_metrics(metric_keys - param_keys)
+    frame = pd.DataFrame(rows, columns=list(RUN_COLUMNS) + params + metrics)
+    if len(frame):
+        frame["_rank"] = frame["status"].map(_STATE_RANK)
+        frame = (frame.sort_values(["trial_key", "_rank", "start_time"], ascending=[True, True, False])
+                 .drop_duplicates("trial_key").drop(columns="_rank"))
+        sort_keys = [k for k in ("mode", "model.depth", "model.width", "train.lr", "seed") if k in frame]
+        frame = frame.sort_values(sort_keys + ["run_name"], kind="stable")
+    return frame.reset_index(drop=True), params, metrics
+
+
+def parse_param(text: str) -> Any:
+    """MLflow stores params as strings; give numbers back their type so tables sort and group."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return {"True": True, "False": False, "true": True, "false": False}.get(text, text)
+    return value if math.isfinite(value) else text
+
+
+# Final metrics first in the order design.md lists them, then the last value of each per-epoch one.
+FINAL_METRICS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params", "gamma_near_zero_frac",
+                 "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1", "relu_zero_frac", "epochs_completed")
+EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "images_per_s", "epoch_s")
+_PARAM_ORDER = ("mode", "seed", "dataset.name", "model.family", "model.depth", "model.width", "train.lr",
+                "train.epochs", "train.batch_size")
+
+
+def _ordered_params(keys: set[str]) -> list[str]:
+    first = [k for k in _PARAM_ORDER if k in keys]
+    return first + sorted(keys - set(first))
+
+
+def _ordered_metrics(keys: set[str]) -> list[str]:
+    first = [k for k in FINAL_METRICS + EPOCH_METRICS if k in keys]
+    return first + sorted(keys - set(first))
+
+
+def _timestamp(ms: int | None) -> pd.Timestamp | None:
+    return pd.Timestamp(ms, unit="ms", tz="UTC") if ms else None
