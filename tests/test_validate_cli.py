@@ -1,0 +1,106 @@
+"""`sweeper validate`: the trial table and work estimate, and one-line errors from the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from sweeper.cli import cli
+from sweeper.estimate import ASSUMED_FLOPS_PER_S, DATA_SETS, estimate_spec, trial_work
+from sweeper.spec import load_spec, parse_spec
+
+SMALL = Path(__file__).parent / "specs" / "small.yaml"
+
+
+def test_validate_prints_the_count_first_then_every_trial_then_the_estimate():
+    result = CliRunner().invoke(cli, ["validate", str(SMALL)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("6 trials in sweep 'small_study'")
+    assert lines[1].split() == ["#", "name", "key", "mode", "depth", "seed"]
+    spec = load_spec(SMALL)
+    for i, trial in enumerate(spec.trials()):
+        assert lines[2 + i].split()[:3] == [str(i), trial.name, trial.key]
+    assert lines[2].split()[3:] == ["bn_only", "8", "0"]
+    out = result.output
+    assert "trials x epochs:        12" in out  # 6 trials x 2 epochs
+    assert "training images seen:   17,244" in out  # x 1437 digits training images
+    assert f"at an assumed {ASSUMED_FLOPS_PER_S / 1e12:.0f} TFLOP/s sustained per GPU" in out
+
+
+def test_the_estimate_is_trials_x_epochs_x_images_x_three_forward_passes():
+    from trainables.config import ModelConfig
+    from trainables.models import flops_per_image
+
+    spec = load_spec(SMALL)
+    est = estimate_spec(spec)
+    forward = {d: flops_per_image(ModelConfig(family="cifar_resnet", depth=d), 10, 32) for d in (8, 14)}
+    depths = [t.config["model"]["depth"] for t in spec.trials()]
+    assert est.trials == 6 and est.trial_epochs == 12
+    assert est.training_flops == sum(3 * forward[d] * 1437 * 2 for d in depths)
+    assert (est.forward_flops_min, est.forward_flops_max) == (forward[8], forward[14])
+    assert abs(est.gpu_hours - est.training_flops / ASSUMED_FLOPS_PER_S / 3600) < 1e-12
+
+
+def test_train_size_caps_the_images_of_a_trial():
+    config = {"dataset": {"name": "cifar10", "train_size": 1000}, "model": {"family": "cifar_resnet", "depth": 8},
+              "train": {"epochs": 3}}
+    assert trial_work(config).train_images == 1000
+    config["dataset"]["train_size"] = 10**6
+    assert trial_work(config).train_images == 50_000
+
+
+def test_the_data_set_table_agrees_with_trainables_data():
+    from trainables.config import DATASETS, DatasetConfig
+    from trainables.data import load_data
+
+    assert set(DATA_SETS) == set(DATASETS)
+    for name in ("digits", "synthetic"):
+        source = load_data(DatasetConfig(name=name), "cpu", seed=0)
+        facts = DATA_SETS[name]
+        assert (source.num_train, source.num_classes, source.image_size) == \
+               (facts.train_images, facts.num_classes, facts.image_size)
+
+
+def test_a_search_says_how_many_sampled_trials_it_adds():
+    spec = parse_spec("name: s\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\n"
+                      "train: {epochs: 2}\ngrid: {mode: [bn_only, full]}\n"
+                      "search: {algorithm: random, num_samples: 3, space: {lr: {loguniform: [0.01, 1.0]}, "
+                      "epochs: {choice: [1, 4]}}}\n", "s.yaml")
+    from sweeper.validate import describe
+
+    lines = describe(spec)
+    assert lines[0].startswith("2 grid points x 3 samples = 6 trials in sweep 's'")
+    assert any(line.startswith("search: random draws 3 samples of train.lr ~ loguniform[0.01, 1.0], "
+                               "train.epochs ~ choice[1, 4] for each grid point: 6 trials in all") for line in lines)
+    est = estimate_spec(spec)
+    assert est.trials == 6 and est.upper_bound
+    assert est.trial_epochs == 6 * 4  # epochs is sampled: counted at its largest choice
+
+
+def test_the_real_cli_prints_one_line_and_exits_2_on_a_bad_spec(tmp_path):
+    (tmp_path / "sweeps").mkdir()
+    lines = ["name: x", "dataset: {name: digits}", "model: {family: cifar_resnet}", "train:", "  epochs: 2",
+             "grid:", "  - mode: [bn_only, full]", "    width: [1]", "    depth:", "      - 8", "      - 14",
+             "      - 15", "    seed: [0]"]
+    (tmp_path / "sweeps" / "x.yaml").write_text("\n".join(lines) + "\n")
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", "from sweeper.cli import main; main()", "validate", "sweeps/x.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        "sweeps/x.yaml: grid[0].depth[2]: 15 is not 6n+2 for cifar_resnet (8, 14, 20, 32, 56, 110, ...) (line 12)"]
+    assert "Traceback" not in proc.stderr
+
+
+def test_the_cli_reports_a_missing_file_as_one_line(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", "from sweeper.cli import main; main()", "validate", "nope.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert (proc.returncode, proc.stderr) == (2, "nope.yaml: no such file\n")
