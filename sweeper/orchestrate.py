@@ -60,10 +60,16 @@ def expected_payloads(spec) -> list[TrialPayload]:
     domains = _tune_domains(spec)
     sampled = []
     for _ in range(int(search.num_samples)):
-        for base in grid:
+        for base in spec.trials():
             values = {axis: _native(domain.sample(random_state=rng)) for axis, domain in domains.items()}
-            sampled.append(resolve_sampled(base, values))
+            trial = spec.make_trial(values, base=base)
+            sampled.append(TrialPayload(trial.key, trial.name, trial.config, trial.params, _origin(base.key, values)))
     return sampled
+
+
+def _origin(grid_key: str, values: dict[str, Any]) -> dict[str, str]:
+    """Tags that say which grid point a sampled trial grew from and what was drawn."""
+    return {"sweeper.grid_key": grid_key, "sweeper.sampled": json.dumps(values, sort_keys=True)}
 
 
 def _algorithm(spec) -> str:
@@ -83,83 +89,31 @@ def _native(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def axis_path(axis: str) -> str:
-    """A grid/search axis name as a dotted config path: ``lr`` -> ``train.lr``."""
-    if "." in axis or axis in ("mode", "seed"):
-        return axis
-    from trainables.config import DatasetConfig, ModelConfig, TrainConfig
-
-    for section, cls in (("model", ModelConfig), ("train", TrainConfig), ("dataset", DatasetConfig)):
-        if axis in {f.name for f in fields(cls)}:
-            return f"{section}.{axis}"
-    return axis
-
-
-def resolve_sampled(base: TrialPayload, values: dict[str, Any]) -> TrialPayload:
-    """A grid trial with sampled values set: a new config, hence a new key, name and params."""
-    from sweeper.trial import trial_key
+def resolve_sampled(base: TrialPayload, values: dict[str, Any], name_axes: list[str]) -> TrialPayload:
+    """A grid trial with sampled values (dotted paths) set: a new config, key, name and params.
+    The same resolution as ``Spec.make_trial``, without needing the spec inside a worker."""
+    from sweeper.spec import _set_path, resolve_axis
+    from sweeper.trial import make_trial
+    from trainables.config import TrialConfig
 
     config = copy.deepcopy(base.config)
-    for axis, value in values.items():
-        node = config
-        *parents, leaf = axis_path(axis).split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    tags = {"sweeper.grid_key": base.key, "sweeper.sampled": json.dumps(values, sort_keys=True)}
-    suffix = "-".join(f"{axis.rsplit('.', 1)[-1]}{_short(v)}" for axis, v in sorted(values.items()))
-    params = dict(base.params)
-    params.update(_flatten(config))
-    return TrialPayload(key=trial_key(config), name=f"{base.name}-{suffix}" if suffix else base.name,
-                        config=config, params=params, tags=tags)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, path + "."))
-        else:
-            flat[path] = value
-    return flat
+    for path, value in values.items():
+        _set_path(config, resolve_axis(path), value)
+    trial = make_trial(TrialConfig.from_dict(config).to_dict(), name_axes)
+    return TrialPayload(trial.key, trial.name, trial.config, trial.params, _origin(base.key, values))
 
 
 def _tune_domains(spec) -> dict[str, Any]:
-    """The spec's search space as Ray Tune domains (axis -> domain)."""
+    """The spec's search space as Ray Tune domains (dotted path -> domain)."""
     from ray import tune
 
-    builders = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": tune.randint,
-                "lograndint": tune.lograndint, "choice": tune.choice, "quniform": tune.quniform,
-                "normal": tune.randn}
     domains = {}
-    for axis, dist in dict(spec.search.space).items():
-        kind, args = _dist_parts(dist)
-        if kind not in builders:
-            raise SpecError(str(getattr(spec, "source", "") or ""), f"search.space.{axis}",
-                            f"unknown distribution {kind!r}; one of {', '.join(builders)}")
-        domains[axis] = builders[kind](args) if kind == "choice" else builders[kind](*args)
+    for path, dist in dict(spec.search.space).items():
+        if dist.kind == "choice":
+            domains[path] = tune.choice(list(dist.values))
+        else:
+            domains[path] = getattr(tune, dist.kind)(dist.low, dist.high)
     return domains
-
-
-def _dist_parts(dist: Any) -> tuple[str, list]:
-    """(kind, arguments) from whatever the spec holds: ``{loguniform: [a, b]}`` or a typed model."""
-    if isinstance(dist, dict) and len(dist) == 1:
-        (kind, args), = dist.items()
-        return kind, list(args) if isinstance(args, (list, tuple)) else [args]
-    if hasattr(dist, "model_dump"):
-        data = {k: v for k, v in dist.model_dump().items() if v is not None}
-        if len(data) == 1:
-            return _dist_parts(data)
-        kind = data.pop("kind", None) or data.pop("name", None) or data.pop("type", None)
-        if kind == "choice":
-            return kind, list(data.get("values") or data.get("choices") or [])
-        return kind, [data[k] for k in ("low", "high", "q") if k in data]
-    raise SweepError(f"search space: cannot read distribution {dist!r}")
 
 
 # --- tracking set-up shared by run and train -------------------------------------------------
@@ -182,12 +136,7 @@ def _spec_tracking_uri(spec) -> str | None:
 
 
 def _spec_yaml(spec) -> str:
-    for attr in ("yaml", "yaml_text", "source_text", "text"):
-        text = getattr(spec, attr, None)
-        if isinstance(text, str):
-            return text
-    source = getattr(spec, "source", None) or getattr(spec, "path", None)
-    return Path(source).read_text() if source else ""
+    return spec.text
 
 
 def _storage_root(storage: str) -> str:
@@ -262,7 +211,7 @@ def _optuna_samples_left(spec, client, experiment_id, grid: list[TrialPayload]) 
     grid_keys = {t.key for t in grid}
     done = sum(1 for key, state in _states(client, experiment_id).items()
                if key not in grid_keys and state in tracking.TERMINAL_STATUSES)
-    return max(0, int(spec.search.num_samples) - done)
+    return max(0, spec.sampled_trial_count() - done)
 
 
 def _init_ray(address: str | None) -> bool:
@@ -274,7 +223,6 @@ def _init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials use absolute paths only
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # MLflow is our record
     if address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
@@ -283,20 +231,20 @@ def _init_ray(address: str | None) -> bool:
     return True
 
 
-def _ray_trainable(config: dict, ctx: SweepContext, grid: dict) -> None:
+def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[str]) -> None:
     """The function trainable: a grid point (or an Optuna sample on one) -> one tracked trial."""
     import ray
     from ray import tune
 
-    payload = payload_from_config(config, grid)
+    payload = payload_from_config(config, grid, name_axes)
     node_id = ray.get_runtime_context().get_node_id()
     run_tracked_trial(ctx, payload, node_id, tune_report=tune.report)
 
 
-def payload_from_config(config: dict, grid: dict) -> TrialPayload:
+def payload_from_config(config: dict, grid: dict, name_axes: list[str]) -> TrialPayload:
     base = TrialPayload(**grid[config["grid"]])
     sampled = config.get("sampled") or {}
-    return resolve_sampled(base, sampled) if sampled else base
+    return resolve_sampled(base, sampled, name_axes) if sampled else base
 
 
 def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
@@ -319,9 +267,10 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
     else:
         param_space = {"grid": tune.grid_search(list(grid))}
 
-    trainable = tune.with_resources(tune.with_parameters(_ray_trainable, ctx=ctx, grid=grid),
+    trainable = tune.with_resources(tune.with_parameters(_ray_trainable, ctx=ctx, grid=grid,
+                                                         name_axes=spec.varying_axes()),
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
-    progress = _progress_callback(client, ctx.experiment_id, grid, total=len(remaining) if not optuna else num_samples,
+    progress = _progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(), total=len(remaining) if not optuna else num_samples,
                          started=started)
     tuner = tune.Tuner(
         trainable,
@@ -353,10 +302,7 @@ def _unfinished_optuna_points(client, experiment_id, base: dict) -> list[dict]:
 
 
 def _metric_mode(spec) -> tuple[str, str]:
-    search = getattr(spec, "search", None)
-    metric = getattr(search, "metric", None) or "test_acc"
-    direction = getattr(search, "direction", None) or "max"
-    return metric, ("min" if direction in ("min", "minimize") else "max")
+    return spec.metric, spec.direction
 
 
 def _scheduler(spec):
@@ -367,7 +313,7 @@ def _scheduler(spec):
     if name == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
-        max_t = max(int(t.config["train"]["epochs"]) for t in spec.trials())
+        max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
         return ASHAScheduler(time_attr="epoch", max_t=max_t,
                              grace_period=int(getattr(section, "grace_period", 1) or 1),
                              reduction_factor=float(getattr(section, "reduction_factor", 4) or 4))
@@ -386,7 +332,9 @@ class _Progress:
     """Prints a line as each trial ends and settles what only the driver can know: a trial the
     scheduler stopped early, and a trial that failed for good after all its retries."""
 
-    def __init__(self, client, experiment_id: str, grid: dict, total: int, started: float):
+    def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
+                 started: float):
+        self.name_axes = name_axes
         self.client = client
         self.experiment_id = experiment_id
         self.grid = grid
@@ -408,7 +356,7 @@ class _Progress:
 
     def _settle(self, trial, failed: bool) -> None:
         self.finished += 1
-        payload = payload_from_config(trial.config, self.grid)
+        payload = payload_from_config(trial.config, self.grid, self.name_axes)
         self.keys.add(payload.key)
         try:
             with tracking.fast_fail_http():
