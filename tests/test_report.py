@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import sys
 
 import numpy as np
@@ -90,9 +91,10 @@ def _make_trial(client: MlflowClient, experiment_id: str, parent_id: str, mode: 
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, _migrated_mlflow_db):
     """(tracking uri, client, parent run id, {trial tuple: run id}) of the fake sweep."""
     root = tmp_path_factory.mktemp("fake_store")
+    shutil.copyfile(_migrated_mlflow_db, root / "mlflow.db")  # conftest.py: an empty, migrated store
     uri = f"sqlite:///{root / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri)
     experiment_id = client.create_experiment(SWEEP, artifact_location=(root / "mlartifacts").as_uri())

@@ -48,12 +48,8 @@ def _target(spec_or_name: str) -> tuple[str, str | None, int | None]:
         from sweeper.spec import load_spec
 
         spec = load_spec(path)
-        tracking_cfg = getattr(spec, "tracking", None)
-        try:
-            planned = len(spec.trials())
-        except Exception:  # noqa: BLE001 - a sampled search has no fixed count; the header omits it
-            planned = None
-        return spec.name, getattr(tracking_cfg, "uri", None), planned
+        planned = spec.sampled_trial_count() or len(spec.trials())
+        return spec.name, spec.tracking.uri, planned
     if not _NAME.match(spec_or_name):
         raise SpecError(None, None, f"{spec_or_name!r} is neither a spec file nor a sweep name ([A-Za-z0-9_.-]+)")
     return spec_or_name, None, None

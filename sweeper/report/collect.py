@@ -174,6 +174,8 @@ def parse_param(text: str) -> Any:
     try:
         value = float(text)
     except ValueError:
+        if text == "None":  # how the sweep layer logs an unset optional setting
+            return None
         return {"True": True, "False": False, "true": True, "false": False}.get(text, text)
     return value if math.isfinite(value) else text
 

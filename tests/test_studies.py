@@ -1,0 +1,62 @@
+"""Every study in sweeps/ loads, validates and expands to the trials its header promises."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from sweeper.spec import load_spec
+
+SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+STUDIES = sorted(SWEEPS.glob("*.yaml"))
+
+# name -> (grid points, trials in all: grid points x samples for a search). A new study gets a
+# line here: its size is part of what it promises.
+EXPECTED = {
+    "quickstart": (16, 16),  # 4 modes x 2 depths x 2 seeds
+    "vgg": (40, 40),  # 5 modes x VGG-11/13/16/19 x 2 seeds
+    "imagenet_resnets": (10, 10),  # bn_only, full x ResNet-18/34/50/101/200 x 1 seed
+    "lr_search": (2, 48),  # bn_only x depths 14, 110; 24 Optuna samples each
+}
+
+
+def test_there_are_studies():
+    assert {p.stem for p in STUDIES} >= {"quickstart", "vgg", "imagenet_resnets", "lr_search"}
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_validates_and_expands_to_its_trials(path: Path):
+    spec = load_spec(path)
+    assert spec.name == path.stem, "a study's name is its file name, so `sweeper report NAME` finds it"
+    assert path.stem in EXPECTED, f"add {path.stem} and its trial count to EXPECTED"
+    grid_points, total = EXPECTED[path.stem]
+    trials = spec.trials()
+    assert len(trials) == grid_points
+    assert (spec.sampled_trial_count() or len(trials)) == total
+    assert len({t.key for t in trials}) == len(trials) and len({t.name for t in trials}) == len(trials)
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.stem for p in STUDIES])
+def test_study_header_says_its_question_and_its_cost(path: Path):
+    header = "\n".join(line for line in path.read_text().splitlines() if line.startswith("#"))
+    assert header, "a study starts with a comment saying what it answers and what it costs"
+    if "Cost" not in header:
+        pytest.skip(f"{path.name}: no cost line in the header")
+    spec = load_spec(path)
+    total = spec.sampled_trial_count() or len(spec.trials())
+    stated = [int(n.replace(",", "")) for n in re.findall(r"([\d,]+) trials", header)]
+    assert total in stated, f"the header's trial count {stated} is stale: the spec has {total}"
+    assert "GPU-hours" in header
+
+
+def test_paper_studies_use_the_papers_schedules():
+    vgg = load_spec(SWEEPS / "vgg.yaml").trials()[0].config["train"]
+    assert (vgg["epochs"], vgg["lr"], vgg["batch_size"], vgg["lr_schedule"]["milestones"]) == (160, 0.1, 128, [80, 120])
+    imagenet = load_spec(SWEEPS / "imagenet_resnets.yaml").trials()[0].config["train"]
+    assert (imagenet["epochs"], imagenet["lr"], imagenet["batch_size"], imagenet["warmup_epochs"]) == (90, 0.4, 1024, 5)
+    assert imagenet["lr_schedule"]["milestones"] == [30, 60, 80]
+    search = load_spec(SWEEPS / "lr_search.yaml")
+    assert search.search.algorithm == "optuna" and search.scheduler.name == "asha"
+    assert {t.params["mode"] for t in search.trials()} == {"bn_only"}
