@@ -31,7 +31,7 @@ def replacing(old: str, new: str) -> str:
 
 
 BOMB = "".join(
-    [f"name: t\ndataset: {{name: digits}}\nmodel: {{family: cifar_resnet, depth: 8}}\ntrain: {{epochs: 2}}\n",
+    ["name: t\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\ntrain: {epochs: 2}\n",
      "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n"]
     + [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]\n" for i in range(1, 10)]
 )
