@@ -105,8 +105,8 @@ def torchvision_loader(data: np.ndarray, targets: list[int], device: torch.devic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batches", type=int, default=391, help="timed batches of ours (391 = one epoch)")
-    parser.add_argument("--baseline-batches", type=int, default=40, help="timed batches per baseline run")
+    parser.add_argument("--batches", type=int, default=200, help="timed batches of ours (391 = one epoch)")
+    parser.add_argument("--baseline-batches", type=int, default=30, help="timed batches per baseline run")
     args = parser.parse_args()
     device = torch.device(args.device)
 
