@@ -86,3 +86,7 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(2 if e.exit_code == 2 else e.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,8 +40,6 @@ FINAL_METRICS = ("best_test_acc", "final_test_acc", "trainable_params", "total_p
 METRICS = PER_EPOCH_METRICS + FINAL_METRICS
 LOWER_IS_BETTER = ("train_loss", "test_loss", "epoch_s")  # the default direction of these is min
 DEFAULT_METRIC = "test_acc"
-# trainables says "unknown name 'x'" for every `name` key; say which kind of name it was.
-_NAME_NOUNS = {"dataset.name": "dataset", "train.optimizer.name": "optimizer", "train.lr_schedule.name": "lr_schedule"}
 
 ALGORITHMS = ("grid", "random", "optuna")
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
@@ -325,11 +323,7 @@ class Spec(_Schema):
         return SpecError(self._path, key, message, self._line(key))
 
     def _config_error(self, key: str, e: ConfigError, suffix: str = "") -> SpecError:
-        message = e.message
-        noun = _NAME_NOUNS.get(e.path)
-        if noun and message.startswith("unknown name "):
-            message = f"unknown {noun} " + message[len("unknown name "):]
-        return self._error(key, message + suffix)
+        return self._error(key, e.message + suffix)
 
     def _base_config(self) -> dict[str, Any]:
         return {"dataset": copy.deepcopy(self.dataset), "model": copy.deepcopy(self.model),
@@ -694,15 +688,7 @@ def _resolves_to(typed: str) -> str | None:
 
 def _check_trial(config: Mapping[str, Any]) -> TrialConfig:
     """TrialConfig.from_dict on a config that may be resolved already (to_dict output)."""
-    return TrialConfig.from_dict(_without_none(config))
-
-
-def _without_none(value: Any) -> Any:
-    # to_dict() writes None for unset optional keys (dataset.root, train_size, ...); leaving
-    # them out means the same to from_dict and keeps us off its handling of None.
-    if isinstance(value, Mapping):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    return value
+    return TrialConfig.from_dict(config)
 
 
 def _set_path(config: dict[str, Any], path: str, value: Any) -> None:

@@ -13,12 +13,6 @@ from sweeper.trial import trial_key
 
 SPECS = Path(__file__).parent / "specs"
 
-# trainables/config.py's _coerce misses `X | None` hints (it compares str(origin) with
-# "types.UnionType"), so any optional dataset key (root, image_size, train_size) raises TypeError.
-# Strict: once config.py is fixed these pass, and the marker must go.
-needs_optional_fix = pytest.mark.xfail(raises=TypeError, strict=True,
-                                       reason="trainables/config.py cannot read `X | None` settings yet")
-
 BASE = """\
 name: t
 dataset: {name: digits}
@@ -62,7 +56,6 @@ def test_a_list_of_mappings_is_their_union_without_duplicates():
     assert len({t.key for t in s.trials()}) == 3
 
 
-@needs_optional_fix
 def test_short_and_dotted_axes_reach_any_setting_and_other_varying_axes_get_a_name_part():
     s = spec("grid:\n"
              "  momentum: [0.0, 0.9]\n"
@@ -108,7 +101,6 @@ def test_the_key_of_a_resolved_spec_trial_is_pinned():
     assert spec().trials()[0].key == "533dbe372228fe1d"
 
 
-@needs_optional_fix
 def test_the_key_ignores_where_data_lives_and_how_often_checkpoints_are_written():
     plain = spec().trials()[0]
     moved = parse_spec(BASE.replace("{name: digits}", "{name: digits, root: /elsewhere, download: true, "

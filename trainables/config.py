@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import math
 import os
+import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 
@@ -233,7 +234,7 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     origin = get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path)
-    if origin is Union or str(origin) == "types.UnionType":
+    if origin is Union or origin is types.UnionType:
         args = [a for a in get_args(hint) if a is not type(None)]
         if value is None:
             if len(args) < len(get_args(hint)):
@@ -279,7 +280,9 @@ def _kind(value: Any) -> str:
 
 def _one_of(path: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(path, f"unknown {path.rsplit('.', 1)[-1]} {value!r}"
+        parts = path.split(".")
+        what = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
+        raise ConfigError(path, f"unknown {what} {value!r}"
                                 f"{_did_you_mean(value, allowed)}; one of {', '.join(allowed)}")
 
 
