@@ -33,7 +33,7 @@ EPOCHS = 3
 # (mode, depth, width, seed, state): a partial grid; bn_only has no width-2 trial yet.
 TRIALS = [(m, d, 1, s, "finished") for m in ("full", "bn_only") for d in (14, 32) for s in (0, 1)]
 TRIALS += [("full", 14, 2, s, "finished") for s in (0, 1)]
-TRIALS += [("full", 32, 1, 2, "diverged"), ("bn_only", 32, 1, 2, "running")]
+TRIALS += [("full", 32, 1, 2, "diverged"), ("bn_only", 32, 1, 2, "running"), ("full", 14, 2, 2, "stopped")]
 BN_PARAMS = {(14, 1): 1120, (32, 1): 2464, (14, 2): 2240}
 TOTAL_PARAMS = {(14, 1): 175258, (32, 1): 466906, (14, 2): 696_794}
 
@@ -56,7 +56,7 @@ def _make_trial(client: MlflowClient, experiment_id: str, parent_id: str, mode: 
               "train.lr_schedule.milestones": "[1, 2]"}
     client.log_batch(run_id, params=[Param(k, str(v)) for k, v in params.items()])
     final = _final_acc(mode, depth, width, seed)
-    epochs = EPOCHS if state != "running" else 2
+    epochs = EPOCHS if state not in ("running", "stopped") else 2
     metrics = []
     for epoch in range(1, epochs + 1):
         acc = final * epoch / EPOCHS if state != "diverged" else 0.1
@@ -86,6 +86,9 @@ def _make_trial(client: MlflowClient, experiment_id: str, parent_id: str, mode: 
                                                "layer1.0.bn1": gammas[channels // 2:].tolist()}}))
         client.log_artifact(run_id, str(path), "checkpoint")  # as the sweep layer does: checkpoint/gamma.json
         client.log_batch(run_id, tags=[RunTag("status", state)])
+        client.set_terminated(run_id, "FINISHED")
+    if state == "stopped":  # what the sweep layer writes when ASHA ends a trial: no final metrics
+        client.log_batch(run_id, tags=[RunTag("status", "finished"), RunTag("sweeper.early_stopped", "true")])
         client.set_terminated(run_id, "FINISHED")
     return run_id
 
@@ -123,7 +126,8 @@ def _finished(mode, depth, width):
 def test_every_trial_is_read_with_its_state(report):
     trials = report.sweep.trials
     assert len(trials) == len(TRIALS)
-    assert report.sweep.counts() == {"finished": 10, "diverged": 1, "running": 1, "failed": 0, "interrupted": 0}
+    assert report.sweep.counts() == {"finished": 10, "diverged": 1, "stopped early": 1, "running": 1, "failed": 0,
+                                     "interrupted": 0}
     assert trials["model.depth"].dtype.kind == "i" and trials["train.lr"].dtype.kind == "f"
     assert "sweeper.start_epoch" not in trials.columns
 
@@ -137,7 +141,10 @@ def test_results_csv_holds_exactly_what_mlflow_holds(report, store):
     for _, row in csv.iterrows():
         run = client.get_run(row["run_id"])
         assert row["trial_key"] == run.data.tags["sweeper.trial_key"]
-        assert row["status"] == run.data.tags.get("status", "running")
+        expected_state = run.data.tags.get("status", "running")
+        if run.data.tags.get("sweeper.early_stopped") == "true":
+            expected_state = "stopped early"
+        assert row["status"] == expected_state
         for key, value in run.data.params.items():
             assert str(row[key]) == value or float(row[key]) == float(value), key
         for key, value in run.data.metrics.items():
@@ -172,6 +179,7 @@ def test_diverged_seeds_are_counted_but_never_averaged(report):
 def test_report_md_says_what_was_included_and_leaves_blanks(report):
     text = (report.out_dir / "report.md").read_text()
     assert "finished: 10" in text and "diverged: 1" in text and "running: 1" in text
+    assert "stopped early by the scheduler: 1" in text
     assert "not complete" in text
     mean = 100 * np.mean([_final_acc("bn_only", 14, 1, s) for s in (0, 1)])
     std = 100 * np.std([_final_acc("bn_only", 14, 1, s) for s in (0, 1)], ddof=1)
@@ -318,6 +326,21 @@ def test_curves_figure_draws_mean_over_seeds_per_epoch(report, store):
     assert list(x) == [1, 2, 3]
     final = np.mean([_final_acc("bn_only", 14, 1, s) for s in (0, 1)])
     assert np.allclose(y, [100 * final * e / EPOCHS for e in (1, 2, 3)])
+
+
+def test_lr_figure_shows_every_trial_and_marks_early_stops():
+    trials = pd.DataFrame({
+        "mode": ["bn_only"] * 4, "model.depth": [14, 14, 110, 110], "train.lr": [0.03, 0.3, 0.1, 3.0],
+        "status": ["finished", "stopped early", "finished", "running"], "test_acc": [0.4, 0.2, 0.6, 0.5]})
+    fig = figures.accuracy_vs_lr(trials)
+    ax = fig.axes[0]
+    points = {c.get_label(): c for c in ax.collections}
+    assert set(points) == {"BN only (γ, β), depth 14", "BN only (γ, β), depth 14 (stopped early)",
+                           "BN only (γ, β), depth 110"}  # the running trial is not drawn
+    assert np.allclose(points["BN only (γ, β), depth 110"].get_offsets(), [[0.1, 60.0]])
+    assert points["BN only (γ, β), depth 14 (stopped early)"].get_facecolors().size == 0  # hollow
+    assert ax.get_xscale() == "log"
+    assert figures.accuracy_vs_lr(trials.assign(**{"train.lr": 0.1})) is None  # one lr: nothing to compare
 
 
 def _curves(store):

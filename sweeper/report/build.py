@@ -28,6 +28,7 @@ FIGURES = {
     "relu_sparsity": lambda c, curves, gammas: fig.relu_sparsity(c),
     "test_acc_curves": lambda c, curves, gammas: fig.accuracy_curves(c, curves),
 }
+LR_FIGURE = "accuracy_vs_lr"  # drawn from the trials themselves, when the sweep varies train.lr
 
 
 @dataclass
@@ -66,6 +67,15 @@ def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
         fig.save(figure, path)
         drawn[role] = path.name
         report.files.append(path)
+
+    lr_path = out / f"{LR_FIGURE}.png"
+    lr_figure = fig.accuracy_vs_lr(sweep.trials)
+    if lr_figure is None:
+        lr_path.unlink(missing_ok=True)
+    else:
+        fig.save(lr_figure, lr_path)
+        drawn[LR_FIGURE] = lr_path.name
+        report.files.append(lr_path)
 
     results = out / RESULTS_CSV
     write_results(sweep, results)

@@ -32,12 +32,15 @@ GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
 # A trial's state as the report sees it (sweeper.tracking.trial_state). Only "finished" runs
 # enter the means; "diverged" ones are counted next to them (their accuracy is chance, not a
 # measurement of the configuration); the rest are listed in the header and left out.
-FINISHED, DIVERGED, RUNNING, FAILED, INTERRUPTED = "finished", "diverged", "running", "failed", "interrupted"
-STATES = (FINISHED, DIVERGED, RUNNING, FAILED, INTERRUPTED)
+# A trial an early-stopping scheduler (ASHA) ended is "stopped early": it has no final metrics
+# and ran fewer epochs than its configuration says, so it stays out of the means too.
+FINISHED, DIVERGED, STOPPED, RUNNING, FAILED, INTERRUPTED = (
+    "finished", "diverged", "stopped early", "running", "failed", "interrupted")
+STATES = (FINISHED, DIVERGED, STOPPED, RUNNING, FAILED, INTERRUPTED)
 
 # When one trial key has several runs (it should not, but a store edited by hand may), keep the
 # most complete one.
-_STATE_RANK = {FINISHED: 0, DIVERGED: 1, RUNNING: 2, INTERRUPTED: 3, FAILED: 4}
+_STATE_RANK = {FINISHED: 0, DIVERGED: 1, STOPPED: 2, RUNNING: 3, INTERRUPTED: 4, FAILED: 5}
 
 # Columns of the trials table that are not the trial's configuration.
 RUN_COLUMNS = ("run_id", "trial_key", "run_name", "status", "mlflow_status", "start_time", "end_time")
@@ -137,7 +140,7 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
             "run_id": run.info.run_id,
             "trial_key": tags.get(tracking.TAG_TRIAL_KEY, run.info.run_id),
             "run_name": run.info.run_name or tags.get("mlflow.runName", ""),
-            "status": tracking.trial_state(run),
+            "status": _state(run),
             "mlflow_status": run.info.status,
             "start_time": _timestamp(run.info.start_time),
             "end_time": _timestamp(run.info.end_time),
@@ -161,6 +164,13 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
         sort_keys = [k for k in ("mode", "model.depth", "model.width", "train.lr", "seed") if k in frame]
         frame = frame.sort_values(sort_keys + ["run_name"], kind="stable")
     return frame.reset_index(drop=True), params, metrics
+
+
+def _state(run: Any) -> str:
+    state = tracking.trial_state(run)
+    if state == FINISHED and run.data.tags.get(tracking.TAG_EARLY_STOPPED) == "true":
+        return STOPPED
+    return state
 
 
 def parse_param(text: str) -> Any:

@@ -201,6 +201,41 @@ def accuracy_curves(configs: pd.DataFrame, curves: pd.DataFrame, key: str = "tes
     return fig
 
 
+def accuracy_vs_lr(trials: pd.DataFrame, paper_lr: float = 0.1) -> Figure | None:
+    """One point per trial (finished or stopped early): its last test accuracy against its
+    learning rate. Colour = mode, marker = depth, hollow = stopped early by the scheduler."""
+    from sweeper.report.collect import FINISHED, STOPPED
+
+    if "train.lr" not in trials or "test_acc" not in trials or trials["train.lr"].nunique() < 2:
+        return None
+    done = trials[trials["status"].isin([FINISHED, STOPPED]) & trials["test_acc"].notna()]
+    if done.empty:
+        return None
+    fig, ax = _single()
+    markers = "os^Dv<>pP*"
+    depths = sorted(done[DEPTH].dropna().unique()) if DEPTH in done else [None]
+    for mode in _modes(done):
+        for i, depth in enumerate(depths):
+            part = done[(done[MODE] == mode) & ((done[DEPTH] == depth) if depth is not None else True)]
+            for stopped, face in ((False, mode_color(mode)), (True, "none")):
+                pts = part[(part["status"] == STOPPED) == stopped]
+                if pts.empty:
+                    continue
+                label = f"{mode_label(mode)}" + (f", depth {depth:g}" if depth is not None else "")
+                ax.scatter(pts["train.lr"], 100 * pts["test_acc"], marker=markers[i % len(markers)],
+                           facecolors=face, edgecolors=mode_color(mode), s=36,
+                           label=label + (" (stopped early)" if stopped else ""))
+    ax.axvline(paper_lr, color="0.4", linestyle="--", linewidth=1, label=f"paper's lr ({paper_lr:g})")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel("test accuracy at the last epoch (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.set_title("Which learning rate suits each mode? Test accuracy per trial vs learning rate", fontsize=11)
+    _legend(ax)
+    return fig
+
+
 def save(fig: Figure, path: Path) -> Path:
     fig.savefig(path, dpi=DPI, format="png", facecolor="white")
     return path

@@ -8,7 +8,7 @@ from typing import Sequence
 import pandas as pd
 
 from sweeper.report import tables
-from sweeper.report.collect import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, SweepRuns
+from sweeper.report.collect import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED, SweepRuns
 from sweeper.report.scorecard import (ACCURACY_METRICS, APPROXIMATE_ACCURACY_TOLERANCE, EXACT_ACCURACY_TOLERANCE,
                                       MARKDOWN_COLUMNS, ScoreRow)
 from sweeper.report.tables import DEPTH, MODE, WIDTH
@@ -55,6 +55,10 @@ def render(sweep: SweepRuns, configs: pd.DataFrame, score_rows: Sequence[ScoreRo
     out += _figure(figures, "relu_sparsity")
 
     out += ["## Learning curves", ""] + _figure(figures, "test_acc_curves", missing="_no per-epoch history yet_")
+    if "accuracy_vs_lr" in figures:
+        out += ["## Learning rate", "",
+                "Test accuracy at each trial's last epoch against its learning rate; hollow markers are "
+                "trials the scheduler stopped early.", ""] + _figure(figures, "accuracy_vs_lr")
     out += _scorecard(score_rows, not_in_sweep)
     out += ["## Files", "",
             "- `results.csv`: one row per trial (run id, trial key, state, configuration, final metrics).",
@@ -76,6 +80,9 @@ def _header(sweep: SweepRuns, generated: datetime, planned: int | None) -> str:
         f"- diverged: {counts[DIVERGED]} (counted in their cells, never averaged in)",
         f"- running: {counts[RUNNING]}, failed: {counts[FAILED]}, interrupted: {counts[INTERRUPTED]} (left out)",
     ]
+    if counts[STOPPED]:
+        lines.insert(-1, f"- stopped early by the scheduler: {counts[STOPPED]} (left out of the means; "
+                         "their last test accuracy is in `results.csv` and the learning-rate figure)")
     if counts[RUNNING] or (planned is not None and counts[FINISHED] + counts[DIVERGED] < planned):
         lines += ["", "**The sweep is not complete**: this report covers the trials finished so far; "
                       "blank cells have no finished trial yet."]
