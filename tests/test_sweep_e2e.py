@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from sweeper import tracking
-from sweeper.errors import SweepError
 from sweeper.orchestrate import run_command, train_command
 from sweeper.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG, START_EPOCH_METRIC
 
@@ -207,10 +206,3 @@ def test_unreachable_tracking_is_one_line_and_exit_2_before_any_trial(workdir):
     assert lines == [f"tracking: cannot use MLflow at http://127.0.0.1:9: server not reachable"]
     assert "Traceback" not in proc.stderr
     assert not (workdir / "results").exists()
-
-
-def test_run_raises_sweep_error_for_a_missing_sweep_name_in_status(workdir, tracking_uri):
-    from sweeper.status import sweep_status
-
-    with pytest.raises(SweepError, match="no sweep named 'nope'"):
-        sweep_status("nope", tracking_uri)
