@@ -293,6 +293,8 @@ def test_width_figure_has_only_what_exists(report):
     x, _ = labels[figures.mode_label("full")].get_data()
     assert list(x) == [1, 2]
     assert list(labels[figures.mode_label("bn_only")].get_data()[0]) == [1]
+    one_width = report.configs[report.configs["model.width"] == 1]
+    assert figures.accuracy_vs_width(one_width) is None  # a single width compares nothing
 
 
 def test_params_figure_puts_depth_and_width_on_a_log_parameter_axis(report):

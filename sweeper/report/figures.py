@@ -43,7 +43,7 @@ def mode_label(mode: str) -> str:
 def accuracy_vs_depth(configs: pd.DataFrame, metric: str = "final_test_acc") -> Figure | None:
     width = reference_width(configs)
     rows = series(configs, DEPTH, {WIDTH: width}, metric)
-    if rows.empty:
+    if rows.empty or rows[DEPTH].nunique() < 2:  # one depth: nothing to compare along it
         return None
     fig, ax = _single()
     _mode_lines(ax, rows, DEPTH, metric, scale=100)
@@ -58,7 +58,7 @@ def accuracy_vs_depth(configs: pd.DataFrame, metric: str = "final_test_acc") -> 
 def accuracy_vs_width(configs: pd.DataFrame, metric: str = "final_test_acc") -> Figure | None:
     depth = reference_depth(configs)
     rows = series(configs, WIDTH, {DEPTH: depth}, metric)
-    if rows.empty:
+    if rows.empty or rows[WIDTH].nunique() < 2:  # one width: nothing to compare along it
         return None
     fig, ax = _single()
     _mode_lines(ax, rows, WIDTH, metric, scale=100)
@@ -194,7 +194,7 @@ def accuracy_curves(configs: pd.DataFrame, curves: pd.DataFrame, key: str = "tes
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(_integer_locator(curves["step"]))
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     axes[0].set_ylabel(f"{'test top-1' if key == 'test_acc' else key} accuracy (%)")
     fig.suptitle(f"How fast does each configuration learn? Test accuracy per epoch by {_axis_word(along)}"
                  f"\n(mean ± std band over seeds{_fixed_text(fixed)})", fontsize=11)

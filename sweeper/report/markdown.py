@@ -28,7 +28,7 @@ def render(sweep: SweepRuns, configs: pd.DataFrame, score_rows: Sequence[ScoreRo
     out += [f"## Test accuracy by depth (width {_g(width)})", "",
             "Final test top-1 accuracy (%), mean ± std over finished seeds.", "",
             tables.markdown_table(tables.pivot(by_depth, DEPTH, tables.accuracy_cell), "mode \\ depth"), ""]
-    out += _figure(figures, "accuracy_vs_depth")
+    out += _figure(figures, "accuracy_vs_depth", missing="_no figure: the sweep has fewer than two depths here_")
 
     by_width = tables.series(configs, WIDTH, {DEPTH: depth})
     out += [f"## Test accuracy by width (depth {_g(depth)})", "",
@@ -36,7 +36,7 @@ def render(sweep: SweepRuns, configs: pd.DataFrame, score_rows: Sequence[ScoreRo
             tables.markdown_table(tables.pivot(by_width, WIDTH, tables.accuracy_cell), "mode \\ width",
                                   header=[f"{_g(w)}x" for w in sorted(by_width[WIDTH].unique())]
                                   if not by_width.empty else None), ""]
-    out += _figure(figures, "accuracy_vs_width")
+    out += _figure(figures, "accuracy_vs_width", missing="_no figure: the sweep has fewer than two widths here_")
 
     out += [f"## Trainable parameters by depth (width {_g(width)})", "",
             tables.markdown_table(tables.pivot(by_depth, DEPTH, tables.count_cell), "mode \\ depth"), ""]

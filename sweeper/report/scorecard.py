@@ -84,6 +84,8 @@ class ScoreRow:
         tol = (f"±{100 * self.tolerance:.0f} pp" if is_acc
                else ("exact" if self.tolerance == 0 else f"±{100 * self.tolerance:.0f}%"))
         epochs = "" if _nan(self.paper_epochs) else f"{_int(self.epochs)} / {_int(self.paper_epochs)}"
+        if self.verdict == NOT_COMPARABLE and diff:
+            diff = f"({diff})"  # shown for orientation only: not a verdict on the replication
         verdict = self.verdict + (f": {self.reason}" if self.reason else "")
         return {"configuration": self.configuration, "metric": self.metric, "paper": paper,
                 "source": self.source + (f" ({self.note})" if self.note else ""), "ours": ours,
