@@ -18,7 +18,11 @@ TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def after_sweep(spec_path: str, tracking_uri: str) -> None:
-    """Hook for what follows the sweep in the demo (a later step adds `sweeper report` here)."""
+    """The demo ends with the study's answer: `sweeper report` into reports/quickstart/."""
+    from sweeper.report import report_command
+
+    click.echo("")
+    report_command(spec_path, tracking_uri=tracking_uri)
 
 
 def main(spec_path: str = str(QUICKSTART)) -> int:
