@@ -16,6 +16,7 @@ STUDIES = sorted(SWEEPS.glob("*.yaml"))
 # line here: its size is part of what it promises.
 EXPECTED = {
     "quickstart": (16, 16),  # 4 modes x 2 depths x 2 seeds
+    "depth_vs_width": (180, 180),  # 5 modes x (7 depths at width 1 + 5 more widths at depth 14) x 3 seeds
     "vgg": (40, 40),  # 5 modes x VGG-11/13/16/19 x 2 seeds
     "imagenet_resnets": (10, 10),  # bn_only, full x ResNet-18/34/50/101/200 x 1 seed
     "lr_search": (2, 48),  # bn_only x depths 14, 110; 24 Optuna samples each
@@ -57,6 +58,11 @@ def test_paper_studies_use_the_papers_schedules():
     imagenet = load_spec(SWEEPS / "imagenet_resnets.yaml").trials()[0].config["train"]
     assert (imagenet["epochs"], imagenet["lr"], imagenet["batch_size"], imagenet["warmup_epochs"]) == (90, 0.4, 1024, 5)
     assert imagenet["lr_schedule"]["milestones"] == [30, 60, 80]
+    paper = load_spec(SWEEPS / "depth_vs_width.yaml").trials()
+    assert {t.params["mode"] for t in paper} == {"full", "bn_only", "random_params", "output_only", "bn_output"}
+    assert {t.params["model.depth"] for t in paper} == {14, 32, 56, 110, 218, 434, 866}
+    assert {t.params["model.width"] for t in paper} == {1, 2, 4, 8, 16, 32}
+    assert {t.config["train"]["epochs"] for t in paper} == {160}
     search = load_spec(SWEEPS / "lr_search.yaml")
     assert search.search.algorithm == "optuna" and search.scheduler.name == "asha"
     assert {t.params["mode"] for t in search.trials()} == {"bn_only"}
