@@ -80,7 +80,7 @@ def _precision_context(config: TrialConfig, device: torch.device) -> Callable[[]
 def _build(config: TrialConfig) -> _Setup:
     device = resolve_device(config.train.device)
     seed_everything(config.seed)
-    data = load_data(config.dataset, device, config.seed)
+    data = load_data(config.dataset, device, config.seed, augment=config.train.augment)
     model = build_model(config.model, data.num_classes, config.seed)  # on the CPU, from the seed
     trainability = apply_mode(model, config.mode, config.seed)
     channels_last = device.type == "cuda"
@@ -177,7 +177,8 @@ def _final_metrics(setup: _Setup, history: list[dict], status: str) -> dict[str,
         "trainable_params": int(setup.trainability.trainable_params),
         "total_params": int(setup.trainability.total_params),
         **analysis.gamma_metrics(setup.model),
-        "relu_zero_frac": analysis.relu_zero_frac(setup.net, relu_batches, setup.precision),
+        # the plain model, not a torch.compile wrapper: forward hooks belong on eager modules
+        "relu_zero_frac": analysis.relu_zero_frac(setup.model, relu_batches, setup.precision),
     }
 
 
