@@ -13,12 +13,14 @@ has no public call that returns the histories of many runs at once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
@@ -98,7 +100,7 @@ def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
     Runs without the artifact are left out rather than failing the report.
     """
     gammas: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="sweeper-report-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sweeper-report-") as tmp, _quiet_downloads():
         for run_id in run_ids:
             for artifact in GAMMA_ARTIFACTS:
                 values = _read_gammas(client, run_id, artifact, Path(tmp) / run_id)
@@ -106,6 +108,23 @@ def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
                     gammas[run_id] = values
                     break
     return gammas
+
+
+@contextlib.contextmanager
+def _quiet_downloads() -> Iterator[None]:
+    """MLflow draws a progress bar per download on stderr; one per trial drowns the report's output."""
+    saved = os.environ.get(_PROGRESS_BAR)
+    os.environ[_PROGRESS_BAR] = "false"
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_PROGRESS_BAR, None)
+        else:
+            os.environ[_PROGRESS_BAR] = saved
+
+
+_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[float] | None:
