@@ -429,12 +429,16 @@ class RayCluster:
     """A head node (with a GCS on ``port``) and one worker node, each 1 CPU, on loopback.
 
     ``env`` reaches every process of the cluster (the trial workers included): the S3
-    credentials and endpoint, as a real cluster's nodes have in their environment.
+    credentials and endpoint, as a real cluster's nodes have in their environment. A driver
+    needs ``client_env`` (the cluster's auth token) in its environment to attach.
     """
 
     def __init__(self, root: Path, env: dict):
         self.root = Path(root)
-        self.env = {**env, **RAY_FAST_FAILURE_ENV}
+        # Ray 2.60 turns token auth on by itself when ~/.ray/auth_token exists (shared by every
+        # Ray on the machine); this cluster always uses token auth, with a token of its own.
+        self.client_env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.env = {**env, **RAY_FAST_FAILURE_ENV, **self.client_env}
         self.port = free_port()
         self.address = f"{LOOPBACK}:{self.port}"
         self.head = RayNode("head", self.root / "h", [
@@ -445,8 +449,7 @@ class RayCluster:
         self.workers_started = 0
 
     def start(self) -> "RayCluster":
-        self.head.service.start()
-        self.head.node_id = self._wait_for_node(self.head)
+        self.head.node_id = self._start_node(self.head)
         self.start_worker()
         return self
 
@@ -455,9 +458,21 @@ class RayCluster:
         self.workers_started += 1
         self.worker = RayNode(f"worker{self.workers_started}", self.root / f"w{self.workers_started}",
                               [f"--address={self.address}"], self.env)
-        self.worker.service.start()
-        self.worker.node_id = self._wait_for_node(self.worker)
+        self.worker.node_id = self._start_node(self.worker)
         return self.worker
+
+    def _start_node(self, node: RayNode, attempts: int = 3) -> str:
+        """Start ``node`` and return its id. ``ray start`` gives a raylet a fixed 30 s to register
+        and exits when a loaded machine is slower than that; such a start is simply retried."""
+        for attempt in range(1, attempts + 1):
+            node.service.start()
+            try:
+                return self._wait_for_node(node)
+            except RuntimeError:  # the `ray start` process exited
+                self._stop_node(node)
+                if attempt == attempts:
+                    raise
+        raise AssertionError("unreachable")
 
     def _wait_for_node(self, node: RayNode, timeout: float = 240) -> str:
         """The node's id, once the cluster lists it alive (matched by its own temp dir)."""

@@ -77,8 +77,8 @@ class SweepRun:
         self.argv = [SWEEPER, "run", str(spec), "--address", stack.ray.address,
                      "--tracking-uri", tracking_uri, "--storage", storage]
         base = {k: v for k, v in os.environ.items()
-                if not k.startswith(("MLFLOW_TRACKING_", "RAY_ADDRESS", "AWS_"))}
-        self.env = {**base, **stack.s3.env, **(env or {})}
+                if not k.startswith(("MLFLOW_TRACKING_", "RAY_ADDRESS", "RAY_AUTH", "AWS_"))}
+        self.env = {**base, **stack.s3.env, **stack.ray.client_env, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "SweepRun":

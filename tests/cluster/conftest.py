@@ -3,8 +3,8 @@
 One session stack is shared by every cluster test (starting it is most of the cost): PostgreSQL,
 an S3 endpoint (moto) with two buckets, the MLflow tracking server (PostgreSQL store, artifacts
 proxied to S3), a second MLflow server running the basic-auth app, and a 2-node Ray cluster
-(head + worker, 1 CPU each, their own temp dirs). They start concurrently and stop at the end
-of the session; only processes started here are ever signalled.
+(head + worker, 1 CPU each, their own temp dirs). They start once and stop at the end of the
+session; only processes started here are ever signalled.
 """
 
 from __future__ import annotations
@@ -41,20 +41,30 @@ def stack():
                             admin_password="admin-" + secrets.token_hex(12))
         ray = RayCluster(root / "ray", env=s3.env)
         started += [mlflow, auth, ray]
-        # The three slow starts overlap: each mostly waits on imports and handshakes.
-        with ThreadPoolExecutor(3) as pool:
-            for future in [pool.submit(mlflow.start), pool.submit(auth.start), pool.submit(ray.start)]:
+        # Ray first, on its own: `ray start` gives a raylet a fixed 30 s to register, which a
+        # machine busy importing two MLflow servers can miss. The two servers then overlap.
+        ray.start()
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(mlflow.start), pool.submit(auth.start)]:
                 future.result()
         user, password = "researcher", "pw-" + secrets.token_hex(16)
         auth.create_user(user, password)
         yield Stack(root, postgres, s3, mlflow, auth, user, password, ray)
     finally:
-        for service in reversed(started):
-            try:
-                service.stop()
-            except Exception as e:  # noqa: BLE001 - stop the rest whatever one of them did
-                print(f"teardown of {type(service).__name__}: {e}", file=sys.stderr)
+        # Clients first (Ray, MLflow) in parallel, then the stores they wrote to.
+        clients = [s for s in started if not isinstance(s, (Postgres, S3Server))]
+        with ThreadPoolExecutor(max(1, len(clients))) as pool:
+            list(pool.map(_stop_quietly, clients))
+        for service in reversed([s for s in started if s not in clients]):
+            _stop_quietly(service)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_quietly(service) -> None:
+    try:
+        service.stop()
+    except Exception as e:  # noqa: BLE001 - stop the rest whatever one of them did
+        print(f"teardown of {type(service).__name__}: {e}", file=sys.stderr)
 
 
 @pytest.fixture

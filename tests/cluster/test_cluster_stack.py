@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -49,6 +50,6 @@ def test_a_ray_task_runs_on_each_node(cluster):
         "print(' '.join(sorted(set(ray.get([where.remote() for _ in range(2)])))))\n"
     )
     out = subprocess.run([str(VENV_BIN / "python"), "-c", script, cluster.ray.address],
-                         capture_output=True, text=True, timeout=180)
+                         capture_output=True, text=True, timeout=180, env={**os.environ, **cluster.ray.client_env})
     assert out.returncode == 0, out.stderr[-3000:]
     assert set(out.stdout.split()) == {cluster.ray.head.node_id, cluster.ray.worker.node_id}
