@@ -86,7 +86,7 @@ def accuracy_vs_params(configs: pd.DataFrame, metric: str = "final_test_acc") ->
                                                   (wider, "--", "s", f"wider (depth {depth:g})", WIDTH)):
             part = rows[rows[MODE] == mode].sort_values("trainable_params_mean")
             part = part[part["trainable_params_mean"].notna()]
-            if part.empty:
+            if len(part) < 2:  # a single point is the other curve's shared point, not a curve
                 continue
             x, y = part["trainable_params_mean"].to_numpy(), 100 * part[f"{metric}_mean"].to_numpy()
             ax.errorbar(x, y, yerr=100 * part[f"{metric}_std"].fillna(0).to_numpy(), color=mode_color(mode),
@@ -99,7 +99,10 @@ def accuracy_vs_params(configs: pd.DataFrame, metric: str = "final_test_acc") ->
                 text, offset = (f"d{row[DEPTH]:g}", (4, -12)) if along == DEPTH else (f"w{row[WIDTH]:g}", (4, 5))
                 ax.annotate(text, (xi, yi), textcoords="offset points", xytext=offset, fontsize=7,
                             color=mode_color(mode))
+    if not ax.containers:
+        return None
     ax.set_xscale("log")
+    _count_labels(ax, pd.Series([x for c in ax.containers for x in c.lines[0].get_xdata()]))
     ax.set_xlabel("trainable parameters (count, log scale)")
     _accuracy_axis(ax, configs, metric)
     ax.set_title(f"Which buys more per trained parameter, depth or width?\n{_metric_name(metric).capitalize()} vs "
@@ -276,6 +279,21 @@ def _axis_ticks(ax, values: Iterable, label: str, log: bool, fmt=lambda v: f"{v:
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(label if log else label.replace(", log scale", "").replace(" (log scale)", ""))
+
+
+def _compact(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    if value >= 1e3:
+        return f"{value / 1e3:g}k"
+    return f"{value:g}"
+
+
+def _count_labels(ax, counts: pd.Series) -> None:
+    """Parameter counts as 1k, 10k, 1M; within one decade the in-between ticks get labels too."""
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _compact(v)))
+    narrow = len(counts) and counts.max() / max(counts.min(), 1) < 10
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: _compact(v)) if narrow else NullFormatter())
 
 
 def _accuracy_axis(ax, configs: pd.DataFrame, metric: str) -> None:
