@@ -179,9 +179,9 @@ def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
         run_trial(tiny_trial(epochs=1, lr=0.07), checkpoint_dir=tmp_path)
 
 
-@pytest.mark.parametrize("mode", ["full", "random_params"])
-def test_resuming_gives_the_uninterrupted_weights_bit_for_bit(tmp_path, mode):
-    config = tiny_trial(mode, epochs=3, warmup_epochs=0.5)
+@pytest.mark.parametrize("mode, optimizer", [("full", "sgd"), ("random_params", "sgd"), ("random_params", "adam")])
+def test_resuming_gives_the_uninterrupted_weights_bit_for_bit(tmp_path, mode, optimizer):
+    config = tiny_trial(mode, epochs=3, warmup_epochs=0.5, optimizer={"name": optimizer})
     straight = []
     final_straight = run_trial(config, report=lambda m, c: straight.append(m), checkpoint_dir=tmp_path / "a")
 
