@@ -306,7 +306,10 @@ def _accuracy_axis(ax, configs: pd.DataFrame, metric: str) -> None:
 
 
 def _legend(ax) -> None:
-    ax.legend(fontsize=8, loc="best", framealpha=0.9)
+    # below the axes, never over a curve (curves near 100% sit exactly where "best" would go)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.figure.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8,
+                     frameon=False)
 
 
 def _metric_name(metric: str) -> str:
