@@ -306,6 +306,8 @@ class MlflowServer:
                 f"database_uri = sqlite:///{self.root / 'basic_auth.db'}\n"
                 f"admin_username = {self.admin_user}\n"
                 "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+                # Without it every request pays a PBKDF2 check, seconds each on a busy 2-core box.
+                "auth_cache_ttl_seconds = 600\n"
             )
             argv += ["--app-name", "basic-auth"]
             # The admin password reaches the server by environment only, never a file or argv.
@@ -320,6 +322,7 @@ class MlflowServer:
         self.service = Service("mlflow", argv, self.root / f"mlflow-server.{self.starts}.log",
                                env=env, cwd=self.root).start()
         wait_until(lambda: http_ok(f"{self.uri}/health"), timeout, "mlflow server", interval=0.5, proc=self.service)
+        self.warm_up()
         return self
 
     def stop(self) -> None:
@@ -327,6 +330,18 @@ class MlflowServer:
             self.service.stop(timeout=20)
             self.service = None
         wait_until(lambda: not tcp_open(self.port), 20, "mlflow server port released")
+
+    def warm_up(self, username: str | None = None, password: str | None = None, timeout: float = 120) -> None:
+        """One real API call (as ``username`` on the auth server): the first request of a fresh
+        server imports and connects lazily, which a client with a short timeout must not pay;
+        on the auth server it also puts the user's credentials in the auth cache."""
+        headers = {"Content-Type": "application/json"}
+        if self.admin_password is not None:
+            headers["Authorization"] = _basic(username or self.admin_user, password or self.admin_password)
+        request = urllib.request.Request(f"{self.uri}/api/2.0/mlflow/experiments/search",
+                                         data=b'{"max_results": 1}', method="POST", headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            assert r.status == 200, r.read()
 
     def create_user(self, username: str, password: str) -> None:
         body = json.dumps({"username": username, "password": password}).encode()

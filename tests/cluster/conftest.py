@@ -49,6 +49,7 @@ def stack():
                 future.result()
         user, password = "researcher", "pw-" + secrets.token_hex(16)
         auth.create_user(user, password)
+        auth.warm_up(user, password)
         yield Stack(root, postgres, s3, mlflow, auth, user, password, ray)
     finally:
         # Clients first (Ray, MLflow) in parallel, then the stores they wrote to.
