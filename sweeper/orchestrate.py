@@ -372,6 +372,11 @@ class _Progress:
                 elif run is not None and not failed and state not in tracking.TERMINAL_STATUSES:
                     # ended without finishing its epochs and without an error: a scheduler stop
                     self.client.set_tag(run.info.run_id, tracking.TAG_EARLY_STOPPED, "true")
+                    history = self.client.get_metric_history(run.info.run_id, "test_acc")
+                    if history:
+                        accs = [m.value for m in sorted(history, key=lambda m: m.step)]
+                        self.client.log_metric(run.info.run_id, "final_test_acc", accs[-1], step=0)
+                        self.client.log_metric(run.info.run_id, "best_test_acc", max(accs), step=0)
                     self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "finished")
                     self.client.set_terminated(run.info.run_id, "FINISHED")
                     state = "finished (stopped early)"

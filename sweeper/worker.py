@@ -124,6 +124,8 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     logger.set_tags({TAG_ATTEMPTS: attempt})
     store = CheckpointStore(ctx.trials_root, payload.key)
     first_epoch_seen: list[int] = []
+    last_epoch = int(payload.config["train"]["epochs"])
+    deferred: list[dict] = []
 
     def report(metrics: dict, checkpoint: Path | None) -> None:
         epoch = int(metrics["epoch"])
@@ -135,7 +137,12 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
         logger.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
         _maybe_inject_fault(epoch)
         if tune_report is not None:
-            tune_report({**metrics, "trial_key": payload.key})
+            if epoch == last_epoch:
+                # A scheduler may stop the trial at its last report (ASHA at max_t) before the
+                # final results reach MLflow: the last epoch is reported after they have.
+                deferred.append(metrics)
+            else:
+                tune_report({**metrics, "trial_key": payload.key})
 
     try:
         final = run_trial(payload.config, report, store.local_dir)
@@ -149,6 +156,10 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
         _log_final(logger, final, store.local_dir, node_id)
     finally:
         store.close()
+    if tune_report is not None:
+        last = deferred[-1] if deferred else {"epoch": final.get("epochs_completed", last_epoch),
+                                              "test_acc": final.get("final_test_acc")}
+        tune_report({**last, **{k: v for k, v in final.items() if k in FINAL_KEYS}, "trial_key": payload.key})
     return final
 
 
