@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast install services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m sweeper.demo
 
-test: $(TEST_STAMP)
+# System services the cluster tests start for themselves (PostgreSQL's server binaries);
+# installs them with apt only when missing.
+services:
+	@.ci/setup_services.sh
+
+test: $(TEST_STAMP) services
 	$(BIN)/python -m pytest -q
 
 # Everything but the slow end-to-end and cluster tests, for quick local iteration.
