@@ -191,7 +191,7 @@ def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str
 
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
-                       cpus_per_trial=_cpus(spec))
+                       cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env())
     client.update_run(parent_id, status="RUNNING")
     started_ray = _init_ray(address)
     try:

@@ -84,14 +84,25 @@ def fast_fail_http(**overrides: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
+# What MLflow's client reads from the environment to authenticate to a tracking server.
+CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN",
+                   "MLFLOW_TRACKING_INSECURE_TLS", "MLFLOW_TRACKING_SERVER_CERT_PATH")
+
+
+def credentials_from_env() -> dict[str, str]:
+    """The driver's MLflow credentials, to hand to trials on other nodes (never logged)."""
+    return {k: os.environ[k] for k in CREDENTIAL_VARS if k in os.environ}
+
+
 def connect(uri: str):
     """An MlflowClient on ``uri``, checked: raises SweepError (one line) when the store cannot be
     reached or refuses our credentials. Called before any trial starts."""
     from mlflow.tracking import MlflowClient
 
     try:
-        # one try: a server that is down should be reported now, not after minutes of retries
-        with fast_fail_http(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+        # few, short tries: a server that is down should be reported now, not after minutes of
+        # MLflow's default retries; a cold server can still take some seconds to answer
+        with fast_fail_http(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_TIMEOUT="30"):
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)
     except Exception as e:  # noqa: BLE001 - every failure here means "cannot use this store"

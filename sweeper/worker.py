@@ -50,6 +50,11 @@ class SweepContext:
     parent_run_id: str
     trials_root: str  # <storage>/<sweep>/trials, a path or a URI
     cpus_per_trial: float = 1.0
+    # The driver's MLflow credentials (tracking.credentials_from_env). Ray workers inherit their
+    # node's environment, not the driver's, so the trials get them here: the context travels in
+    # Ray's object store (tune.with_parameters), never in the trial config that Ray writes to
+    # disk, and repr=False keeps them out of every log line that prints the context.
+    tracking_env: dict = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     from trainables import run_trial
 
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
+    os.environ.update(ctx.tracking_env)  # MLflow reads credentials from the environment per request
     logger = open_trial_logger(ctx, payload, node_id)
     attempt = int(logger.client.get_run(logger.run_id).data.tags.get(TAG_ATTEMPTS, "0")) + 1
     logger.set_tags({TAG_ATTEMPTS: attempt})
