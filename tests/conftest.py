@@ -1,4 +1,4 @@
-"""Shared fixtures for the sweep-layer tests: a tmp MLflow store, a tmp work folder, local Ray."""
+"""Shared fixtures: one torch thread, a tmp MLflow store, a tmp work folder, local Ray."""
 
 from __future__ import annotations
 
@@ -6,6 +6,18 @@ import os
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """Tiny models in the test process: one intra-op thread is faster than two fighting over a
+    busy 2-core machine (Ray workers set their own from the trial's cpu count)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

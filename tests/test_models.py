@@ -19,15 +19,6 @@ from trainables.models import FAMILIES, build_model, check_architecture, cifar_r
 BUILDERS = {"cifar_resnet": cifar_resnet.build, "vgg": vgg.build, "imagenet_resnet": imagenet_resnet.build}
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Tiny models: one intra-op thread is faster, and immune to a busy 2-core CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def meta_model(family: str, depth: int, width: int = 1, num_classes: int = 10) -> nn.Module:
     """The architecture without storage or init: counting parameters of ResNet-866 stays cheap."""
     with torch.device("meta"):

@@ -16,15 +16,6 @@ ADAM = TrainConfig(epochs=1, lr=0.01, weight_decay=1e-4, optimizer=OptimizerConf
 BUILDERS = {"cifar_resnet": cifar_resnet.build, "vgg": vgg.build, "imagenet_resnet": imagenet_resnet.build}
 
 
-@pytest.fixture(autouse=True)
-def one_cpu_thread():
-    """Tiny models: one intra-op thread is faster, and immune to a busy 2-core CI machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small_resnet(seed: int = 0) -> nn.Module:
     return build_model(ModelConfig("cifar_resnet", 8), num_classes=10, seed=seed)
 
