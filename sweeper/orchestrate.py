@@ -51,12 +51,12 @@ def _payload(trial) -> TrialPayload:
 def expected_payloads(spec) -> list[TrialPayload]:
     """Every trial the spec defines up front (grid, plus sampled ones for ``random``)."""
     grid = [_payload(t) for t in spec.trials()]
-    search = getattr(spec, "search", None)
-    if search is None or _algorithm(spec) != "random":
+    search = spec.search
+    if _algorithm(spec) != "random":
         return grid
     import numpy as np
 
-    rng = np.random.default_rng(int(spec.spec_hash[:12], 16) if _is_hex(spec.spec_hash) else 0)
+    rng = np.random.default_rng(int(spec.spec_hash[:12], 16))  # the same draws on every re-run
     domains = _tune_domains(spec)
     sampled = []
     for _ in range(int(search.num_samples)):
@@ -73,16 +73,7 @@ def _origin(grid_key: str, values: dict[str, Any]) -> dict[str, str]:
 
 
 def _algorithm(spec) -> str:
-    search = getattr(spec, "search", None)
-    return str(getattr(search, "algorithm", "grid") or "grid") if search is not None else "grid"
-
-
-def _is_hex(text: str) -> bool:
-    try:
-        int(text[:12], 16)
-        return True
-    except (TypeError, ValueError):
-        return False
+    return spec.search.algorithm if spec.search is not None else "grid"
 
 
 def _native(value: Any) -> Any:
@@ -126,17 +117,12 @@ def _prepare_tracking(spec, tracking_uri: str | None, *, create: bool):
         experiment = client.get_experiment_by_name(spec.name)
         return uri, client, (experiment.experiment_id if experiment else None), None
     experiment_id = tracking.ensure_experiment(client, spec.name, uri)
-    parent = tracking.ensure_parent_run(client, experiment_id, spec.name, _spec_yaml(spec), spec.spec_hash)
+    parent = tracking.ensure_parent_run(client, experiment_id, spec.name, spec.text, spec.spec_hash)
     return uri, client, experiment_id, parent
 
 
 def _spec_tracking_uri(spec) -> str | None:
-    section = getattr(spec, "tracking", None)
-    return getattr(section, "uri", None) if section is not None else None
-
-
-def _spec_yaml(spec) -> str:
-    return spec.text
+    return spec.tracking.uri
 
 
 def _storage_root(storage: str) -> str:
@@ -146,11 +132,11 @@ def _storage_root(storage: str) -> str:
 
 
 def _cpus(spec) -> float:
-    return float(getattr(getattr(spec, "resources", None), "cpu", 1) or 1)
+    return float(spec.resources.cpu)
 
 
 def _gpus(spec) -> float:
-    return float(getattr(getattr(spec, "resources", None), "gpu", 0) or 0)
+    return float(spec.resources.gpu)
 
 
 def _states(client, experiment_id: str | None) -> dict[str, str]:
@@ -253,7 +239,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
 
     optuna = _algorithm(spec) == "optuna"
     grid = {t.key: payload_dict(t) for t in remaining}
-    metric, mode = _metric_mode(spec)
+    metric, mode = spec.metric, spec.direction
     search_alg, num_samples = None, 1
     if optuna:
         from ray.tune.search.optuna import OptunaSearch
@@ -277,7 +263,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
         param_space=param_space,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg,
                                     scheduler=_scheduler(spec), num_samples=num_samples,
-                                    max_concurrent_trials=int(getattr(spec, "max_concurrent", 0) or 0) or None,
+                                    max_concurrent_trials=spec.max_concurrent,
                                     # a new actor per trial re-imports torch and MLflow and reopens
                                     # the store: seconds per trial, the largest overhead measured
                                     reuse_actors=os.environ.get("SWEEPER_REUSE_ACTORS", "1") == "1",
@@ -304,23 +290,17 @@ def _unfinished_optuna_points(client, experiment_id, base: dict) -> list[dict]:
     return points
 
 
-def _metric_mode(spec) -> tuple[str, str]:
-    return spec.metric, spec.direction
-
-
 def _scheduler(spec):
-    section = getattr(spec, "scheduler", None)
-    name = getattr(section, "name", "fifo") if section is not None else "fifo"
-    if name == "fifo":
+    section = spec.scheduler
+    if section.name == "fifo":
         return None
-    if name == "asha":
+    if section.name == "asha":
         from ray.tune.schedulers import ASHAScheduler
 
         max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
         return ASHAScheduler(time_attr="epoch", max_t=max_t,
-                             grace_period=int(getattr(section, "grace_period", 1) or 1),
-                             reduction_factor=float(getattr(section, "reduction_factor", 4) or 4))
-    raise SweepError(f"scheduler {name!r} is not supported")
+                             grace_period=section.grace_period, reduction_factor=section.reduction_factor)
+    raise SweepError(f"scheduler {section.name!r} is not supported")
 
 
 def _progress_callback(*args, **kwargs):

@@ -206,3 +206,33 @@ def test_unreachable_tracking_is_one_line_and_exit_2_before_any_trial(workdir):
     assert lines == [f"tracking: cannot use MLflow at http://127.0.0.1:9: server not reachable"]
     assert "Traceback" not in proc.stderr
     assert not (workdir / "results").exists()
+
+
+def test_an_optuna_search_with_asha_runs_its_samples_once_and_resumes_to_nothing_more(
+        workdir, tracking_uri, mlflow_client, ray_local):
+    """lr_search in small: Optuna TPE draws lr for each sample, ASHA may stop the weak ones, and
+    every sampled trial still lands as exactly one child run, findable by its own key."""
+    spec = workdir / "search.yaml"
+    spec.write_text("""\
+name: search
+dataset: {name: digits, image_size: 8, train_size: 192, test_size: 96}
+model: {family: cifar_resnet, depth: 8}
+train: {epochs: 2, batch_size: 64, augment: false}
+grid: {mode: [bn_only]}
+search: {algorithm: optuna, num_samples: 3, space: {lr: {loguniform: [0.01, 1.0]}}, metric: test_acc, direction: max}
+scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
+resources: {cpu: 1}
+max_concurrent: 2
+checkpoint: {every_epochs: 1}
+""")
+    storage = str(workdir / "results")
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0
+    runs = children(mlflow_client, "search")
+    assert len(runs) == 3
+    lrs = {float(run.data.params["train.lr"]) for run in runs.values()}
+    assert len(lrs) == 3 and all(0.01 <= lr <= 1.0 for lr in lrs)
+    assert {run.data.tags["status"] for run in runs.values()} == {"finished"}
+    assert_no_duplicate_steps(mlflow_client, runs)
+
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0
+    assert children(mlflow_client, "search").keys() == runs.keys()
