@@ -125,12 +125,10 @@ def _one_line(e: BaseException) -> str:
 
 
 def artifact_location_for(uri: str) -> str | None:
-    """Local stores keep artifacts next to the database (absolute, so workers agree on it);
-    a tracking server decides for itself."""
+    """A sqlite store keeps artifacts next to the database (absolute, so workers agree on it);
+    file stores and tracking servers decide for themselves."""
     if uri.startswith("sqlite:///"):
         return Path(uri[len("sqlite:///"):]).parent.joinpath("mlartifacts").as_uri()
-    if "://" not in uri or uri.startswith("file:"):
-        return None
     return None
 
 
