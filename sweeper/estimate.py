@@ -22,21 +22,6 @@ BACKWARD_FACTOR = 3  # forward + backward ~ 3 x forward
 ASSUMED_FLOPS_PER_S = 40e12
 
 
-@dataclass(frozen=True)
-class DataSetFacts:
-    train_images: int  # before dataset.train_size caps it
-    num_classes: int
-    image_size: int  # default side in pixels (dataset.image_size overrides it where allowed)
-
-
-# Mirrors trainables/data (tests/test_validate_cli.py checks that they agree).
-DATA_SETS = {
-    "cifar10": DataSetFacts(50_000, 10, 32),
-    "cifar100": DataSetFacts(50_000, 100, 32),
-    "imagenet": DataSetFacts(1_281_167, 1000, 224),
-    "digits": DataSetFacts(1_437, 10, 32),  # scikit-learn's 1797 digits, fixed 80% train split
-    "synthetic": DataSetFacts(512, 10, 32),
-}
 # Sampled axes that change the amount of work; any other sampled axis (lr, ...) does not.
 _WORK_AXES = ("train.epochs", "model.", "dataset.name", "dataset.train_size", "dataset.image_size")
 
@@ -70,6 +55,7 @@ class Estimate:
 def trial_work(config: Mapping[str, Any]) -> TrialWork:
     """The work of one trial from its resolved configuration (``Trial.config``)."""
     from trainables.config import ModelConfig  # lazy: flops need trainables.models (torch)
+    from trainables.data import DATA_SETS
     from trainables.models import flops_per_image
 
     dataset = config["dataset"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from sweeper.cli import cli
-from sweeper.estimate import ASSUMED_FLOPS_PER_S, DATA_SETS, estimate_spec, trial_work
+from sweeper.estimate import ASSUMED_FLOPS_PER_S, estimate_spec, trial_work
 from sweeper.spec import load_spec, parse_spec
 
 SMALL = Path(__file__).parent / "specs" / "small.yaml"
@@ -53,9 +53,9 @@ def test_train_size_caps_the_images_of_a_trial():
     assert trial_work(config).train_images == 50_000
 
 
-def test_the_data_set_table_agrees_with_trainables_data():
+def test_the_data_set_facts_agree_with_what_the_loaders_load():
     from trainables.config import DATASETS, DatasetConfig
-    from trainables.data import load_data
+    from trainables.data import DATA_SETS, load_data
 
     assert set(DATA_SETS) == set(DATASETS)
     for name in ("digits", "synthetic"):

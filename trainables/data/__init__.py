@@ -12,12 +12,33 @@ passes to ``train_batches``; see ``source.py``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from trainables.config import DatasetConfig
+from trainables.data import cifar, digits, synthetic
 from trainables.data.source import DataSource, TensorSource
 
-__all__ = ["DataSource", "TensorSource", "load_data"]
+__all__ = ["DATA_SETS", "DataSetFacts", "DataSource", "TensorSource", "load_data"]
+
+
+@dataclass(frozen=True)
+class DataSetFacts:
+    """What a data set is, known without loading it (for work estimates before a sweep)."""
+
+    train_images: int  # before dataset.train_size caps it
+    num_classes: int
+    image_size: int  # default side in pixels (dataset.image_size overrides it where allowed)
+
+
+DATA_SETS = {
+    "cifar10": DataSetFacts(50_000, cifar.NUM_CLASSES["cifar10"], 32),
+    "cifar100": DataSetFacts(50_000, cifar.NUM_CLASSES["cifar100"], 32),
+    "imagenet": DataSetFacts(1_281_167, 1000, 224),  # ILSVRC-2012 train; ImageFolderSource counts its own
+    "digits": DataSetFacts(int(digits.TRAIN_FRACTION * digits.NUM_IMAGES), 10, digits.DEFAULT_SIZE),
+    "synthetic": DataSetFacts(synthetic.DEFAULT_TRAIN, synthetic.NUM_CLASSES, synthetic.DEFAULT_SIZE),
+}
 
 
 def load_data(cfg: DatasetConfig, device: torch.device | str, seed: int, *, augment: bool = True) -> DataSource:

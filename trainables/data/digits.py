@@ -9,6 +9,7 @@ from trainables.config import DatasetConfig
 from trainables.data.source import TensorSource
 
 SPLIT_SEED = 0  # the train/test split is part of the data set, never of the trial: same for every seed
+NUM_IMAGES = 1797  # scikit-learn's digits
 TRAIN_FRACTION = 0.8  # 1797 images -> 1437 train, 360 test
 DEFAULT_SIZE = 32  # the CIFAR ResNets expect 32 px
 MAX_VALUE = 16  # load_digits counts ink in 4x4 blocks of the original 32x32 bitmaps: 0..16
