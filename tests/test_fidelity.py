@@ -1,0 +1,116 @@
+"""train.fidelity: the open_lth switch changes bias init and warm-up as docs/fidelity.md states,
+leaves everything else alone, and keeps the keys of configs that do not use it.
+
+(Its CIFAR normalisation is pinned in test_data.py, next to the CIFAR fixtures.)
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from sweeper.spec import parse_spec
+from trainables.checkpoint import config_hash, config_identity
+from trainables.config import ConfigError, ModelConfig, TrainConfig, TrialConfig
+from trainables.loop import _build
+from trainables.models import build_model
+from trainables.schedule import LRSchedule
+
+
+def trial(**train) -> dict:
+    return {"dataset": {"name": "synthetic", "train_size": 64, "test_size": 32},
+            "model": {"family": "cifar_resnet", "depth": 8}, "train": {"epochs": 2, "device": "cpu", **train}}
+
+
+# --- the key ------------------------------------------------------------------------------------
+
+
+def test_fidelity_is_validated_and_names_its_key():
+    with pytest.raises(ConfigError) as info:
+        TrialConfig.from_dict(trial(fidelity="openlth"))
+    assert info.value.path == "train.fidelity" and "did you mean 'open_lth'" in str(info.value)
+
+
+SPEC = """
+name: t
+dataset: {name: digits}
+model: {family: cifar_resnet, depth: 8}
+train: {epochs: 1, lr: 0.1}
+"""
+
+
+def test_the_default_fidelity_leaves_trial_keys_as_they_were():
+    # the pinned key of tests/test_spec.py's base spec; "sweeper" typed out changes nothing
+    plain = parse_spec(SPEC, "t.yaml").trials()[0]
+    typed = parse_spec(SPEC.replace("lr: 0.1", "lr: 0.1, fidelity: sweeper"), "t.yaml").trials()[0]
+    other = parse_spec(SPEC.replace("lr: 0.1", "lr: 0.1, fidelity: open_lth"), "t.yaml").trials()[0]
+    assert plain.key == typed.key
+    assert other.key != plain.key and other.params["train.fidelity"] == "open_lth"
+
+
+def test_a_checkpoint_from_before_the_key_existed_resumes_under_the_default():
+    config = TrialConfig.from_dict(trial())
+    stored = config.to_dict()
+    del stored["train"]["fidelity"]  # what a checkpoint written before train.fidelity holds
+    assert config_hash(stored) == config_hash(config)
+    assert "train.fidelity" not in config_identity(config)
+    assert config_identity(TrialConfig.from_dict(trial(fidelity="open_lth")))["train.fidelity"] == "open_lth"
+
+
+def test_fidelity_is_an_axis_and_shows_in_trial_names():
+    spec = parse_spec(SPEC + "grid: {fidelity: [sweeper, open_lth]}\n", "t.yaml")
+    assert [t.name for t in spec.trials()] == ["full-d8-w1-lr0.1-s0-sweeper", "full-d8-w1-lr0.1-s0-open_lth"]
+
+
+# --- bias init ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family, depth", [("cifar_resnet", 8), ("vgg", 11)])
+def test_open_lth_biases_are_pytorchs_default_uniform_and_nothing_else_moves(family, depth):
+    ours = build_model(ModelConfig(family, depth), 10, seed=3)
+    theirs = build_model(ModelConfig(family, depth), 10, seed=3, bias_init="uniform")
+    biased = [(name, m) for name, m in theirs.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m.bias is not None]
+    assert biased, "the fc bias at least"
+    for name, m in biased:
+        bound = 1 / math.sqrt(m.weight[0].numel())  # nn.Linear / nn.Conv2d reset_parameters
+        assert m.bias.abs().max() <= bound and m.bias.std() > bound / 4, name
+        assert torch.count_nonzero(dict(ours.named_modules())[name].bias) == 0, name
+    # weights, gammas, betas and buffers are the same draws: only the biases differ
+    bias_names = {f"{name}.bias" for name, _ in biased}
+    ours_state, theirs_state = ours.state_dict(), theirs.state_dict()
+    assert all(torch.equal(ours_state[k], theirs_state[k]) for k in ours_state if k not in bias_names)
+
+
+def test_the_frozen_fc_bias_of_a_bn_only_trial_follows_the_switch():
+    ours = _build(TrialConfig.from_dict({**trial(), "mode": "bn_only"}))
+    theirs = _build(TrialConfig.from_dict({**trial(fidelity="open_lth"), "mode": "bn_only"}))
+    assert not theirs.model.fc.bias.requires_grad
+    assert torch.count_nonzero(ours.model.fc.bias) == 0
+    assert torch.count_nonzero(theirs.model.fc.bias) == theirs.model.fc.bias.numel()
+
+
+# --- warm-up --------------------------------------------------------------------------------------
+
+
+def test_open_lth_warm_up_starts_at_lr_0_and_reaches_lr_one_step_later():
+    train = dict(epochs=10, lr=0.4, warmup_epochs=1)
+    ours = LRSchedule.from_config(TrainConfig(**train), steps_per_epoch=4)
+    theirs = LRSchedule.from_config(TrainConfig(**train, fidelity="open_lth"), steps_per_epoch=4)
+    assert [ours.lr_at(s) for s in range(6)] == [0.1, 0.2, 0.30000000000000004, 0.4, 0.4, 0.4]
+    assert [theirs.lr_at(s) for s in range(6)] == [0.0, 0.1, 0.2, 0.30000000000000004, 0.4, 0.4]
+
+
+def test_the_trials_scheduler_follows_the_switch():
+    setup = _build(TrialConfig.from_dict(trial(fidelity="open_lth", warmup_epochs=1)))
+    assert setup.scheduler.current_lr == 0.0 and setup.optimizer.param_groups[0]["lr"] == 0.0
+    assert _build(TrialConfig.from_dict(trial(warmup_epochs=1))).scheduler.current_lr > 0
+
+
+def test_without_warm_up_the_switch_leaves_the_schedule_alone():
+    train = dict(epochs=4, lr=0.1, lr_schedule={"name": "step", "milestones": [2]})
+    ours = LRSchedule.from_config(TrialConfig.from_dict(trial(**train)).train, steps_per_epoch=3)
+    theirs = LRSchedule.from_config(TrialConfig.from_dict(trial(**train, fidelity="open_lth")).train, steps_per_epoch=3)
+    assert [ours.lr_at(s) for s in range(12)] == [theirs.lr_at(s) for s in range(12)]
