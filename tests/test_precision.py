@@ -27,16 +27,22 @@ def test_fp32_runs_without_autocast_and_bf16_with_it_on_the_cpu_too():
     assert out.dtype == torch.bfloat16
 
 
+@pytest.fixture
+def tf32_off():
+    """Both TF32 flags off for the test (process-wide state), restored afterwards."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "auto"])
-def test_on_cuda_tf32_is_allowed_for_matmuls_and_convolutions_whatever_ran_before(precision, monkeypatch):
+def test_on_cuda_tf32_is_allowed_for_matmuls_and_convolutions_whatever_ran_before(precision, tf32_off):
     # Setting the flags needs no GPU; a worker that ran a strict-fp32 job before must not leak it.
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     precision_context(precision, CUDA)
     assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
 
 
-def test_cpu_trials_leave_the_cuda_flags_alone(monkeypatch):
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+def test_cpu_trials_leave_the_cuda_flags_alone(tf32_off):
     precision_context("fp32", CPU)
-    assert not torch.backends.cuda.matmul.allow_tf32
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
