@@ -7,14 +7,16 @@ leaves everything else alone, and keeps the keys of configs that do not use it.
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from sweeper.spec import parse_spec
+from sweeper.spec import load_spec, parse_spec
 from trainables.checkpoint import config_hash, config_identity
-from trainables.config import ConfigError, ModelConfig, TrainConfig, TrialConfig
+from trainables.config import FIDELITIES, ConfigError, ModelConfig, TrainConfig, TrialConfig
 from trainables.loop import _build
 from trainables.models import build_model
 from trainables.schedule import LRSchedule
@@ -114,3 +116,50 @@ def test_without_warm_up_the_switch_leaves_the_schedule_alone():
     ours = LRSchedule.from_config(TrialConfig.from_dict(trial(**train)).train, steps_per_epoch=3)
     theirs = LRSchedule.from_config(TrialConfig.from_dict(trial(**train, fidelity="open_lth")).train, steps_per_epoch=3)
     assert [ours.lr_at(s) for s in range(12)] == [theirs.lr_at(s) for s in range(12)]
+
+
+# --- docs/fidelity.md stays true --------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+PAPER_STUDIES = ("depth_vs_width", "vgg", "imagenet_resnets")
+
+
+@pytest.mark.parametrize("name", PAPER_STUDIES)
+def test_paper_studies_use_open_lths_hyperparameters(name):
+    # open_lth's default_hparams for cifar_resnet, cifar_vgg and imagenet_resnet, written out here
+    for t in load_spec(ROOT / "sweeps" / f"{name}.yaml").trials():
+        train = t.config["train"]
+        assert train["optimizer"]["name"] == "sgd" and train["optimizer"]["momentum"] == 0.9
+        assert train["optimizer"]["nesterov"] is False
+        assert train["weight_decay"] == 1e-4 and train["lr_schedule"]["factor"] == 0.1
+        assert train["label_smoothing"] == 0 and train["augment"] is True
+        assert t.config["model"]["bn_init"] == "uniform"
+        assert (train["batch_size"], train["lr"]) == ((1024, 0.4) if name == "imagenet_resnets" else (128, 0.1))
+
+
+def test_augmentation_and_evaluation_constants_are_open_lths():
+    from trainables.data import imagenet, source
+
+    assert source.PAD == 4
+    assert (imagenet.CROP_SCALE, imagenet.CROP_RATIO) == ((0.1, 1.0), (0.8, 1.25))
+    assert round(imagenet.DEFAULT_SIZE * imagenet.EVAL_RESIZE) == 256 and imagenet.DEFAULT_SIZE == 224
+    assert (imagenet.MEAN, imagenet.STD) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def test_every_test_the_fidelity_page_names_exists():
+    page = (ROOT / "docs" / "fidelity.md").read_text()
+    named = re.findall(r"`(test_\w+\.py)::(test_\w+)`", page)
+    assert len(named) >= 20
+    missing = [f"{f}::{t}" for f, t in named
+               if not re.search(rf"^def {t}\(", (ROOT / "tests" / f).read_text(), flags=re.MULTILINE)]
+    assert not missing, f"docs/fidelity.md names tests that do not exist: {missing}"
+
+
+def test_the_fidelity_page_states_the_numbers_the_code_has():
+    page = (ROOT / "docs" / "fidelity.md").read_text()
+    from trainables.models import imagenet_resnet
+
+    with torch.device("meta"):
+        wide = imagenet_resnet.build(50, 2, 1000)
+    assert f"{sum(p.numel() for p in wide.parameters()):,}" in page
+    assert "`fidelity: open_lth`" in page and all(f"`{v}`" in page for v in FIDELITIES)
