@@ -163,3 +163,19 @@ def test_the_fidelity_page_states_the_numbers_the_code_has():
         wide = imagenet_resnet.build(50, 2, 1000)
     assert f"{sum(p.numel() for p in wide.parameters()):,}" in page
     assert "`fidelity: open_lth`" in page and all(f"`{v}`" in page for v in FIDELITIES)
+
+
+def test_the_scorecards_imagenet_counts_are_the_models():
+    from sweeper.report.scorecard import load_reference
+    from trainables.models import imagenet_resnet
+
+    ref = load_reference()
+    rows = ref[(ref["family"] == "imagenet_resnet") & ref["metric"].isin(["total_params", "trainable_params"])]
+    assert {(r.depth, r.width) for r in rows.itertuples()} >= {(50, 2), (50, 4)}
+    for r in rows.itertuples():
+        with torch.device("meta"):
+            model = imagenet_resnet.build(int(r.depth), int(r.width), 1000)
+        counted = (sum(p.numel() for p in model.parameters()) if r.metric == "total_params" else
+                   sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()))
+        allowed = 0.01 * r.value if r.approximate else 0
+        assert abs(counted - r.value) <= allowed, (r.depth, r.width, r.metric)
