@@ -16,7 +16,13 @@ from torch import nn
 
 from sweeper.spec import load_spec, parse_spec
 from trainables.checkpoint import config_hash, config_identity
-from trainables.config import FIDELITIES, ConfigError, ModelConfig, TrainConfig, TrialConfig
+from trainables.config import (
+    FIDELITIES,
+    ConfigError,
+    ModelConfig,
+    TrainConfig,
+    TrialConfig,
+)
 from trainables.loop import _build
 from trainables.models import build_model
 from trainables.schedule import LRSchedule
@@ -98,7 +104,7 @@ def test_the_frozen_fc_bias_of_a_bn_only_trial_follows_the_switch():
 
 
 def test_open_lth_warm_up_starts_at_lr_0_and_reaches_lr_one_step_later():
-    train = dict(epochs=10, lr=0.4, warmup_epochs=1)
+    train = {"epochs": 10, "lr": 0.4, "warmup_epochs": 1}
     ours = LRSchedule.from_config(TrainConfig(**train), steps_per_epoch=4)
     theirs = LRSchedule.from_config(TrainConfig(**train, fidelity="open_lth"), steps_per_epoch=4)
     assert [ours.lr_at(s) for s in range(6)] == [0.1, 0.2, 0.30000000000000004, 0.4, 0.4, 0.4]
@@ -112,7 +118,7 @@ def test_the_trials_scheduler_follows_the_switch():
 
 
 def test_without_warm_up_the_switch_leaves_the_schedule_alone():
-    train = dict(epochs=4, lr=0.1, lr_schedule={"name": "step", "milestones": [2]})
+    train = {"epochs": 4, "lr": 0.1, "lr_schedule": {"name": "step", "milestones": [2]}}
     ours = LRSchedule.from_config(TrialConfig.from_dict(trial(**train)).train, steps_per_epoch=3)
     theirs = LRSchedule.from_config(TrialConfig.from_dict(trial(**train, fidelity="open_lth")).train, steps_per_epoch=3)
     assert [ours.lr_at(s) for s in range(12)] == [theirs.lr_at(s) for s in range(12)]

@@ -13,9 +13,9 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
-from typing import Callable, ContextManager
 
 import torch
 
@@ -29,7 +29,7 @@ def resolve(precision: str, device: torch.device) -> str:
     return precision
 
 
-def precision_context(precision: str, device: torch.device) -> Callable[[], ContextManager]:
+def precision_context(precision: str, device: torch.device) -> Callable[[], AbstractContextManager]:
     """A factory of the context every forward pass runs in; sets the TF32 rule on CUDA."""
     if device.type == "cuda":
         # Process-wide flags (a Ray worker runs trial after trial): set them the same way for

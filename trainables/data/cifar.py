@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from trainables.config import ConfigError, DatasetConfig
-from trainables.data.imagenet import MEAN as IMAGENET_MEAN, STD as IMAGENET_STD
+from trainables.data.imagenet import MEAN as IMAGENET_MEAN
+from trainables.data.imagenet import STD as IMAGENET_STD
 from trainables.data.source import TensorSource
 
 # Per-channel mean and std of the training images in [0, 1] units (the usual constants).
