@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
-from trainables.config import identity_view
+from trainables.config import IDENTITY_OMITS_AT_DEFAULT, identity_view
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -112,6 +112,15 @@ def make_trial(config: Mapping[str, Any], extra_axes: Iterable[str] = ()) -> Tri
     config = copy.deepcopy(dict(config))
     params = flatten(config)
     return Trial(key=trial_key(config), name=trial_name(params, extra_axes), config=config, params=params)
+
+
+def with_later_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's logged params, plus each setting added later (IDENTITY_OMITS_AT_DEFAULT) at its
+    default where the run was logged before the setting existed, so that old and new runs of
+    one configuration group together in a report."""
+    if not any(str(k).startswith("train.") for k in params):
+        return dict(params)  # not a trial's configuration
+    return {**IDENTITY_OMITS_AT_DEFAULT, **params}
 
 
 def _show(value: Scalar) -> str:

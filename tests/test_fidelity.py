@@ -185,3 +185,24 @@ def test_the_scorecards_imagenet_counts_are_the_models():
                    sum(p.numel() for m in model.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters()))
         allowed = 0.01 * r.value if r.approximate else 0
         assert abs(counted - r.value) <= allowed, (r.depth, r.width, r.metric)
+
+
+def test_a_report_groups_runs_logged_before_the_key_existed_with_new_ones():
+    from types import SimpleNamespace
+
+    from sweeper import tracking
+    from sweeper.report.collect import _trials_table
+    from sweeper.report.tables import aggregate
+
+    def run(run_id, seed, params):
+        return SimpleNamespace(
+            info=SimpleNamespace(run_id=run_id, run_name=f"s{seed}", status="FINISHED", start_time=0, end_time=0),
+            data=SimpleNamespace(tags={tracking.TAG_STATUS: "finished", tracking.TAG_TRIAL_KEY: run_id},
+                                 params={"mode": "bn_only", "seed": str(seed), "train.lr": "0.1", **params},
+                                 metrics={"final_test_acc": 0.5}))
+
+    old = run("a", 0, {})  # logged before train.fidelity existed
+    new = run("b", 1, {"train.fidelity": "sweeper"})
+    frame, params, _ = _trials_table([old, new])
+    assert list(frame["train.fidelity"]) == ["sweeper", "sweeper"]
+    assert list(aggregate(frame, params)["n"]) == [2]
