@@ -4,6 +4,8 @@ The key is what makes a sweep resumable: it names the MLflow child run, the chec
 the Ray trial, so running the same spec again finds the same trials. It is a hash of the resolved
 configuration minus the settings that cannot change a result (where the data lives, how often
 checkpoints are written), so that moving the data or checkpointing more often keeps every name.
+Settings added later (``trainables.config.IDENTITY_OMITS_AT_DEFAULT``) enter the key only when
+they differ from their default, so adding one renames nothing that ran before.
 ``tests/test_spec.py`` pins the key of one fixed configuration: changing what goes into the key
 renames every stored result, so do it only on purpose.
 """
@@ -15,6 +17,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
+
+from trainables.config import IDENTITY_OMITS_AT_DEFAULT, identity_view
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -38,6 +42,8 @@ NAME_PREFIX = {
     "train.label_smoothing": "ls",
     "dataset.train_size": "n",
     "dataset.image_size": "px",
+    "train.precision": "",
+    "train.fidelity": "",
 }
 
 
@@ -60,9 +66,10 @@ def trial_key(config: Mapping[str, Any]) -> str:
     """16 hex digits of sha256 over the canonical JSON of ``config`` minus ``KEY_EXCLUDED``.
 
     ``config`` must be resolved (``TrialConfig.to_dict()``), so that ``lr: 1`` and ``lr: 1.0``,
-    or an omitted default and the default typed out, give the same key.
+    or an omitted default and the default typed out, give the same key. A setting added after
+    keys were pinned is left out while it holds its default (``identity_view``).
     """
-    kept = copy.deepcopy(dict(config))
+    kept = identity_view(config)
     for path in KEY_EXCLUDED:
         *parents, leaf = path.split(".")
         node: Any = kept
@@ -105,6 +112,15 @@ def make_trial(config: Mapping[str, Any], extra_axes: Iterable[str] = ()) -> Tri
     config = copy.deepcopy(dict(config))
     params = flatten(config)
     return Trial(key=trial_key(config), name=trial_name(params, extra_axes), config=config, params=params)
+
+
+def with_later_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's logged params, plus each setting added later (IDENTITY_OMITS_AT_DEFAULT) at its
+    default where the run was logged before the setting existed, so that old and new runs of
+    one configuration group together in a report."""
+    if not any(str(k).startswith("train.") for k in params):
+        return dict(params)  # not a trial's configuration
+    return {**IDENTITY_OMITS_AT_DEFAULT, **params}
 
 
 def _show(value: Scalar) -> str:

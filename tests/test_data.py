@@ -386,3 +386,26 @@ def test_image_folder_without_val_names_the_missing_folder(tmp_path):
     (tmp_path / "train" / "ant").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="val/"):
         load_data(DatasetConfig(name="imagenet", root=str(tmp_path)), CPU, seed=0)
+
+
+IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # written out independently
+
+
+def test_open_lth_fidelity_normalises_cifar_with_imagenet_statistics(tmp_path, skip_md5):
+    # open_lth's cifar10.py normalises with ImageNet's constants; train.fidelity: open_lth follows it.
+    from trainables.config import TrialConfig
+    from trainables.loop import _build
+
+    images = random_images(20, seed=6)
+    write_cifar10(tmp_path, images, np.arange(20) % 10, images, np.arange(20) % 10)
+    config = {"dataset": {"name": "cifar10", "root": str(tmp_path)}, "model": {"family": "cifar_resnet", "depth": 8},
+              "train": {"epochs": 1, "device": "cpu"}}
+    ours = _build(TrialConfig.from_dict(config)).data
+    theirs = _build(TrialConfig.from_dict({**config, "train": {**config["train"], "fidelity": "open_lth"}})).data
+
+    assert (ours.mean, ours.std) == PUBLISHED_MEAN_STD["cifar10"]
+    assert (theirs.mean, theirs.std) == IMAGENET_MEAN_STD
+    first = torch.from_numpy(images[:1]).permute(0, 3, 1, 2).float() / 255
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET_MEAN_STD)
+    got = next(iter(theirs.test_batches(1)))[0]
+    assert torch.allclose(got, (first - mean) / std, atol=1e-5)

@@ -70,7 +70,7 @@ def test_bad_depth_names_the_depth_and_never_the_width(family, depth, expected):
 
 @pytest.mark.parametrize("family, depth, width", [
     ("cifar_resnet", 20, 0), ("cifar_resnet", 20, 65), ("vgg", 11, 0), ("vgg", 11, -1),
-    ("imagenet_resnet", 50, 0), ("imagenet_resnet", 18, 2), ("imagenet_resnet", 34, 4),
+    ("imagenet_resnet", 50, 0), ("imagenet_resnet", 18, 65),
 ])
 def test_bad_width_says_width(family, depth, width):
     with pytest.raises(ValueError, match="width"):
@@ -133,11 +133,52 @@ def test_imagenet_resnets_match_torchvision():
     assert (count(resnet18), bn_count(resnet18)) == (11_689_512, 9_600)
     assert (count(resnet50), bn_count(resnet50)) == (25_557_032, 53_120)
     with torch.device("meta"):
-        for ours, theirs in [((101, 1), torchvision.models.resnet101()), ((152, 1), torchvision.models.resnet152()),
-                             ((34, 1), torchvision.models.resnet34()), ((50, 2), torchvision.models.wide_resnet50_2()),
-                             ((101, 2), torchvision.models.wide_resnet101_2())]:
-            mine = BUILDERS["imagenet_resnet"](*ours, 1000)
+        for depth, theirs in [(101, torchvision.models.resnet101()), (152, torchvision.models.resnet152()),
+                              (34, torchvision.models.resnet34())]:
+            mine = BUILDERS["imagenet_resnet"](depth, 1, 1000)
             assert [(n, p.shape) for n, p in mine.named_parameters()] == [(n, p.shape) for n, p in theirs.named_parameters()]
+
+
+# open_lth's imagenet_resnet_50_128 and _256 (width 2 and 4): counts of its constructor, which
+# widens the stem and every stage; torchvision's wide_resnet50_2 (68.88M / 68,224 BN) widens only
+# the bottleneck's inner 3x3, and is not the paper's model.
+@pytest.mark.parametrize("depth, width, total, bn", [
+    (50, 2, 98_004_072, 106_240), (50, 4, 383_571_176, 212_480),
+    (18, 2, 45_693_032, 19_200), (34, 2, 86_110_824, 34_048),
+])
+def test_wide_imagenet_resnets_have_open_lths_counts(depth, width, total, bn):
+    model = meta_model("imagenet_resnet", depth, width, 1000)
+    assert (count(model), bn_count(model)) == (total, bn)
+
+
+@pytest.mark.parametrize("depth, width", [(18, 2), (50, 2), (101, 3)])
+def test_wide_imagenet_resnets_widen_the_stem_and_every_stage(depth, width):
+    narrow, wide = meta_model("imagenet_resnet", depth, 1, 1000), meta_model("imagenet_resnet", depth, width, 1000)
+    pairs = [(a.out_channels, b.out_channels) for a, b in zip(
+        *[[m for m in model.modules() if isinstance(m, nn.Conv2d)] for model in (narrow, wide)])]
+    assert pairs[0] == (64, 64 * width)  # the stem
+    assert all(w == width * n for n, w in pairs)  # every conv, the shortcuts' too
+    assert wide.fc.in_features == width * narrow.fc.in_features
+    assert bn_count(wide) == width * bn_count(narrow)
+
+
+def test_a_wide_resnet50_counts_like_open_lths_formula():
+    """Parameters from open_lth's recipe by hand: stem 64w, stage s of 64w * 2**s planes, bottleneck
+    inner width = planes, out = 4 planes, a 1x1 downsample (+BN) on each stage's first block."""
+    w, layers, total = 2, [3, 4, 6, 3], 0
+    f = 64 * w
+    total += 3 * 49 * f + 2 * f  # stem conv + BN
+    inp = f
+    for stage, blocks in enumerate(layers):
+        planes = f * 2**stage
+        for index in range(blocks):
+            total += inp * planes + 9 * planes * planes + planes * 4 * planes  # 1x1, 3x3, 1x1
+            total += 2 * (planes + planes + 4 * planes)  # their BNs
+            if index == 0:
+                total += inp * 4 * planes + 2 * 4 * planes  # downsample conv + BN
+            inp = 4 * planes
+    total += inp * 1000 + 1000  # fc
+    assert count(meta_model("imagenet_resnet", 50, w, 1000)) == total == 98_004_072
 
 
 def test_resnet200_is_bottleneck_3_24_36_3():
@@ -312,6 +353,7 @@ def test_flops_of_known_models():
     ("cifar_resnet", 20, 1, 10, 32), ("cifar_resnet", 14, 3, 7, 33), ("cifar_resnet", 8, 1, 10, 28),
     ("vgg", 11, 2, 10, 32), ("vgg", 19, 1, 100, 64), ("imagenet_resnet", 18, 1, 1000, 224),
     ("imagenet_resnet", 34, 1, 10, 97), ("imagenet_resnet", 50, 2, 1000, 224), ("imagenet_resnet", 101, 3, 10, 65),
+    ("imagenet_resnet", 18, 2, 10, 64),
 ])
 def test_analytic_flops_equal_a_measured_forward(family, depth, width, classes, size):
     cfg = ModelConfig(family, depth, width)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.config import ConfigError, TrialConfig
+from trainables.config import ConfigError, TrialConfig, identity_view
 
 CHECKPOINT_FILE = "checkpoint.pt"
 GAMMA_FILE = "gamma.json"
@@ -77,7 +77,8 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 def config_identity(config: TrialConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The flattened configuration that decides whether a checkpoint may be resumed."""
     plain = config.to_dict() if isinstance(config, TrialConfig) else config
-    return {k: v for k, v in _flatten(plain).items() if k not in RESUME_IGNORES}
+    # identity_view: a checkpoint written before a setting existed resumes under its default
+    return {k: v for k, v in _flatten(identity_view(plain)).items() if k not in RESUME_IGNORES}
 
 
 def config_hash(config: TrialConfig | Mapping[str, Any]) -> str:
@@ -328,6 +329,7 @@ def write_gamma_json(directory: str | Path, gammas: Mapping[str, list[float]]) -
 def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """The model of the checkpoint in ``directory``: frozen weights redrawn from the seed, the
     trained state written over them; in eval mode, on ``device``."""
+    from trainables.fidelity import conventions
     from trainables.models import build_model  # lazy: checkpoint I/O needs no model code
     from trainables.modes import apply_mode
 
@@ -338,7 +340,8 @@ def load_model(directory: str | Path, device: str | torch.device = "cpu") -> nn.
         config = TrialConfig.from_dict(checkpoint["config"])
     except ConfigError as e:
         raise CheckpointError(directory, f"its stored configuration is invalid: {e}") from e
-    model = build_model(config.model, checkpoint["num_classes"], config.seed)
+    model = build_model(config.model, checkpoint["num_classes"], config.seed,
+                        bias_init=conventions(config.train.fidelity).bias_init)
     trainability = apply_mode(model, config.mode, config.seed)
     restore_model_state(model, trainability, checkpoint["model"])
     return model.to(device).eval()

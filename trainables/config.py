@@ -12,6 +12,7 @@ torchvision only, so that a trial runs anywhere PyTorch does.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -27,6 +28,19 @@ SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 BN_INITS = ("uniform", "ones")
+# train.fidelity: whose small conventions a trial follows where this project and open_lth (the
+# paper's code) differ by well under a point of accuracy; docs/fidelity.md lists every point.
+#   sweeper:  CIFAR normalised with CIFAR's own mean/std, every bias starts at 0, warm-up's first
+#             step already has lr / warmup_steps.
+#   open_lth: CIFAR normalised with ImageNet's mean/std, biases (the frozen fc bias, VGG's conv
+#             biases) keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), warm-up's first
+#             step has lr 0 (open_lth's min(1, step / warmup_steps)).
+FIDELITIES = ("sweeper", "open_lth")
+
+# Settings added after trial keys were first pinned. A trial's identity (its sweep key, its
+# checkpoint's config hash) leaves each one out while it holds this default, as open_lth hashes
+# only non-default hyperparameters: adding a setting must not rename every finished run.
+IDENTITY_OMITS_AT_DEFAULT: dict[str, Any] = {"train.fidelity": "sweeper"}
 
 
 class ConfigError(ValueError):
@@ -141,6 +155,7 @@ class TrainConfig:
     device: str = "auto"  # cuda when available, else cpu
     compile: bool = False  # torch.compile the model
     eval_batch_size: int = 1024
+    fidelity: str = "sweeper"  # or open_lth: see FIDELITIES above and docs/fidelity.md
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -159,6 +174,7 @@ class TrainConfig:
             raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {self.label_smoothing}")
         _one_of("train.precision", self.precision, PRECISIONS)
         _one_of("train.device", self.device, DEVICES)
+        _one_of("train.fidelity", self.fidelity, FIDELITIES)
         self.optimizer.validate()
         self.lr_schedule.validate(self.epochs)
         bad = [m for m in self.lr_schedule.milestones if m > self.epochs]
@@ -203,6 +219,20 @@ class TrialConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists) that from_dict accepts back."""
         return _plain(dataclasses.asdict(self))
+
+
+def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of a ``to_dict()``-shaped config minus the IDENTITY_OMITS_AT_DEFAULT settings
+    that hold their default: what trial keys and checkpoint hashes are computed from."""
+    kept = copy.deepcopy(dict(config))
+    for path, default in IDENTITY_OMITS_AT_DEFAULT.items():
+        *parents, leaf = path.split(".")
+        node: Any = kept
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict) and leaf in node and node[leaf] == default:
+            del node[leaf]
+    return kept
 
 
 # --- building dataclasses from untyped mappings -------------------------------------------

@@ -12,9 +12,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Mapping
 
@@ -29,8 +27,10 @@ from trainables.checkpoint import (check_same_trial, config_hash, load_checkpoin
                                    restore_rng_state, rng_state, save_checkpoint, write_gamma_json)
 from trainables.config import TrialConfig
 from trainables.data import load_data
+from trainables.fidelity import conventions
 from trainables.models import build_model
 from trainables.modes import apply_mode, build_optimizer
+from trainables.precision import precision_context
 from trainables.schedule import StepwiseLR, build_scheduler
 
 Report = Callable[[dict, "Path | None"], None]
@@ -70,18 +70,18 @@ def seed_everything(seed: int) -> None:
 
 
 def _precision_context(config: TrialConfig, device: torch.device) -> Callable[[], ContextManager]:
-    # auto: bf16 autocast on CUDA, fp32 elsewhere; an explicit bf16 is honoured on the CPU too.
-    bf16 = config.train.precision == "bf16" or (config.train.precision == "auto" and device.type == "cuda")
-    if not bf16:
-        return nullcontext
-    return partial(torch.autocast, device_type=device.type, dtype=torch.bfloat16)
+    # auto: bf16 autocast on CUDA, fp32 elsewhere (TF32 on CUDA); see trainables/precision.py.
+    return precision_context(config.train.precision, device)
 
 
 def _build(config: TrialConfig) -> _Setup:
     device = resolve_device(config.train.device)
     seed_everything(config.seed)
-    data = load_data(config.dataset, device, config.seed, augment=config.train.augment)
-    model = build_model(config.model, data.num_classes, config.seed)  # on the CPU, from the seed
+    details = conventions(config.train.fidelity)
+    data = load_data(config.dataset, device, config.seed, augment=config.train.augment,
+                     cifar_normalisation=details.cifar_normalisation)
+    # on the CPU, from the seed
+    model = build_model(config.model, data.num_classes, config.seed, bias_init=details.bias_init)
     trainability = apply_mode(model, config.mode, config.seed)
     channels_last = device.type == "cuda"
     if channels_last:

@@ -12,7 +12,8 @@ Conventions (the same as ``torch.optim.lr_scheduler.MultiStepLR`` stepped per ep
   only after the last step.
 - warm-up multiplies whatever the schedule gives by ``(step + 1) / warmup_steps`` during the first
   ``warmup_steps = round(warmup_epochs * steps_per_epoch)`` steps (at least 1): it starts near zero and reaches
-  the full value on the first step after warm-up.
+  the full value on the first step after warm-up. With ``train.fidelity: open_lth`` the factor is
+  open_lth's ``min(1, step / warmup_steps)``: the first step has lr 0, the same ramp one step later.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from trainables.config import TrainConfig
+from trainables.fidelity import conventions
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class LRSchedule:
     step_size: int | None = None  # step: epochs between multiplications
     factor: float = 0.1  # step: the multiplier
     min_lr: float = 0.0  # cosine: absolute floor
+    warmup_from_zero: bool = False  # open_lth's warm-up: factor step / warmup_steps, lr 0 at step 0
 
     @classmethod
     def from_config(cls, train: TrainConfig, steps_per_epoch: int) -> "LRSchedule":
@@ -53,13 +56,14 @@ class LRSchedule:
             step_size=sched.step_size,
             factor=sched.factor,
             min_lr=sched.min_lr,
+            warmup_from_zero=conventions(train.fidelity).warmup_from_zero,
         )
 
     def lr_at(self, step: int) -> float:
         """The learning rate of the optimisation step with 0-based global index ``step``."""
         lr = self._schedule_lr(step)
         if step < self.warmup_steps:
-            lr *= (step + 1) / self.warmup_steps
+            lr *= (step if self.warmup_from_zero else step + 1) / self.warmup_steps
         return lr
 
     def _schedule_lr(self, step: int) -> float:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from sweeper import tracking
 from sweeper.errors import SweepError
+from sweeper.trial import with_later_defaults
 
 # Where the sweep layer puts each trial's gammas (sweeper/worker.py logs the checkpoint folder,
 # gamma.json included, under "checkpoint/"); the bare name is accepted for hand-made stores.
@@ -164,7 +165,7 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
             "start_time": _timestamp(run.info.start_time),
             "end_time": _timestamp(run.info.end_time),
         }
-        for key, value in run.data.params.items():
+        for key, value in with_later_defaults(run.data.params).items():
             row[key] = parse_param(value)
             param_keys.add(key)
         for key, value in run.data.metrics.items():

@@ -96,7 +96,10 @@ def _scorecard(rows: Sequence[ScoreRow], not_in_sweep: pd.DataFrame) -> list[str
            "it rounds to whole percent and seed spread is about 1 pp), "
            f"±{100 * APPROXIMATE_ACCURACY_TOLERANCE:.0f} pp for approximate ones (secondary summaries), "
            "exact for parameter counts computed from the architecture. Runs shorter than the paper's "
-           "schedule, on another data set or on a subset of it are **not comparable**, not failed.", ""]
+           "schedule, on another data set or on a subset of it are **not comparable**, not failed.", "",
+           ("Parameter counts follow the paper's code, open_lth (a wide ImageNet ResNet widens its stem and every "
+            "stage); how this code compares with open_lth point by point: `docs/fidelity.md` in the sweeper repository."),
+           ""]
     out += [tables.records_table([r.as_markdown_row() for r in rows], MARKDOWN_COLUMNS), ""]
     accuracies = not_in_sweep[not_in_sweep["metric"].isin(ACCURACY_METRICS)] if len(not_in_sweep) else not_in_sweep
     if len(accuracies):

@@ -4,7 +4,9 @@ The paper's numbers live in ``reference.csv`` beside this module (data, not code
 reported number with its configuration, the metric it is (``final_test_acc``, ``test_top5``,
 ``trainable_params``, ...), where it comes from and whether it is approximate. ``dataset`` ``*``
 means the number does not depend on the data set (a BN parameter count); an empty ``epochs``
-means it does not depend on the schedule.
+means it does not depend on the schedule. Parameter counts follow open_lth's architectures, the
+paper's code: a wide ImageNet ResNet widens its stem and every stage (2x ResNet-50: 98.00M), not
+only the bottleneck's inner 3x3 as torchvision's wide_resnet50_2 (68.88M); docs/fidelity.md.
 
 Tolerances, and why:
 - accuracy from the abstract: 2 percentage points. The paper rounds to whole percent and

@@ -41,18 +41,21 @@ DATA_SETS = {
 }
 
 
-def load_data(cfg: DatasetConfig, device: torch.device | str, seed: int, *, augment: bool = True) -> DataSource:
+def load_data(cfg: DatasetConfig, device: torch.device | str, seed: int, *, augment: bool = True,
+              cifar_normalisation: str = "own") -> DataSource:
     """Load the data set ``cfg`` names onto ``device``.
 
     ``seed`` is the trial's seed. The on-device sets never use it (their splits and synthetic
     images are part of the data set, the same for every trial; an epoch's randomness comes from
     the generator given to ``train_batches``); ImageNet seeds its workers' transforms with it.
     ``augment=False`` turns off random crops and flips (``train.augment`` of the trial).
+    ``cifar_normalisation="imagenet"`` normalises CIFAR with ImageNet's mean/std, as open_lth
+    does (``train.fidelity: open_lth``); the other sets keep their own statistics.
     """
     device = torch.device(device)
     if cfg.name in ("cifar10", "cifar100"):
         from trainables.data.cifar import load_cifar
-        return load_cifar(cfg, device, augment)
+        return load_cifar(cfg, device, augment, cifar_normalisation)
     if cfg.name == "digits":
         from trainables.data.digits import load_digits
         return load_digits(cfg, device, augment)

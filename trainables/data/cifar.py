@@ -8,6 +8,8 @@ import numpy as np
 import torch
 
 from trainables.config import ConfigError, DatasetConfig
+from trainables.data.imagenet import MEAN as IMAGENET_MEAN
+from trainables.data.imagenet import STD as IMAGENET_STD
 from trainables.data.source import TensorSource
 
 # Per-channel mean and std of the training images in [0, 1] units (the usual constants).
@@ -15,13 +17,17 @@ MEAN_STD = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
+NORMALISATIONS = ("own", "imagenet")  # open_lth normalises CIFAR-10 with ImageNet's constants
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 DEFAULT_ROOT = "~/data/{name}"  # where a spec without dataset.root keeps (or downloads) the set
 
 
-def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True) -> TensorSource:
+def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True,
+               normalisation: str = "own") -> TensorSource:
     from torchvision import datasets  # lazy: importing torchvision costs a second
 
+    if normalisation not in NORMALISATIONS:
+        raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}")
     if cfg.image_size not in (None, 32):
         raise ConfigError("dataset.image_size", f"{cfg.name} images are 32 px, got {cfg.image_size}")
     root = cfg.expanded_root or os.path.expanduser(DEFAULT_ROOT.format(name=cfg.name))
@@ -35,7 +41,7 @@ def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True) -
                else "set dataset.download: true to fetch it, or point dataset.root at the folder that holds it")
         raise FileNotFoundError(f"{cfg.name} not found in dataset.root {root!r} (expected {folder}/); "
                                 f"{how} ({type(e).__name__}: {e})") from None
-    mean, std = MEAN_STD[cfg.name]
+    mean, std = MEAN_STD[cfg.name] if normalisation == "own" else (IMAGENET_MEAN, IMAGENET_STD)
     return TensorSource(
         name=cfg.name, num_classes=NUM_CLASSES[cfg.name],
         train_images=_nchw(train.data, cfg.train_size), train_labels=_labels(train.targets, cfg.train_size),

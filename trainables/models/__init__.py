@@ -46,15 +46,16 @@ def check_architecture(family: str, depth: int, width: int) -> None:
     _REGISTRY[family].check(depth, width)
 
 
-def build_model(cfg: ModelConfig, num_classes: int, seed: int) -> nn.Module:
-    """The model ``cfg`` names, on the CPU, initialised from ``seed`` (see models/init.py)."""
+def build_model(cfg: ModelConfig, num_classes: int, seed: int, bias_init: str = "zeros") -> nn.Module:
+    """The model ``cfg`` names, on the CPU, initialised from ``seed`` (see models/init.py);
+    ``bias_init="uniform"`` leaves biases at PyTorch's default draw, as open_lth does."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     model = _build_on_meta(cfg, num_classes)
     # Built on the meta device, then given real (uninitialised) storage: the family's own
     # constructor-time init never runs, so a big model pays for exactly one random init.
     model.to_empty(device="cpu")
-    return init_model(model, seed, cfg.bn_init)
+    return init_model(model, seed, cfg.bn_init, bias_init)
 
 
 def flops_per_image(cfg: ModelConfig, num_classes: int, image_size: int) -> int:

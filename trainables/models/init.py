@@ -12,8 +12,11 @@ draw must be the same on every machine, bit for bit. Two details make that true:
   and the float64 log/cos agree to far below float32 rounding.
 
 The recipe (open_lth's, as the paper used): conv and linear weights Kaiming normal (fan_in,
-ReLU gain), biases 0, BatchNorm gamma ~ U[0, 1] (``bn_init="uniform"``) or 1 (``"ones"``),
-beta 0, running statistics at their defaults.
+ReLU gain), BatchNorm gamma ~ U[0, 1] (``bn_init="uniform"``) or 1 (``"ones"``), beta 0, running
+statistics at their defaults. Biases (the classifier's, VGG's convs') are 0 (``bias_init="zeros"``)
+or, as open_lth leaves them, PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (``"uniform"``,
+``train.fidelity: open_lth``). Uniform biases are drawn after every weight and gamma, so the two
+choices give the same weights and gammas for a seed and differ in the biases alone.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ from torch import nn
 
 from trainables.config import BN_INITS
 
+BIAS_INITS = ("zeros", "uniform")
+
 
 @torch.no_grad()
-def init_model(model: nn.Module, seed: int, bn_init: str = "uniform") -> nn.Module:
+def init_model(model: nn.Module, seed: int, bn_init: str = "uniform", bias_init: str = "zeros") -> nn.Module:
     """Fill every parameter and buffer of ``model`` (in place) from ``seed``; returns ``model``.
 
     Works on a model whose storage is uninitialised (built on the meta device, then
@@ -35,6 +40,8 @@ def init_model(model: nn.Module, seed: int, bn_init: str = "uniform") -> nn.Modu
     """
     if bn_init not in BN_INITS:
         raise ValueError(f"bn_init must be one of {', '.join(BN_INITS)}, got {bn_init!r}")
+    if bias_init not in BIAS_INITS:
+        raise ValueError(f"bias_init must be one of {', '.join(BIAS_INITS)}, got {bias_init!r}")
     generator = torch.Generator().manual_seed(seed)
     for name, module in model.named_modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -52,6 +59,12 @@ def init_model(model: nn.Module, seed: int, bn_init: str = "uniform") -> nn.Modu
             # A layer this recipe does not know would keep uninitialised memory: refuse instead.
             raise TypeError(f"init_model does not know how to initialise {name or 'the model'} "
                             f"({type(module).__name__})")
+    if bias_init == "uniform":
+        for module in model.modules():
+            if isinstance(module, (nn.Conv2d, nn.Linear)) and module.bias is not None:
+                bound = 1.0 / math.sqrt(module.weight[0].numel())  # nn.Linear/Conv2d.reset_parameters
+                draws = torch.rand(module.bias.shape, dtype=torch.float64, generator=generator)
+                module.bias.copy_(((2.0 * draws - 1.0) * bound).float())
     return model
 
 
