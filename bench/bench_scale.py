@@ -125,7 +125,7 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
     parent = tracking.ensure_parent_run(server, experiment_id, spec.name, spec.text, spec.spec_hash)
     direct = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     rng = np.random.default_rng(0)
-    epoch_metric = getattr(tracking, "EPOCH_METRIC", None)  # what this tree's worker logs per epoch
+    from sweeper.readback import EPOCH_METRIC as epoch_metric  # what the worker logs per epoch
     for payload in expected_payloads(spec):
         run = direct.create_run(experiment_id, run_name=payload.name, tags={
             tracking.TAG_PARENT: parent, tracking.TAG_TRIAL_KEY: payload.key, tracking.TAG_ROLE: "trial"})
@@ -139,8 +139,7 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
             acc = final * epoch / EPOCHS
             values = {"train_loss": 2.3 / epoch, "train_acc": acc, "test_loss": 2.4 / epoch, "test_acc": acc,
                       "test_top5": min(1.0, acc + 0.3), "lr": 0.1, "images_per_s": 5000.0, "epoch_s": 1.5}
-            if epoch_metric:
-                values[epoch_metric] = float(epoch)
+            values[epoch_metric] = float(epoch)  # main's commands never read it
             metrics += [Metric(k, float(v), at, epoch) for k, v in values.items()]
         finals = {"best_test_acc": final, "final_test_acc": final, "trainable_params": 100 * depth,
                   "total_params": 10000 * depth, "gamma_near_zero_frac": 0.02, "gamma_near_zero_frac_0.05": 0.1,
@@ -202,44 +201,62 @@ def main() -> None:
     parser.add_argument("--trials", type=int, nargs="+", default=[100, 1000])
     parser.add_argument("--with-10k", action="store_true", help="also N = 10,000 (fabricating it takes minutes)")
     parser.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS))
-    parser.add_argument("--code", type=Path, default=HERE, help="checkout whose sweeper runs the commands")
+    parser.add_argument("--code", type=Path, nargs="+", default=[HERE],
+                        help="checkouts whose sweeper runs the commands, each on the same store (e.g. main and this tree)")
+    parser.add_argument("--stores", type=Path, default=None,
+                        help="keep the fabricated stores in STORES/<N>/ and reuse them on the next call")
+    parser.add_argument("--fabricate-only", action="store_true", help="make the stores (with --stores), measure nothing")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per command before giving up")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    parser.add_argument("--keep", action="store_true", help="keep the fabricated stores (printed)")
     args = parser.parse_args()
     sizes = sorted(set(args.trials + ([10_000] if args.with_10k else [])))
 
     results = []
-    print(f"code: {args.code}; mlflow server on sqlite, 127.0.0.1; {EPOCHS} epochs per trial")
+    codes = [c.resolve() for c in args.code]
+    print(f"mlflow server on sqlite, 127.0.0.1; {EPOCHS} epochs per trial; code: {', '.join(map(str, codes))}")
     for n in sizes:
-        root = Path(tempfile.mkdtemp(prefix=f"sweeper-scale-{n}-"))
+        if args.stores:
+            root = args.stores.resolve() / str(n)
+            root.mkdir(parents=True, exist_ok=True)
+        else:
+            root = Path(tempfile.mkdtemp(prefix=f"sweeper-scale-{n}-"))
         server = None
         try:
+            made = (root / "fabricated").exists()
+            if not made:  # a fabrication that was cut short: start again
+                (root / "mlflow.db").unlink(missing_ok=True)
+                shutil.rmtree(root / "artifacts", ignore_errors=True)
             spec = write_spec(root, n)
             server, uri = start_server(root)
-            made = fabricate(root, spec, uri)
-            print(f"N={n:>6}: fabricated in {made:.0f} s", flush=True)
+            if not made:
+                seconds = fabricate(root, spec, uri)
+                (root / "fabricated").write_text(f"{seconds:.0f}\n")
+                print(f"N={n:>6}: fabricated in {seconds:.0f} s", flush=True)
+            if args.fabricate_only:
+                continue
             for command in args.commands:
-                figures = measure(command_argv(command, spec, uri, root / f"out-{command}"), args.code, root,
-                                  args.timeout)
-                results.append({"trials": n, "command": command, **figures})
-                print(f"N={n:>6}  {command:<7} {figures['seconds']:8.2f} s  {figures['peak_mb']:7.1f} MB", flush=True)
+                for code in codes:
+                    figures = measure(command_argv(command, spec, uri, root / f"out-{command}"), code, root,
+                                      args.timeout)
+                    results.append({"trials": n, "command": command, **figures, "code": str(code)})
+                    print(f"N={n:>6}  {command:<7} {figures['seconds']:8.2f} s  {figures['peak_mb']:7.1f} MB  {code}",
+                          flush=True)
         finally:
             if server is not None:
                 server.terminate()
                 server.wait(timeout=30)
-            if args.keep:
-                print(f"  store kept at {root}")
-            else:
+            if not args.stores:
                 shutil.rmtree(root, ignore_errors=True)
 
     print("\ngrowth (seconds ratio / trials ratio, 1.0 = linear):")
-    for command in args.commands:
-        rows = [r for r in results if r["command"] == command]
-        for a, b in zip(rows, rows[1:]):
-            ratio = b["seconds"] / max(a["seconds"], 1e-9)
-            print(f"  {command:<7} {a['trials']:>6} -> {b['trials']:>6}: x{ratio:.2f} time for x{b['trials'] / a['trials']:g} "
-                  f"trials; memory x{b['peak_mb'] / max(a['peak_mb'], 1e-9):.2f}")
+    for code in codes:
+        for command in args.commands:
+            rows = [r for r in results if r["command"] == command and r["code"] == str(code)]
+            for a, b in zip(rows, rows[1:]):
+                ratio = b["seconds"] / max(a["seconds"], 1e-9)
+                print(f"  {command:<7} {a['trials']:>6} -> {b['trials']:>6}: x{ratio:.2f} time for "
+                      f"x{b['trials'] / a['trials']:g} trials; memory x{b['peak_mb'] / max(a['peak_mb'], 1e-9):.2f}"
+                      + (f"  ({code})" if len(codes) > 1 else ""))
     if args.json:
         args.json.write_text(json.dumps({"results": results}, indent=1))
         print(f"wrote {args.json}")
