@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import types
@@ -208,12 +209,19 @@ class TrialConfig:
 # --- building dataclasses from untyped mappings -------------------------------------------
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    # evaluating string annotations compiles code each time: a 10,000-trial spec spent most of
+    # its expansion here, once per dataclass per trial
+    return get_type_hints(cls)
+
+
 def _build(cls: type, data: Any, path: str) -> Any:
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(path, f"must be a mapping, got {_kind(data)}")
-    hints = get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
