@@ -30,6 +30,7 @@ BULK_RUNS = 100  # MLflow's limit of run ids per get-history-bulk-interval reque
 BULK_POINTS = 2500  # MLflow's limit of points per run and request
 THREADS = 8  # per-run reads at once: enough to hide a round trip, few enough for a small server
 SEARCH_PAGE = 10_000  # runs per search_runs page; MLflow accepts up to 50,000
+PLAN_PAGE = 2_000  # planning keeps a state per trial, not the runs: smaller pages bound its memory
 GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
 
 
@@ -74,6 +75,24 @@ def search_all(client: Any, experiment_id: str, filter_string: str, order_by: li
         token = page.token
         if not token:
             return runs
+
+
+def trial_states(client: Any, experiment_id: str) -> dict[str, str]:
+    """trial_key -> state (``tracking.trial_state``) of every child run, the first run of a key
+    by start time as ``tracking.child_runs`` picks it; what planning needs and nothing more: only
+    a page of runs is held at a time."""
+    from sweeper import tracking
+
+    states: dict[str, str] = {}
+    token = None
+    while True:
+        page = client.search_runs([experiment_id], filter_string=f"tags.`{tracking.TAG_ROLE}` = 'trial'",
+                                  order_by=["attributes.start_time ASC"], max_results=PLAN_PAGE, page_token=token)
+        for run in page:
+            states.setdefault(run.data.tags.get(tracking.TAG_TRIAL_KEY), tracking.trial_state(run))
+        token = page.token
+        if not token:
+            return states
 
 
 # --- learning curves --------------------------------------------------------------------------
