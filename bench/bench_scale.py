@@ -90,11 +90,13 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
     log = open(root / "server.log", "w")
     proc = subprocess.Popen([MLFLOW, "server", "--backend-store-uri", f"sqlite:///{db}",
                              "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=root,
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+                             # a busy machine imports slower than uvicorn's 5 s worker check
+                             "--uvicorn-opts", "--timeout-worker-healthcheck 120"],
+                            stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True,
                             env={**os.environ, "MLFLOW_TRACKING_URI": ""})
     uri = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(f"{uri}/health", timeout=2)
@@ -103,8 +105,23 @@ def start_server(root: Path) -> tuple[subprocess.Popen, str]:
             if proc.poll() is not None:
                 raise SystemExit(f"mlflow server exited: see {root / 'server.log'}")
             time.sleep(0.5)
-    proc.terminate()
-    raise SystemExit("mlflow server did not come up in 180 s")
+    stop_server(proc)
+    raise SystemExit("mlflow server did not come up in 600 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """The server and its uvicorn workers (their own process group)."""
+    import signal
+
+    for sig, wait_s in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout=wait_s)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
@@ -171,15 +188,35 @@ def command_argv(command: str, spec: Path, uri: str, out: Path) -> list[str]:
     return base + ["run", str(spec), "--dry-run", "--tracking-uri", uri, "--storage", str(out)]
 
 
-def measure(argv: list[str], code: Path, cwd: Path, timeout: float) -> dict:
-    """Seconds and peak RSS (MB) of ``argv``, run under a wrapper so that RUSAGE_CHILDREN holds
-    this command alone."""
+def measure(argv: list[str], code: Path, cwd: Path, timeout: float, server_pid: int) -> dict:
+    """Seconds, peak RSS (MB) and CPU seconds of ``argv``, run under a wrapper so that
+    RUSAGE_CHILDREN holds this command alone, and the CPU seconds the server spent meanwhile
+    (on a shared machine wall time swings with the load; CPU seconds much less)."""
     env = {**os.environ, "PYTHONPATH": str(code), "MLFLOW_TRACKING_URI": ""}
     wrapper = [sys.executable, __file__, "--measure-one", "--", *argv]
+    server_before = _tree_cpu_s(server_pid)
     done = subprocess.run(wrapper, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(argv[2:4])} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["server_cpu_s"] = round(_tree_cpu_s(server_pid) - server_before, 2)
+    return figures
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a live process and its descendants (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return total
 
 
 def _measure_one(argv: list[str]) -> None:
@@ -189,8 +226,9 @@ def _measure_one(argv: list[str]) -> None:
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
         sys.exit(done.returncode)
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # Linux: KiB
-    print(json.dumps({"seconds": round(seconds, 2), "peak_mb": round(peak_kb / 1024, 1)}))
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"seconds": round(seconds, 2), "peak_mb": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+                      "cpu_s": round(usage.ru_utime + usage.ru_stime, 2)}))
 
 
 def main() -> None:
@@ -237,14 +275,13 @@ def main() -> None:
             for command in args.commands:
                 for code in codes:
                     figures = measure(command_argv(command, spec, uri, root / f"out-{command}"), code, root,
-                                      args.timeout)
+                                      args.timeout, server.pid)
                     results.append({"trials": n, "command": command, **figures, "code": str(code)})
-                    print(f"N={n:>6}  {command:<7} {figures['seconds']:8.2f} s  {figures['peak_mb']:7.1f} MB  {code}",
-                          flush=True)
+                    print(f"N={n:>6}  {command:<7} {figures['seconds']:8.2f} s  {figures['peak_mb']:7.1f} MB  "
+                          f"cpu {figures['cpu_s']:6.1f} s + server {figures['server_cpu_s']:6.1f} s  {code}", flush=True)
         finally:
             if server is not None:
-                server.terminate()
-                server.wait(timeout=30)
+                stop_server(server)
             if not args.stores:
                 shutil.rmtree(root, ignore_errors=True)
 
