@@ -34,7 +34,7 @@ from typing import Any
 
 import click
 
-from sweeper import tracking
+from sweeper import readback, tracking
 from sweeper.errors import SpecError, SweepError
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
 
@@ -142,7 +142,7 @@ def _gpus(spec) -> float:
 def _states(client, experiment_id: str | None) -> dict[str, str]:
     if experiment_id is None:
         return {}
-    return {key: tracking.trial_state(run) for key, run in tracking.child_runs(client, experiment_id).items()}
+    return readback.trial_states(client, experiment_id)  # one paged search, a state per trial kept
 
 
 # --- sweeper run ---------------------------------------------------------------------------
@@ -159,7 +159,7 @@ def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str
     states = _states(client, experiment_id)
     remaining = [t for t in trials if states.get(t.key) not in tracking.TERMINAL_STATUSES]
     optuna = _algorithm(spec) == "optuna"
-    sampled_todo = _optuna_samples_left(spec, client, experiment_id, trials) if optuna else 0
+    sampled_todo = _optuna_samples_left(spec, client, experiment_id, trials, states) if optuna else 0
 
     done = len(trials) - len(remaining)
     click.echo(f"{spec.name}: {len(trials)} trials, {done} done, {len(remaining)} to run"
@@ -192,10 +192,11 @@ def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str
     return code
 
 
-def _optuna_samples_left(spec, client, experiment_id, grid: list[TrialPayload]) -> int:
+def _optuna_samples_left(spec, client, experiment_id, grid: list[TrialPayload], states: dict | None = None) -> int:
     """Optuna samples still to draw: num_samples less the sampled trials already done."""
     grid_keys = {t.key for t in grid}
-    done = sum(1 for key, state in _states(client, experiment_id).items()
+    states = _states(client, experiment_id) if states is None else states  # planning read them already
+    done = sum(1 for key, state in states.items()
                if key not in grid_keys and state in tracking.TERMINAL_STATUSES)
     return max(0, spec.sampled_trial_count() - done)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from sweeper import tracking
+from sweeper import readback, tracking
 from sweeper.errors import SweepError
 
 STATE_ORDER = ("finished", "diverged", "running", "interrupted", "failed", "pending")
@@ -67,9 +67,7 @@ def _row(client, name: str, key: str, run) -> TrialStatus:
     state = tracking.trial_state(run)
     metrics = run.data.metrics
     acc = metrics.get("final_test_acc", metrics.get("test_acc"))
-    epoch = None
-    if "test_acc" in metrics:
-        epoch = max(m.step for m in client.get_metric_history(run.info.run_id, "test_acc"))
+    epoch = readback.trial_epoch(client, run)  # from the search result; a request only for odd runs
     return TrialStatus(name, key, state, epoch, acc, run.info.run_id)
 
 

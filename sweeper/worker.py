@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sweeper import tracking
+from sweeper.readback import EPOCH_METRIC
 
 FINAL_KEYS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params",
               "gamma_near_zero_frac", "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1",
@@ -140,7 +141,8 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
             logger.log_metrics({START_EPOCH_METRIC: epoch}, step=attempt)
         if checkpoint is not None:
             store.upload()  # before anything that may stop this process
-        logger.log_metrics({k: v for k, v in metrics.items() if k != "epoch"}, step=epoch)
+        # the epoch goes in the same batch, as a metric search_runs returns (status reads it there)
+        logger.log_metrics({**{k: v for k, v in metrics.items() if k != "epoch"}, EPOCH_METRIC: epoch}, step=epoch)
         _maybe_inject_fault(epoch)
         if tune_report is not None:
             if epoch == last_epoch:

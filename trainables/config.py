@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import math
 import os
 import types
@@ -238,12 +239,19 @@ def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
 # --- building dataclasses from untyped mappings -------------------------------------------
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    # evaluating string annotations compiles code each time: a 10,000-trial spec spent most of
+    # its expansion here, once per dataclass per trial
+    return get_type_hints(cls)
+
+
 def _build(cls: type, data: Any, path: str) -> Any:
     if isinstance(data, cls):
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(path, f"must be a mapping, got {_kind(data)}")
-    hints = get_type_hints(cls)
+    hints = _type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:

@@ -11,7 +11,8 @@ import pandas as pd
 
 from sweeper.errors import SweepError
 from sweeper.report import figures as fig
-from sweeper.report.collect import FINISHED, SweepRuns, load_curves, load_gammas, load_sweep
+from sweeper import readback
+from sweeper.report.collect import FINISHED, SweepRuns, load_curves, load_sweep
 from sweeper.report.markdown import render
 from sweeper.report.scorecard import ScoreRow, score
 from sweeper.report.tables import aggregate
@@ -21,12 +22,12 @@ ARTIFACT_PATH = "report"  # on the sweep's parent run
 # Every figure the report can hold: file name -> how to draw it. One without data is not written
 # (and a stale copy from an earlier report is removed).
 FIGURES = {
-    "accuracy_vs_depth": lambda c, curves, gammas: fig.accuracy_vs_depth(c),
-    "accuracy_vs_width": lambda c, curves, gammas: fig.accuracy_vs_width(c),
-    "accuracy_vs_params": lambda c, curves, gammas: fig.accuracy_vs_params(c),
-    "gamma_distribution": lambda c, curves, gammas: fig.gamma_distribution(c, gammas),
-    "relu_sparsity": lambda c, curves, gammas: fig.relu_sparsity(c),
-    "test_acc_curves": lambda c, curves, gammas: fig.accuracy_curves(c, curves),
+    "accuracy_vs_depth": lambda c, curves, gammas, last: fig.accuracy_vs_depth(c),
+    "accuracy_vs_width": lambda c, curves, gammas, last: fig.accuracy_vs_width(c),
+    "accuracy_vs_params": lambda c, curves, gammas, last: fig.accuracy_vs_params(c),
+    "gamma_distribution": lambda c, curves, gammas, last: fig.gamma_distribution(c, gammas),
+    "relu_sparsity": lambda c, curves, gammas, last: fig.relu_sparsity(c),
+    "test_acc_curves": lambda c, curves, gammas, last: fig.accuracy_curves(c, curves, last_epoch=last),
 }
 LR_FIGURE = "accuracy_vs_lr"  # drawn from the trials themselves, when the sweep varies train.lr
 
@@ -51,8 +52,12 @@ def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
     sweep = load_sweep(client, name, tracking_uri)
     configs = aggregate(sweep.trials, sweep.param_columns)
     finished = list(sweep.with_state(FINISHED)["run_id"])
-    curves = load_curves(client, finished)
-    gammas = load_gammas(client, finished)
+    # Histories and gammas only of the runs the figures draw (the configurations on their axis),
+    # so their cost follows what is drawn, not how many trials the sweep holds.
+    drawn = [r for r in fig.drawn_run_ids(configs) if r in sweep.runs]
+    curves = load_curves(client, drawn)
+    gammas = readback.gammas_by_artifact_uri({r: sweep.runs[r].info.artifact_uri for r in drawn})
+    last_epoch = _last_epoch(client, sweep, finished)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -60,7 +65,7 @@ def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
     drawn: dict[str, str] = {}
     for role, draw in FIGURES.items():
         path = out / f"{role}.png"
-        figure = draw(configs, curves, gammas)
+        figure = draw(configs, curves, gammas, last_epoch)
         if figure is None:
             path.unlink(missing_ok=True)
             continue
@@ -96,6 +101,13 @@ def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
             raise SweepError(f"report written to {out}, but not stored on MLflow run "
                              f"{sweep.parent_run_id}: {first}") from None
     return report
+
+
+def _last_epoch(client: Any, sweep: SweepRuns, finished: list[str]) -> int | None:
+    """The last test_acc epoch of any finished run: the curve figure's epoch axis spans it."""
+    epochs = [readback.trial_epoch(client, sweep.runs[r]) for r in finished if r in sweep.runs]
+    known = [e for e in epochs if e is not None]
+    return max(known) if known else None
 
 
 def write_results(sweep: SweepRuns, path: Path) -> None:

@@ -6,9 +6,8 @@ The layout is the one design.md fixes: one experiment per sweep, a parent run ta
 per-epoch metrics with ``step`` = epoch, ``gamma.json`` among the child's artifacts.
 
 Cost: one paged ``search_runs`` for all trials (params, tags and the latest value of every
-metric come with it), one for the parent, then one metric-history call per finished run for the
-learning curves and one artifact download per run for the gamma distributions. MLflow's client
-has no public call that returns the histories of many runs at once.
+metric come with it) and one for the parent. The learning curves and gamma distributions are
+read by the report only for the runs its figures draw, in bulk (sweeper/readback.py).
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import pandas as pd
 
-from sweeper import tracking
+from sweeper import readback, tracking
 from sweeper.errors import SweepError
 from sweeper.trial import with_later_defaults
 
@@ -60,6 +59,8 @@ class SweepRuns:
     trials: pd.DataFrame  # one row per trial: RUN_COLUMNS, then params, then metrics
     param_columns: list[str]
     metric_columns: list[str]
+    # run_id -> the child run as search_runs returned it (artifact URI, latest metric steps)
+    runs: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def with_state(self, *states: str) -> pd.DataFrame:
         return self.trials[self.trials["status"].isin(states)]
@@ -80,15 +81,13 @@ def load_sweep(client: Any, name: str, tracking_uri: str) -> SweepRuns:
                          f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
     children = _search_all(client, experiment.experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'")
     trials, params, metrics = _trials_table(children)
-    return SweepRuns(name, tracking_uri, experiment.experiment_id, parent.info.run_id, trials, params, metrics)
+    return SweepRuns(name, tracking_uri, experiment.experiment_id, parent.info.run_id, trials, params, metrics,
+                     runs={run.info.run_id: run for run in children})
 
 
 def load_curves(client: Any, run_ids: Iterable[str], key: str = "test_acc") -> pd.DataFrame:
     """Per-epoch history of ``key`` for each run: columns run_id, step, value."""
-    rows = []
-    for run_id in run_ids:
-        for m in client.get_metric_history(run_id, key):
-            rows.append((run_id, int(m.step), float(m.value), int(m.timestamp)))
+    rows = readback.metric_histories(client, run_ids, key)  # bulk requests, 100 runs each
     frame = pd.DataFrame(rows, columns=["run_id", "step", "value", "timestamp"])
     # A resumed trial may log an epoch twice; its last value is the one that counts.
     frame = frame.sort_values(["run_id", "step", "timestamp"]).drop_duplicates(["run_id", "step"], keep="last")
@@ -144,7 +143,7 @@ def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[
 def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
     runs, token = [], None
     while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=1000,
+        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=readback.SEARCH_PAGE,
                                   page_token=token)
         runs.extend(page)
         token = page.token

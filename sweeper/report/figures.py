@@ -170,9 +170,19 @@ def relu_sparsity(configs: pd.DataFrame) -> Figure | None:
     return fig
 
 
-def accuracy_curves(configs: pd.DataFrame, curves: pd.DataFrame, key: str = "test_acc") -> Figure | None:
+def drawn_run_ids(configs: pd.DataFrame) -> list[str]:
+    """The finished runs whose gammas and learning curves the figures draw: those of the
+    configurations along the main axis (gamma_distribution and accuracy_curves read no other)."""
+    along, fixed = _main_axis(configs)
+    rows = series(configs, along, fixed)
+    return [r for ids in rows["run_ids"] for r in ids] if "run_ids" in rows else []
+
+
+def accuracy_curves(configs: pd.DataFrame, curves: pd.DataFrame, key: str = "test_acc",
+                    last_epoch: int | None = None) -> Figure | None:
     """Per-epoch test accuracy, one panel per mode, one line per depth (or width): the mean over
-    seeds with a ±std band."""
+    seeds with a ±std band. ``last_epoch``: the last epoch of any finished run, drawn or not (the
+    epoch ticks depend on it); by default the last step in ``curves``."""
     along, fixed = _main_axis(configs)
     rows = series(configs, along, fixed)
     if rows.empty or curves.empty:
@@ -195,7 +205,7 @@ def accuracy_curves(configs: pd.DataFrame, curves: pd.DataFrame, key: str = "tes
             ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
         ax.set_title(mode_label(mode), fontsize=10, color=mode_color(mode))
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(_integer_locator(curves["step"]))
+        ax.xaxis.set_major_locator(_integer_locator(curves["step"] if last_epoch is None else pd.Series([last_epoch])))
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
     axes[0].set_ylabel(f"{'test top-1' if key == 'test_acc' else key} accuracy (%)")
