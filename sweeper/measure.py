@@ -58,6 +58,25 @@ def describe_device(device: torch.device) -> str:
     return f"CPU ({os.cpu_count()} cores)"
 
 
+TAG_DEVICE = "sweeper.device"  # where a trial's process trains: "cpu" or "cuda:0 <card name>"
+
+
+def trial_device(config: dict) -> str:
+    """The device a trial with ``config`` trains on in this process, for the TAG_DEVICE tag
+    (with Ray's CUDA_VISIBLE_DEVICES, which says which physical card cuda:0 is)."""
+    from trainables.loop import resolve_device
+
+    try:
+        device = resolve_device(config["train"]["device"])
+    except RuntimeError as e:  # run_trial fails on it next, with this message
+        return f"unavailable: {e}"
+    if device.type != "cuda":
+        return device.type
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}" + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else "")
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
