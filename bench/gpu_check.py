@@ -75,13 +75,15 @@ def environment(device: torch.device) -> dict:
     return env
 
 
-def run(device: torch.device, quick: bool, out: Path, budget_s: float) -> dict:
+def run(device: torch.device, quick: bool, out: Path, budget_s: float, only: list[str] | None = None) -> dict:
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="gpu_check-"))
     plan = sections.Plan(device=device, quick=quick, deadline=started + budget_s, workdir=workdir)
     report = {"environment": environment(device), "quick": quick, "budget_s": budget_s}
     print(f"gpu_check on {report['environment']['card']} ({device}), budget {budget_s:.0f} s", flush=True)
     for name, check, needs in SECTIONS:
+        if only and name not in only:
+            continue
         t0 = time.monotonic()
         if not plan.afford(needs):
             result = {"skipped": f"time budget: {plan.left:.0f} s left, the section needs about {needs} s"}
@@ -136,7 +138,8 @@ def markdown(r: dict) -> str:
                   "| model | batch run (study) | precision | peak GiB | trials per card |", "|---|---|---|---|---|"]
         lines += [f"| {x['model']} | {x.get('batch')} ({x.get('study_batch')}) | {x.get('precision')} | "
                   f"{_f(x.get('peak_gib'), '.2f')} | {_f(x.get('trials_per_card'))} |"
-                  + (f" {x['error']}" if "error" in x else "") for x in rows]
+                  + (f" {x['error']}" if "error" in x else "") if "skipped" not in x else
+                  f"| {x['model']} | skipped: {x['skipped']} | | | |" for x in rows]
     runs = r.get("packing", {}).get("runs", [])
     if runs:
         lines += ["", f"**packing** ({r['packing'].get('trials')} trials, resources.{r['packing'].get('resource')})", "",
@@ -176,13 +179,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (the CPU check that keeps this script alive)")
     parser.add_argument("--out", type=Path, default=Path("gpu_check"))
     parser.add_argument("--budget-s", type=float, default=None, help="default 420 (150 with --quick)")
+    parser.add_argument("--only", nargs="+", choices=[name for name, *_ in SECTIONS], default=None,
+                        help="run just these sections (a rerun of what failed)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("gpu_check: --device cuda but torch sees no CUDA device (use --device cpu --quick)")
     if args.device == "cpu":
-        torch.set_num_threads(min(2, os.cpu_count() or 1))
+        # one thread: on a busy shared CPU two intra-op threads spin for cores, many times slower
+        torch.set_num_threads(1)
     budget = args.budget_s if args.budget_s is not None else (150.0 if args.quick else 420.0)
-    report = run(torch.device(args.device), args.quick, args.out, budget)
+    report = run(torch.device(args.device), args.quick, args.out, budget, args.only)
     print(f"wrote {args.out / 'gpu_check.json'} and gpu_check.md in {report['total_s']} s")
 
 
