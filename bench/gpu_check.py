@@ -44,6 +44,7 @@ import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_check_sections as sections  # noqa: E402
+from gpu_check_packing import packing  # noqa: E402
 
 SECTIONS = (
     ("correctness_eager", lambda p: sections.correctness(p, compile=False), 30),
@@ -53,7 +54,7 @@ SECTIONS = (
     ("throughput_eager", lambda p: sections.throughput(p, compile=False), 30),
     ("loop_overhead", sections.loop_overhead, 15),
     ("memory", sections.memory, 30),
-    ("packing", sections.packing, 60),
+    ("packing", packing, 60),
     ("correctness_compiled", lambda p: sections.correctness(p, compile=True), 60),
     ("throughput_compiled", lambda p: sections.throughput(p, compile=True), 60),
 )

@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import gc
 import math
-import subprocess
-import sys
-import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,69 +343,6 @@ def _peak(config: dict, plan: Plan, batch: int, size: int | None) -> dict:
                 "per_trial_with_context_gib": per_trial / GIB, "trials_per_card": fit}
     except torch.cuda.OutOfMemoryError as e:
         return {"error": f"out of memory at batch {batch}: {str(e).splitlines()[0]}", "trials_per_card": 0}
-
-
-# --- packing -----------------------------------------------------------------------------------
-
-
-def packing(plan: Plan) -> dict:
-    """A real `sweeper run` (local Ray, sqlite MLflow) of short ResNet-20 bn_only trials per fraction."""
-    cuda = plan.device.type == "cuda"
-    trials = 4 if plan.quick else 8
-    fractions = (1.0, 0.5) if plan.quick else (1.0, 0.25, 0.125)
-    runs = []
-    for fraction in fractions:
-        if not plan.afford(45):
-            runs.append({"fraction": fraction, "skipped": "time budget"})
-            continue
-        runs.append(_guard(lambda: _packing_run(plan, fraction, trials, cuda)))
-    ran = [r for r in runs if "skipped" not in r]
-    return {"resource": "gpu" if cuda else "cpu", "trials": trials, "runs": runs,
-            "passed": bool(ran) and all(r.get("passed") for r in ran), **({} if ran else {"skipped": "time budget"})}
-
-
-def _packing_run(plan: Plan, fraction: float, trials: int, cuda: bool) -> dict:
-    from mlflow.tracking import MlflowClient
-
-    from sweeper.measure import TAG_DEVICE
-
-    name = f"gpu_check_packing_{str(fraction).replace('.', '_')}"
-    folder = Path(tempfile.mkdtemp(prefix=name, dir=plan.workdir))
-    train_size, epochs = (64, 1) if plan.quick else (128 * 40, 2)
-    resources = f"{{cpu: 1, gpu: {fraction}}}" if cuda else f"{{cpu: {fraction}, gpu: 0}}"
-    (folder / "spec.yaml").write_text(textwrap.dedent(f"""\
-        name: {name}
-        dataset: {{name: synthetic, image_size: {16 if plan.quick else 32}, train_size: {train_size}, test_size: 256}}
-        model: {{family: cifar_resnet, depth: 20}}
-        train: {{epochs: {epochs}, batch_size: 128, lr: 0.1, precision: bf16, device: {plan.device.type}, eval_batch_size: 256}}
-        grid:
-          - {{mode: [bn_only], seed: {list(range(trials))}}}
-        resources: {resources}
-        max_concurrent: {trials}
-        """))
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
-    start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", "from sweeper.cli import main; main()", "run", "spec.yaml",
-                           "--tracking-uri", uri, "--storage", str(folder / "results")],
-                          cwd=folder, capture_output=True, text=True, timeout=max(30, min(240, plan.left)))
-    wall = time.monotonic() - start
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(name)
-    runs = client.search_runs([experiment.experiment_id], "tags.`sweeper.role` = 'trial'") if experiment else []
-    spans, images = [], 0
-    for run in runs:
-        for m in client.get_metric_history(run.info.run_id, "epoch_s"):
-            spans.append((m.timestamp / 1e3 - m.value, m.timestamp / 1e3))
-            images += train_size
-    devices = sorted({r.data.tags.get(TAG_DEVICE, "?") for r in runs})
-    statuses = sorted(r.data.tags.get("status", "?") for r in runs)
-    span = (max(e for _, e in spans) - min(s for s, _ in spans)) if spans else 0.0
-    on_device = bool(runs) and all(d.startswith(plan.device.type) for d in devices)
-    return {"fraction": fraction, "exit_code": proc.returncode, "trials_finished": statuses.count("finished"),
-            "devices": devices, "sweep_wall_s": wall, "training_span_s": span,
-            "aggregate_images_per_s": images / span if span else None,
-            "sweep_images_per_s": images / wall, "stderr_tail": proc.stderr[-400:] if proc.returncode else "",
-            "passed": proc.returncode == 0 and statuses.count("finished") == trials and on_device}
 
 
 def _guard(check: Callable[[], dict]) -> dict:
