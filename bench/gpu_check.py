@@ -179,7 +179,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
     parser.add_argument("--quick", action="store_true", help="small sizes (the CPU check that keeps this script alive)")
     parser.add_argument("--out", type=Path, default=Path("gpu_check"))
-    parser.add_argument("--budget-s", type=float, default=None, help="default 420 (150 with --quick)")
+    parser.add_argument("--budget-s", type=float, default=None, help="default 420 (170 with --quick)")
     parser.add_argument("--only", nargs="+", choices=[name for name, *_ in SECTIONS], default=None,
                         help="run just these sections (a rerun of what failed)")
     args = parser.parse_args()
@@ -188,7 +188,7 @@ def main() -> None:
     if args.device == "cpu":
         # one thread: on a busy shared CPU two intra-op threads spin for cores, many times slower
         torch.set_num_threads(1)
-    budget = args.budget_s if args.budget_s is not None else (150.0 if args.quick else 420.0)
+    budget = args.budget_s if args.budget_s is not None else (170.0 if args.quick else 420.0)
     report = run(torch.device(args.device), args.quick, args.out, budget, args.only)
     print(f"wrote {args.out / 'gpu_check.json'} and gpu_check.md in {report['total_s']} s")
 

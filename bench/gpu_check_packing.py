@@ -4,6 +4,8 @@ read back from its MLflow tag, and the aggregate images/s of each fraction."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -51,9 +53,17 @@ def _packing_run(plan: Plan, fraction: float, trials: int, cuda: bool) -> dict:
         """))
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", "from sweeper.cli import main; main()", "run", "spec.yaml",
-                           "--tracking-uri", uri, "--storage", str(folder / "results")],
-                          cwd=folder, capture_output=True, text=True, timeout=max(30, min(240, plan.left)))
+    timeout = max(30, min(240, plan.left))
+    # its own session, so that a run cut short by the budget is stopped with the Ray it started
+    proc = subprocess.Popen([sys.executable, "-c", "from sweeper.cli import main; main()", "run", "spec.yaml",
+                             "--tracking-uri", uri, "--storage", str(folder / "results")],
+                            cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _stop(proc)
+        raise TimeoutError(f"`sweeper run` did not finish within the time budget ({timeout:.0f} s)") from None
     wall = time.monotonic() - start
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(name)
@@ -70,5 +80,18 @@ def _packing_run(plan: Plan, fraction: float, trials: int, cuda: bool) -> dict:
     return {"fraction": fraction, "exit_code": proc.returncode, "trials_finished": statuses.count("finished"),
             "devices": devices, "sweep_wall_s": wall, "training_span_s": span,
             "aggregate_images_per_s": images / span if span else None,
-            "sweep_images_per_s": images / wall, "stderr_tail": proc.stderr[-400:] if proc.returncode else "",
+            "sweep_images_per_s": images / wall, "stderr_tail": stderr[-400:] if proc.returncode else "",
             "passed": proc.returncode == 0 and statuses.count("finished") == trials and on_device}
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to the run's process group (the driver lets Ray shut down), SIGKILL if it lingers."""
+    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+            proc.communicate(timeout=wait)
+            return
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            continue
