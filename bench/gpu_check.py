@@ -23,7 +23,8 @@ Sections, in the order they run (the cheap, decisive ones first, torch.compile l
 
 Any section that fails records its error and the run goes on. A time budget skips (and says so)
 what would not finish in time. On the CPU (``--device cpu --quick``) the sizes shrink, compile is
-tried on one mode, packing uses cpu fractions and memory is not measured (no allocator stats).
+tried on one mode, packing runs 4 trials at cpu 1 and 0.5, and the memory section steps small
+stand-ins of the same families (named in the table) without measuring memory (no allocator stats).
 """
 
 from __future__ import annotations
@@ -137,7 +138,8 @@ def markdown(r: dict) -> str:
     if rows:
         lines += ["", "**memory** (one full-training step at the study's batch size)", "",
                   "| model | batch run (study) | precision | peak GiB | trials per card |", "|---|---|---|---|---|"]
-        lines += [f"| {x['model']} | {x.get('batch')} ({x.get('study_batch')}) | {x.get('precision')} | "
+        lines += [f"| {x['model']}{' (quick: ' + x['quick_stand_in'] + ')' if 'quick_stand_in' in x else ''} | "
+                  f"{x.get('batch')} ({x.get('study_batch')}) | {x.get('precision')} | "
                   f"{_f(x.get('peak_gib'), '.2f')} | {_f(x.get('trials_per_card'))} |"
                   + (f" {x['error']}" if "error" in x else "") if "skipped" not in x else
                   f"| {x['model']} | skipped: {x['skipped']} | | | |" for x in rows]
