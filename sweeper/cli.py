@@ -21,11 +21,12 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-def validate(spec: str) -> None:
+@click.option("--measure", is_flag=True, help="Also time a few training steps of each architecture here and give the cost from them.")
+def validate(spec: str, measure: bool) -> None:
     """Validate SPEC and print its trials with an estimate of the work."""
     from sweeper.validate import validate_command
 
-    validate_command(spec)
+    validate_command(spec, measure=measure)
 
 
 @cli.command()

@@ -15,10 +15,17 @@ from sweeper.estimate import ASSUMED_FLOPS_PER_S, BACKWARD_FACTOR, estimate_spec
 from sweeper.spec import Spec, load_spec
 
 
-def validate_command(spec_path: str, echo: Callable[[str], Any] = click.echo) -> Spec:
+def validate_command(spec_path: str, echo: Callable[[str], Any] = click.echo, measure: bool = False) -> Spec:
     spec = load_spec(spec_path)
     for line in describe(spec):
         echo(line)
+    if measure:  # after the quick estimate, which stays on screen while the steps are timed
+        from sweeper.measure import describe_measured
+
+        for line in describe_measured(spec, progress=lambda text: click.echo(text, err=True)):
+            echo(line)
+    else:
+        echo("shown: the FLOP estimate (an assumed throughput); --measure times real steps on this machine")
     return spec
 
 

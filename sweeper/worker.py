@@ -129,6 +129,9 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     logger = open_trial_logger(ctx, payload, node_id)
     attempt = int(logger.client.get_run(logger.run_id).data.tags.get(TAG_ATTEMPTS, "0")) + 1
     logger.set_tags({TAG_ATTEMPTS: attempt})
+    from sweeper.measure import TAG_DEVICE, trial_device
+
+    logger.set_tags({TAG_DEVICE: trial_device(payload.config)})  # proof of where it trained (GPU packing)
     store = CheckpointStore(ctx.trials_root, payload.key)
     first_epoch_seen: list[int] = []
     last_epoch = int(payload.config["train"]["epochs"])

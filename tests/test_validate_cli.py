@@ -104,3 +104,37 @@ def test_the_cli_reports_a_missing_file_as_one_line(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert (proc.returncode, proc.stderr) == (2, "nope.yaml: no such file\n")
+
+
+def test_measure_times_every_architecture_and_mode_and_gives_the_cost_from_those_timings():
+    import math
+    import re
+
+    result = CliRunner().invoke(cli, ["validate", "sweeps/quickstart.yaml", "--measure"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("measured cost, training only"))
+    # the quick FLOP estimate stays, before the measured one
+    assert any(line.startswith("work estimate, training only") for line in lines[:start])
+    assert re.match(r"measured cost, training only \(timed on this machine's (CPU|GPU) ", lines[start])
+    assert lines[start + 1].split()[-6:] == ["trials", "batch", "s/step", "images/s", "peak", "memory"]
+    rows = [line.split() for line in lines[start + 2:start + 10]]
+    # quickstart: depths 8 and 14 x four modes, two seeds each, batch 64 on 16 px digits
+    assert sorted((r[0], r[3]) for r in rows) == sorted(
+        (f"cifar_resnet-{d}", m) for d in (8, 14) for m in ("bn_only", "full", "random_params", "output_only"))
+    assert all(r[1:3] == ["digits", "16px"] and r[4:6] == ["2", "64"] and float(r[6]) > 0 for r in rows)
+    hours = re.match(r"  device-hours: +([0-9.e-]+) \(", lines[start + 10])
+    assert hours, lines[start + 10]
+    steps_per_trial = math.ceil(1437 / 64) * 3  # digits' training images, batch 64, 3 epochs
+    expected = sum(2 * steps_per_trial * float(r[6]) for r in rows) / 3600
+    assert math.isclose(float(hours.group(1)), expected, rel_tol=0.05)
+    assert re.match(r"  wall time: +\d+ (s|min|h) at 2 trial\(s\) at once \(max_concurrent\)", lines[start + 11])
+    assert lines[start + 12].startswith("  peak memory per trial:")
+    assert lines[start + 13].startswith("  resources.gpu:")
+    assert lines[start + 14] == "shown: measured step times on this machine (the FLOP estimate above assumes a throughput)"
+
+
+def test_without_measure_the_output_says_the_flop_estimate_is_shown():
+    result = CliRunner().invoke(cli, ["validate", str(SMALL)])
+    assert result.output.splitlines()[-1].startswith("shown: the FLOP estimate")

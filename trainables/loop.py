@@ -5,6 +5,24 @@ per epoch. Divergence is detected from the running loss sum (a NaN or inf in any
 sum non-finite): on the CPU, where reading a scalar costs nothing, after every step and before the
 update, so the weights stay at their last finite values; on CUDA every ``CUDA_FINITE_CHECK_EVERY``
 steps, which costs one host sync per that many steps instead of one per step.
+
+GPU-stall review of this loop (issue 11, done on the CPU side; bench/gpu_check.py measures it):
+- No ``.item()``/``float()``/``int()`` per step: loss and accuracy sums stay on the device and
+  are read once per epoch (and once per evaluation); ``labels.shape[0]`` is metadata, and the
+  scheduler sets each group's lr as a Python float, which launches nothing.
+- The one per-step-family sync left is the divergence check: ``if not torch.isfinite(...)``
+  every ``CUDA_FINITE_CHECK_EVERY`` steps drains the CUDA queue, so the GPU idles for about one
+  step's launch latency per that many steps (a few percent at most for launch-bound small nets).
+  Kept as is: an asynchronous check (pinned flag + event) would remove it but detect divergence
+  later. gpu_check's ``loop_overhead`` (the loop's images/s over bare steps) says whether it is
+  worth doing on a real card.
+- Copies: on-device data sets (TensorSource) move nothing per batch; each epoch's order, crop
+  offsets and flips go host -> device once, blocking but once per epoch. Streamed ImageNet
+  batches come from pinned DataLoader memory with ``non_blocking=True``.
+- No Python work per image anywhere: augmentation and normalisation are whole-batch tensor ops;
+  the channels_last conversion of a batch is one device copy.
+- Not a stall, noted: random_params' gradient hook makes one scalar zero tensor per masked
+  tensor per step (a tiny fill kernel each).
 """
 
 from __future__ import annotations
