@@ -188,7 +188,8 @@ def test_compose_ray_nodes_form_one_cluster_with_a_gpu_worker():
         assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
     mlflow_command = " ".join(services["mlflow"]["command"])
     assert "--serve-artifacts" in mlflow_command and "--artifacts-destination=s3://" in mlflow_command
-    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql://")
+    # SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3; the image carries psycopg2.
+    assert services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"].startswith("postgresql+psycopg2://")
 
 
 def test_compose_publishes_ports_on_loopback_only():
@@ -325,6 +326,7 @@ def test_mlflow_reads_its_database_password_from_the_secret():
     names = [e["name"] for e in container["env"]]
     assert names.index("POSTGRES_PASSWORD") < names.index("MLFLOW_BACKEND_STORE_URI")
     assert "$(POSTGRES_PASSWORD)@postgres:5432/" in env["MLFLOW_BACKEND_STORE_URI"]["value"]
+    assert env["MLFLOW_BACKEND_STORE_URI"]["value"].startswith("postgresql+psycopg2://"), "psycopg 3 is not in the image"
     services = {s["metadata"]["name"] for s in objects_of_kind("Service")}
     assert {"postgres", "mlflow"} <= services
 

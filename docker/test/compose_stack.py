@@ -6,8 +6,9 @@ override (written here, from compose.yaml itself) changes only what this machine
 - every service joins the host network (connections stay on 127.0.0.1), the service names
   resolve to 127.0.0.1, and the Ray nodes get the free ports and loopback address that two Ray
   nodes on one host network need (their commands are otherwise compose.yaml's);
-- the GPU worker has no GPU to reserve here: it is left out (profile `gpu`) and a worker with
-  exactly its settings but the device reservation takes its place.
+- Compose v1 (Debian 12's) refuses host networking beside published ports, and an override
+  cannot remove ports: each service is therefore replaced by a copy of itself less `ports` (and
+  less the GPU reservation: no GPU here); see override().
 
 Then a small sweep runs inside the head with `sweeper run --address auto`, MLflow on PostgreSQL
 with S3 artifacts, trial storage in S3, and the result is checked from the host.
@@ -57,33 +58,44 @@ def port_taken(port: int) -> bool:
         return s.connect_ex((LOOPBACK, port)) == 0
 
 
-def override(services: dict) -> tuple[dict, dict]:
-    names = [*services, "ray-worker"]
-    common = {"network_mode": "host", "extra_hosts": [f"{n}:{LOOPBACK}" for n in names]}
+HOSTNET = "-hostnet"   # suffix of the host-network copy of each service
+
+
+def override(services: dict) -> dict:
+    """Compose v1 cannot combine host networking with compose.yaml's published ports, and an
+    override can only add ports, never drop them. So each service of compose.yaml is switched
+    off (profile `replaced`) and a copy of it takes its place: its definition verbatim, less
+    `ports` (meaningless on the host network) and the GPU reservation (no GPU here), with the
+    changes listed in the module docstring. Every name resolves to 127.0.0.1 either way."""
+    names = list(services)
+    hosts = [f"{n}:{LOOPBACK}" for n in names]
     out: dict = {}
-    for name in services:
-        out[name] = dict(common)
+    for name, service in services.items():
+        out[name] = {"profiles": ["replaced"]}
+        copy_ = copy.deepcopy(service)
+        copy_.pop("ports", None)
+        copy_.pop("deploy", None)
+        copy_.update(network_mode="host", extra_hosts=list(hosts))
         if name in STANDINS:
-            out[name]["image"] = STANDINS[name]
-    out["minio"]["environment"] = {"S3_PORT": str(FIXED_PORTS["minio"])}
+            copy_["image"] = STANDINS[name]
+        if "depends_on" in copy_:
+            copy_["depends_on"] = {d + HOSTNET: c for d, c in copy_["depends_on"].items()}
+        out[name + HOSTNET] = copy_
+    out["minio" + HOSTNET]["environment"]["S3_PORT"] = str(FIXED_PORTS["minio"])  # the stand-in's
 
     ports, head_extra = ray_head_flags()
-    head_agent = int(head_extra[-1].split("=")[1])
-    out["ray-head"]["command"] = remap(services["ray-head"]["command"], ports, head_extra)
-    out["ray-head"]["healthcheck"] = {"test": ["CMD-SHELL", services["ray-head"]["healthcheck"]["test"][1]
-                                               .replace(":52365", f":{head_agent}")
-                                               .replace(":8265", f":{head_extra[1].split('=')[1]}")]}
+    head_agent, head_dash = int(head_extra[-1].split("=")[1]), int(head_extra[1].split("=")[1])
+    head = out["ray-head" + HOSTNET]
+    head["command"] = remap(head["command"], ports, head_extra)
+    head["healthcheck"] = dict(head["healthcheck"], test=[
+        "CMD-SHELL", head["healthcheck"]["test"][1].replace(":52365", f":{head_agent}").replace(":8265", f":{head_dash}")])
     worker_agent = free_port()
-    worker = copy.deepcopy(services["ray-worker-gpu"])
-    worker.pop("deploy")
-    worker.update(common)
+    worker = out["ray-worker-gpu" + HOSTNET]
     worker["command"] = remap(worker["command"], {"--address": f"ray-head:{ports['--port']}"},
                               ray_worker_extra(worker_agent))
-    worker["healthcheck"] = dict(worker["healthcheck"])
-    worker["healthcheck"]["test"] = ["CMD-SHELL", worker["healthcheck"]["test"][1].replace(":52365", f":{worker_agent}")]
-    out["ray-worker"] = worker
-    out["ray-worker-gpu"]["profiles"] = ["gpu"]
-    return {"services": out}, {"head_agent": head_agent, "worker_agent": worker_agent}
+    worker["healthcheck"] = dict(worker["healthcheck"], test=[
+        "CMD-SHELL", worker["healthcheck"]["test"][1].replace(":52365", f":{worker_agent}")])
+    return {"services": out}
 
 
 def compose(files: list[str], env_file: str, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
@@ -103,7 +115,7 @@ def main(image: str, base: str) -> None:
         raise SystemExit(f"ports compose.yaml's URLs name are taken on this machine: {busy}")
     services = compose_services()
     with tempfile.TemporaryDirectory(prefix="sweeper-test-compose-") as tmp:
-        over, _ = override(services)
+        over = override(services)
         over_file = Path(tmp) / "compose.host-network.yaml"
         over_file.write_text(yaml.safe_dump(over, sort_keys=False))
         env_file = Path(tmp) / "env"
@@ -117,7 +129,7 @@ def main(image: str, base: str) -> None:
             compose(files, str(env_file), "up", "-d", "--no-build")
             wait_for("every service healthy", lambda: all_healthy(files, str(env_file)), timeout=300, every=5)
             say(f"compose stack up in {time.monotonic() - started:.0f}s")
-            head = compose(files, str(env_file), "ps", "-q", "ray-head", capture_output=True, text=True).stdout.strip()
+            head = compose(files, str(env_file), "ps", "-q", "ray-head" + HOSTNET, capture_output=True, text=True).stdout.strip()
             subprocess.run([DOCKER, "exec", "-i", head, "sh", "-c", "cat > docker_smoke.yaml"],
                            input=SWEEP_SPEC, text=True, check=True)
             sweep = ["sweeper", "run", "docker_smoke.yaml", "--address", "auto", "--tracking-uri",
