@@ -11,8 +11,7 @@ DOCKERD_LOG=${DOCKERD_LOG:-/var/log/sweeper-test-dockerd.log}
 
 install_missing() {
     local need=()
-    command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-    [ -x /usr/bin/docker ] || need+=(docker.io)
+    { command -v dockerd && [ -x /usr/bin/docker ]; } >/dev/null 2>&1 || need+=(docker.io)
     command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1 || need+=(docker-compose)
     command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
     if [ ${#need[@]} -gt 0 ]; then
