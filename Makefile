@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast install services clean
+.PHONY: demo test test-fast test-docker install services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(TEST_STAMP) services
 # Everything but the slow end-to-end and cluster tests, for quick local iteration.
 test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not cluster"
+
+# The image and the compose stack built and run for real (root on Debian/Ubuntu; installs and
+# starts Docker itself; see docker/test/run.sh). Not part of `make test`: see README, "Docker".
+test-docker: $(TEST_STAMP)
+	PYTHON=$(abspath $(BIN)/python) docker/test/run.sh
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns mlartifacts sweeper_results reports
