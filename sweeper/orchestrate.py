@@ -165,6 +165,8 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     trials = expected_payloads(spec)
     preflight.check_tracking_location(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
     preflight.check_storage(storage, create=not dry_run)  # before Ray, before MLflow is written
+    if not dry_run:
+        preflight.create_sqlite_store_once(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
     if not dry_run:
         hold.take(client, parent_id, spec.name)

@@ -73,3 +73,20 @@ def check_tracking_location(uri: str) -> None:
         db = Path(uri[len("sqlite:///"):])
         if str(db) != ":memory:" and not db.parent.is_dir():
             raise SweepError(f"tracking: cannot use MLflow at {uri}: folder {db.parent} does not exist")
+
+
+def create_sqlite_store_once(uri: str) -> None:
+    """Two drivers started together on a new sqlite store would both build MLflow's schema and
+    one would fail inside MLflow's migration; the first builds it under a file lock beside the
+    database, the second waits and then finds it built."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):])
+    if str(db) == ":memory:" or db.exists():
+        return
+    from filelock import FileLock
+
+    from sweeper import tracking
+
+    with FileLock(str(db) + ".lock"):
+        tracking.connect(uri)
