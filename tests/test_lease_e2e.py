@@ -48,11 +48,17 @@ def lease_tags(client, name: str) -> dict[str, dict]:
     return {k: json.loads(v) for k, v in parent.data.tags.items() if k.startswith(lease.TAG_PREFIX)}
 
 
-def test_two_drivers_started_two_seconds_apart_train_every_trial_once(workdir, tracking_uri, mlflow_client):
+def test_two_drivers_started_two_seconds_apart_train_every_trial_once(workdir):
+    from mlflow.tracking import MlflowClient
+
+    # a store that does not exist yet: both drivers would build its schema at once
+    tracking_uri = f"sqlite:///{workdir / 'new' / 'mlflow.db'}"
+    (workdir / "new").mkdir()
     spec = write_spec(workdir, "twice", modes=("bn_only", "full"), epochs=3)
     argv = [SWEEPER, "run", str(spec), "--tracking-uri", tracking_uri, "--storage", str(workdir / "results")]
     ended = run_two_drivers(argv, workdir, _env())
     winner, _ = assert_one_trained_and_one_named_the_holder(ended)
+    mlflow_client = MlflowClient(tracking_uri=tracking_uri)
     assert "[2/2]" in winner.out
     assert_every_trial_trained_once(mlflow_client, "twice", count=2, epochs=3)
     assert lease_tags(mlflow_client, "twice") == {}  # released at the end
