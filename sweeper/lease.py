@@ -18,7 +18,8 @@ rB. Then wA < rA < wB < rB < wA: impossible. A claim only disappears when its dr
 (it then does not train) or when it is stale.
 
 Stale: a claim whose heartbeat is older than ``STALE_S`` (90 s) is a dead driver (SIGKILL, lost
-machine) and is removed by the next driver, so a dead holder blocks a sweep for at most 90 s.
+machine) and is removed by the next driver, so a dead holder blocks a sweep for at most 90 s. On
+the same machine (same boot and pid namespace) a claim whose process is gone is dead at once.
 This assumes host clocks agree to well within that (NTP) and that a live holder reaches the
 tracking store at least once in ``STALE_S`` (it tries every ``HEARTBEAT_S`` = 15 s).
 """
@@ -34,6 +35,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from sweeper.errors import SweepError
 
@@ -51,6 +53,7 @@ class Claim:
     pid: int
     since: float
     heartbeat: float
+    pidns: str = ""
 
     def age(self, now: float) -> float:
         return now - self.heartbeat
@@ -58,6 +61,26 @@ class Claim:
     def describe(self) -> str:
         since = datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"host {self.host}, pid {self.pid}, since {since}"
+
+
+def _pid_namespace() -> str:
+    """Boot and pid namespace of this process: two claims with the same one can check each
+    other's pid directly (a hostname alone is shared by host-network containers)."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def _pid_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
 
 
 class LeaseHeld(SweepError):
@@ -73,7 +96,8 @@ def _claims(client, run_id: str) -> dict[str, Claim]:
         try:
             data = json.loads(value)
             found[key[len(TAG_PREFIX):]] = Claim(key[len(TAG_PREFIX):], str(data["host"]), int(data["pid"]),
-                                                 float(data["since"]), float(data["heartbeat"]))
+                                                 float(data["since"]), float(data["heartbeat"]),
+                                                 str(data.get("pidns", "")))
         except (ValueError, KeyError, TypeError):
             continue  # not ours to read; never blocks a sweep
     return found
@@ -96,8 +120,11 @@ class Lease:
         return TAG_PREFIX + self.driver
 
     def _write(self) -> None:
-        self.client.set_tag(self.run_id, self.tag, json.dumps(
-            {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since, "heartbeat": time.time()}))
+        self.client.set_tag(self.run_id, self.tag, self._claim_json())
+
+    def _claim_json(self) -> str:
+        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
+                           "heartbeat": time.time(), "pidns": _pid_namespace()})
 
     def _others(self) -> dict[str, Claim]:
         now = time.time()
@@ -105,7 +132,8 @@ class Lease:
         for driver, claim in _claims(self.client, self.run_id).items():
             if driver == self.driver:
                 continue
-            if claim.age(now) > STALE_S:
+            here = bool(claim.pidns) and claim.pidns == _pid_namespace()
+            if claim.age(now) > STALE_S or (here and _pid_gone(claim.pid)):
                 self._drop(TAG_PREFIX + driver)  # a dead driver's claim
                 continue
             live[driver] = claim
@@ -154,9 +182,7 @@ class Lease:
         def beat() -> None:
             while not self._stop.wait(HEARTBEAT_S):
                 try:
-                    client.set_tag(self.run_id, self.tag, json.dumps(
-                        {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
-                         "heartbeat": time.time()}))
+                    client.set_tag(self.run_id, self.tag, self._claim_json())
                 except Exception:  # noqa: BLE001 - a tracking outage: try again next beat
                     pass
 
@@ -170,6 +196,26 @@ class Lease:
         self._drop(self.tag)
 
 
+def canonical_parent(client, experiment_id: str, parent_run_id: str) -> str:
+    """Two drivers that start together on a new sweep may each create a parent run. All agree on
+    the oldest (start time, then id) once every creation is visible, which a settle wait after a
+    recent creation ensures; a duplicate this driver made is deleted (it has no children yet)."""
+    from sweeper import tracking
+
+    mine = client.get_run(parent_run_id)
+    if time.time() * 1000 - (mine.info.start_time or 0) < 60_000:
+        time.sleep(SETTLE_S)
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{tracking.TAG_ROLE}` = 'sweep'",
+                              max_results=100)
+    oldest = min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+    if oldest.info.run_id != parent_run_id:
+        children = client.search_runs([experiment_id], max_results=1,
+                                      filter_string=f"tags.`{tracking.TAG_PARENT}` = '{parent_run_id}'")
+        if not children:
+            client.delete_run(parent_run_id)
+    return oldest.info.run_id
+
+
 class DriverHold:
     """What `sweeper run` holds while it drives a sweep: the lease, and the parent run it must
     not leave RUNNING. On any exception after taking the lease the parent run ends as FAILED
@@ -180,9 +226,12 @@ class DriverHold:
         self.client = None
         self.parent_run_id: str | None = None
 
-    def take(self, client, parent_run_id: str, sweep: str) -> None:
+    def take(self, client, experiment_id: str, parent_run_id: str, sweep: str) -> str:
+        """Take the sweep's lease; the parent run id every driver agrees on."""
+        parent_run_id = canonical_parent(client, experiment_id, parent_run_id)
         self.lease = Lease(client, parent_run_id, sweep).acquire()
         self.client, self.parent_run_id = client, parent_run_id
+        return parent_run_id
 
     def __enter__(self) -> "DriverHold":
         return self

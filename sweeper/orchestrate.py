@@ -169,7 +169,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
         preflight.create_sqlite_store_once(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
     if not dry_run:
-        hold.take(client, parent_id, spec.name)
+        parent_id = hold.take(client, experiment_id, parent_id, spec.name)
         change = versions.apply(client, parent_id, spec, trials, tracking.child_runs(client, experiment_id))
         for line in change.lines(spec.name):
             click.echo(line)

@@ -16,8 +16,9 @@ from sweeper.errors import SweepError
 
 
 def check_storage(storage: str, *, create: bool) -> None:
-    """``storage`` can hold the sweep's checkpoints. Local folders are created (``create``) and
-    probed with a real write; remote URIs are opened with pyarrow, which every trial uses."""
+    """``storage`` can hold the sweep's checkpoints. A local folder (or the nearest existing folder
+    above it) is probed with a real write unless ``create`` is false (a dry run writes nothing);
+    remote URIs are opened with pyarrow, which every trial uses. Nothing is created here."""
     if "://" in storage and not storage.startswith("file://"):
         _check_remote(storage)
         return
@@ -32,9 +33,8 @@ def check_storage(storage: str, *, create: bool) -> None:
         if not os.access(existing, os.W_OK | os.X_OK):
             raise SweepError(f"--storage {storage}: {existing} is not writable")
         return
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".sweeper-probe-"):
+    try:  # a real write into the folder, or the nearest one that exists; nothing is left
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".sweeper-probe-"):
             pass
     except OSError as e:
         raise SweepError(f"--storage {storage}: cannot write there ({e.strerror or e})") from None

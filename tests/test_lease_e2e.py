@@ -76,7 +76,8 @@ def _kill_session(pid: int) -> None:
                 pass
 
 
-def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(workdir, tracking_uri, mlflow_client):
+def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(workdir, tracking_uri, mlflow_client,
+                                                                           monkeypatch):
     stale_s = 8
     env = _env(SWEEPER_LEASE_STALE_S=str(stale_s), SWEEPER_LEASE_HEARTBEAT_S="1")
     spec = write_spec(workdir, "orphan", modes=("bn_only", "full"), epochs=2)
@@ -94,14 +95,33 @@ def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(work
     (claim,) = lease_tags(mlflow_client, "orphan").values()
     assert claim["pid"] == holder.pid
 
-    # while the dead holder's claim is fresh, a new driver names it and leaves (asked in this
-    # process: a new `sweeper run` takes longer than 8 s to start on a busy machine)
+    # A driver on another machine cannot see that pid: while the dead holder's heartbeat is
+    # fresh it names the holder and leaves; once it is stale (stale_s) it takes the sweep.
+    # (Asked in this process: a new `sweeper run` takes longer than 8 s to start when busy.)
+    monkeypatch.setattr(lease, "_pid_namespace", lambda: "another-machine")
+    monkeypatch.setattr(lease, "STALE_S", float(stale_s))
     parent = tracking.find_parent_run(mlflow_client, mlflow_client.get_experiment_by_name("orphan").experiment_id)
     with pytest.raises(lease.LeaseHeld, match=f"pid {holder.pid},"):
         lease.Lease(mlflow_client, parent.info.run_id, "orphan").acquire()
     assert list(lease_tags(mlflow_client, "orphan").values()) == [claim]  # it withdrew nothing but its own
-
     time.sleep(max(0.0, claim["heartbeat"] + stale_s + 1 - time.time()))
+    remote = lease.Lease(mlflow_client, parent.info.run_id, "orphan").acquire()
+    assert list(lease_tags(mlflow_client, "orphan")) == [remote.tag]  # the dead claim is gone
+    remote.release()
+    monkeypatch.undo()
+
+    # on this machine the dead pid is seen at once: the next `sweeper run` finishes the sweep
+    holder_again = subprocess.Popen(argv, cwd=workdir, env=env, start_new_session=True,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not lease_tags(mlflow_client, "orphan"):
+            assert holder_again.poll() is None and time.monotonic() < deadline
+            time.sleep(0.3)
+    finally:
+        _kill_session(holder_again.pid)
+        holder_again.wait(timeout=60)
+    assert lease_tags(mlflow_client, "orphan")  # a claim left by a SIGKILLed driver
     taken = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert taken.returncode == 0, taken.stdout + taken.stderr
     runs = children(mlflow_client, "orphan")
