@@ -47,8 +47,14 @@ def sweep_status(spec_or_name: str, tracking_uri: str | None = None,
     else:
         name, spec_uri = spec_or_name, None
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
-    if spec is None:
+    try:
         check_store_exists(uri, name)  # reading must not create an empty store
+    except SweepError:
+        if spec is None:
+            raise
+        from sweeper.orchestrate import expected_payloads
+
+        return name, uri, [_row(None, t.name, t.key, None) for t in expected_payloads(spec)]
     client = tracking.connect(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None and spec is None:
