@@ -322,7 +322,7 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
         return _unpack(record["skeleton"], record["tensors"])
     except Exception as e:  # a foreign or damaged file: say so in one line
         raise CheckpointError(directory, f"{CHECKPOINT_FILE} is not a readable trainables checkpoint "
-                                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+                                         f"({_cause(e)})") from e
 
 
 def set_aside_if_unusable(directory: str | Path, config: TrialConfig | Mapping[str, Any]) -> tuple[Path, str] | None:
@@ -341,6 +341,13 @@ def set_aside_if_unusable(directory: str | Path, config: TrialConfig | Mapping[s
     aside = path.with_name(f"{CHECKPOINT_FILE}.unusable-{stamp}-{os.getpid()}")
     os.replace(path, aside)
     return aside, why
+
+
+def _cause(e: BaseException) -> str:
+    """The first sentence of an error, short: torch's unpickling errors run to a paragraph of
+    advice (load with weights_only=False) that must not be followed for a file we cannot read."""
+    text = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _first_line(e: BaseException) -> str:
