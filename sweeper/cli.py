@@ -57,22 +57,24 @@ def train(spec: str, index: int, tracking_uri: str | None, storage: str) -> None
 @cli.command()
 @click.argument("spec_or_name")
 @click.option("--tracking-uri", default=None)
-def status(spec_or_name: str, tracking_uri: str | None) -> None:
+@click.option("--all", "all_versions", is_flag=True, help="Also list trials of earlier versions of the spec.")
+def status(spec_or_name: str, tracking_uri: str | None, all_versions: bool) -> None:
     """Show the trials of a sweep and their states, read back from MLflow."""
     from sweeper.status import status_command
 
-    status_command(spec_or_name, tracking_uri=tracking_uri)
+    status_command(spec_or_name, tracking_uri=tracking_uri, all_versions=all_versions)
 
 
 @cli.command()
 @click.argument("spec_or_name")
 @click.option("--tracking-uri", default=None)
 @click.option("--out", "out_dir", default=None, help="Output folder (default reports/<name>/).")
-def report(spec_or_name: str, tracking_uri: str | None, out_dir: str | None) -> None:
+@click.option("--all", "all_versions", is_flag=True, help="Include trials of earlier versions of the spec (marked).")
+def report(spec_or_name: str, tracking_uri: str | None, out_dir: str | None, all_versions: bool) -> None:
     """Write the paper's tables, figures and replication scorecard for a sweep."""
     from sweeper.report import report_command
 
-    report_command(spec_or_name, tracking_uri=tracking_uri, out_dir=out_dir)
+    report_command(spec_or_name, tracking_uri=tracking_uri, out_dir=out_dir, all_versions=all_versions)
 
 
 def main() -> None:

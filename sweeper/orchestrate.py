@@ -34,9 +34,10 @@ from typing import Any
 
 import click
 
-from sweeper import readback, tracking
+from sweeper import preflight, readback, tracking, versions
 from sweeper.errors import SpecError, SweepError
-from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
+from sweeper.lease import DriverHold
+from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial, trial_notes
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -150,12 +151,28 @@ def _states(client, experiment_id: str | None) -> dict[str, str]:
 
 def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str | None = None,
                 storage: str = "./sweeper_results", dry_run: bool = False) -> int:
+    with DriverHold() as hold:  # one driver per sweep; the parent run never stays RUNNING
+        return _run_held(hold, spec_path, address=address, tracking_uri=tracking_uri, storage=storage,
+                         dry_run=dry_run)
+
+
+def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking_uri: str | None,
+              storage: str, dry_run: bool) -> int:
     from sweeper.spec import load_spec
 
     started = time.monotonic()
     spec = load_spec(spec_path)
     trials = expected_payloads(spec)
+    preflight.check_tracking_location(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
+    preflight.check_storage(storage, create=not dry_run)  # before Ray, before MLflow is written
+    if not dry_run:
+        preflight.create_sqlite_store_once(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
+    if not dry_run:
+        parent_id = hold.take(client, experiment_id, parent_id, spec.name)
+        change = versions.apply(client, parent_id, spec, trials, tracking.child_runs(client, experiment_id))
+        for line in change.lines(spec.name):
+            click.echo(line)
     states = _states(client, experiment_id)
     remaining = [t for t in trials if states.get(t.key) not in tracking.TERMINAL_STATUSES]
     optuna = _algorithm(spec) == "optuna"
@@ -362,11 +379,14 @@ class _Progress:
                     self.client.set_terminated(run.info.run_id, "FINISHED")
                     state = "finished (stopped early)"
                 acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run else None
+                notes = trial_notes(run)
         except Exception:  # noqa: BLE001 - progress output must never stop the sweep
-            state, acc = ("failed" if failed else "ended"), None
+            state, acc, notes = ("failed" if failed else "ended"), None, {}
         acc_text = f"  test_acc={acc:.3f}" if isinstance(acc, float) else ""
-        where = f"  (error: {trial.path})" if failed else ""
+        where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
         click.echo(f"[{self.finished}/{self.total}] {payload.name}: {state}{acc_text}{where}")
+        if notes.get("set_aside"):
+            click.echo(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
 
 
 def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool) -> int:

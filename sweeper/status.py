@@ -16,6 +16,8 @@ import click
 
 from sweeper import readback, tracking
 from sweeper.errors import SweepError
+from sweeper.preflight import check_store_exists
+from sweeper.versions import is_current
 
 STATE_ORDER = ("finished", "diverged", "running", "interrupted", "failed", "pending")
 
@@ -28,10 +30,14 @@ class TrialStatus:
     epoch: int | None  # last epoch with a test_acc point
     test_acc: float | None  # final_test_acc when finished, else the latest test_acc
     run_id: str | None
+    superseded: bool = False  # a trial of an earlier version of the spec (sweeper.versions)
+    error: str | None = None  # sweeper.last_error of a failed trial
 
 
-def sweep_status(spec_or_name: str, tracking_uri: str | None = None) -> tuple[str, str, list[TrialStatus]]:
-    """(sweep name, tracking URI, one row per trial)."""
+def sweep_status(spec_or_name: str, tracking_uri: str | None = None,
+                 all_versions: bool = False) -> tuple[str, str, list[TrialStatus]]:
+    """(sweep name, tracking URI, one row per trial). Trials of earlier spec versions only with
+    ``all_versions``."""
     spec = None
     if Path(spec_or_name).is_file() or spec_or_name.endswith((".yaml", ".yml")):
         from sweeper.spec import load_spec
@@ -41,6 +47,14 @@ def sweep_status(spec_or_name: str, tracking_uri: str | None = None) -> tuple[st
     else:
         name, spec_uri = spec_or_name, None
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
+    try:
+        check_store_exists(uri, name)  # reading must not create an empty store
+    except SweepError:
+        if spec is None:
+            raise
+        from sweeper.orchestrate import expected_payloads
+
+        return name, uri, [_row(None, t.name, t.key, None) for t in expected_payloads(spec)]
     client = tracking.connect(uri)
     experiment = client.get_experiment_by_name(name)
     if experiment is None and spec is None:
@@ -56,7 +70,9 @@ def sweep_status(spec_or_name: str, tracking_uri: str | None = None) -> tuple[st
             rows.append(_row(client, trial.name, trial.key, runs.get(trial.key)))
             listed.add(trial.key)
     for key, run in runs.items():  # sampled (optuna) trials, or trials of an earlier spec version
-        if key not in listed:
+        # with a spec file, an unlisted run is current only as an Optuna sample on its grid
+        current = is_current(run) and (spec is None or "sweeper.grid_key" in run.data.tags)
+        if key not in listed and (all_versions or current):
             rows.append(_row(client, run.info.run_name or key, key, run))
     return name, uri, rows
 
@@ -68,24 +84,30 @@ def _row(client, name: str, key: str, run) -> TrialStatus:
     metrics = run.data.metrics
     acc = metrics.get("final_test_acc", metrics.get("test_acc"))
     epoch = readback.trial_epoch(client, run)  # from the search result; a request only for odd runs
-    return TrialStatus(name, key, state, epoch, acc, run.info.run_id)
+    return TrialStatus(name, key, state, epoch, acc, run.info.run_id, superseded=not is_current(run),
+                       error=run.data.tags.get(tracking.TAG_LAST_ERROR) if state == "failed" else None)
 
 
 def format_table(name: str, rows: list[TrialStatus]) -> str:
     counts = Counter(r.state for r in rows)
     order = [s for s in STATE_ORDER if counts[s]] + sorted(s for s in counts if s not in STATE_ORDER)
     summary = ", ".join(f"{counts[s]} {s}" for s in order) or "no trials"
+    old = sum(r.superseded for r in rows)
+    summary += f" ({old} of them from earlier versions of the spec, marked 'old')" if old else ""
     width = max([len(r.name) for r in rows] + [5])
     lines = [f"{name}: {len(rows)} trials: {summary}",
              f"{'#':>4}  {'trial':<{width}}  {'state':<11}  {'epoch':>5}  {'test_acc':>8}  key"]
     for i, r in enumerate(rows):
         epoch = "" if r.epoch is None else str(r.epoch)
         acc = "" if r.test_acc is None else f"{r.test_acc:.3f}"
-        lines.append(f"{i:>4}  {r.name:<{width}}  {r.state:<11}  {epoch:>5}  {acc:>8}  {r.key}")
+        lines.append(f"{i:>4}  {r.name:<{width}}  {r.state:<11}  {epoch:>5}  {acc:>8}  {r.key}"
+                     + ("  old" if r.superseded else ""))
+        if r.error:
+            lines.append(f"{'':>4}  error: {r.error}")
     return "\n".join(lines)
 
 
-def status_command(spec_or_name: str, tracking_uri: str | None = None) -> int:
-    name, uri, rows = sweep_status(spec_or_name, tracking_uri)
+def status_command(spec_or_name: str, tracking_uri: str | None = None, all_versions: bool = False) -> int:
+    name, uri, rows = sweep_status(spec_or_name, tracking_uri, all_versions)
     click.echo(format_table(name, rows))
     return 0

@@ -34,6 +34,7 @@ FINAL_KEYS = ("best_test_acc", "final_test_acc", "trainable_params", "total_para
 FINAL_STEP = 0  # final metrics are single values; step 0 keeps them out of the epoch axis
 END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
 TAG_ATTEMPTS = "sweeper.attempts"
+TAG_CHECKPOINT_SET_ASIDE = "sweeper.checkpoint_set_aside"  # "<new path>: <why>" when one was moved
 START_EPOCH_METRIC = "sweeper.start_epoch"  # per attempt (step = attempt): the first epoch it trained
 
 # Fault injection for the tests that kill a worker: the trial SIGKILLs its own process once,
@@ -133,6 +134,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
 
     logger.set_tags({TAG_DEVICE: trial_device(payload.config)})  # proof of where it trained (GPU packing)
     store = CheckpointStore(ctx.trials_root, payload.key)
+    _set_aside_unusable_checkpoint(store, payload, logger)
     first_epoch_seen: list[int] = []
     last_epoch = int(payload.config["train"]["epochs"])
     deferred: list[dict] = []
@@ -174,15 +176,31 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     return final
 
 
+def _set_aside_unusable_checkpoint(store: CheckpointStore, payload: TrialPayload, logger) -> None:
+    """A damaged or foreign checkpoint would fail this trial on every run: keep it under another
+    name, start from scratch, and say so on the child run (the driver prints the tag)."""
+    from trainables.checkpoint import set_aside_if_unusable
+
+    moved = set_aside_if_unusable(store.local_dir, payload.config)
+    if moved is None:
+        return
+    aside, why = moved
+    note = f"{aside}: {why}"
+    print(f"sweeper: {payload.name}: checkpoint set aside as {aside} ({why}); training from scratch",
+          flush=True)
+    logger.set_tags({TAG_CHECKPOINT_SET_ASIDE: note[:500]})
+    store.upload()
+
+
 def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
     logger.log_metrics({k: final[k] for k in FINAL_KEYS if k in final}, step=FINAL_STEP)
     gamma_json = checkpoint_dir / "gamma.json"
     ok = logger.log_artifacts(checkpoint_dir, "checkpoint", wait_s=END_FLUSH_WAIT_S)
     if ok and gamma_json.exists():
-        png = _gamma_histogram(gamma_json)
-        if png is not None:
-            ok = logger.log_artifact(png, "gamma", wait_s=END_FLUSH_WAIT_S)
-            png.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix="sweeper-gamma-") as scratch:  # gone afterwards
+            png = _gamma_histogram(gamma_json, Path(scratch))
+            if png is not None:
+                ok = logger.log_artifact(png, "gamma", wait_s=END_FLUSH_WAIT_S)
     # the status tag goes last: it is what marks the trial as done for every later run
     logger.set_tags({tracking.TAG_NODE_ID: node_id})
     ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S)
@@ -193,7 +211,7 @@ def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
                                   f"within {END_FLUSH_WAIT_S:.0f}s")
 
 
-def _gamma_histogram(gamma_json: Path) -> Path | None:
+def _gamma_histogram(gamma_json: Path, out_dir: Path) -> Path | None:
     """A PNG of the distribution of BN gamma over all layers (the paper's Figure on disabled
     features); None when the file holds no gammas."""
     layers = json.loads(gamma_json.read_text()).get("layers", {})
@@ -213,7 +231,7 @@ def _gamma_histogram(gamma_json: Path) -> Path | None:
     ax.set_ylabel("BN channels")
     ax.set_title(f"BatchNorm gamma ({len(values)} channels)")
     fig.tight_layout()
-    out = Path(tempfile.mkdtemp(prefix="sweeper-gamma-"), "gamma_hist.png")
+    out = out_dir / "gamma_hist.png"
     fig.savefig(out)
     plt.close(fig)
     return out
@@ -230,6 +248,13 @@ def _maybe_inject_fault(epoch: int) -> None:
     os.write(fd, str(os.getpid()).encode())
     os.close(fd)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def trial_notes(run) -> dict[str, str]:
+    """What a child run says went wrong: its last error, a checkpoint set aside (either absent)."""
+    tags = run.data.tags if run is not None else {}
+    notes = {"error": tags.get(tracking.TAG_LAST_ERROR), "set_aside": tags.get(TAG_CHECKPOINT_SET_ASIDE)}
+    return {k: v for k, v in notes.items() if v}
 
 
 def payload_dict(payload: TrialPayload) -> dict[str, Any]:

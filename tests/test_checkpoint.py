@@ -57,11 +57,67 @@ def test_a_crash_mid_write_leaves_the_previous_checkpoint_intact_and_no_temporar
         raise OSError("disk full")  # ... and the process dies mid-save
 
     monkeypatch.setattr(checkpoint.torch, "save", half_written)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="disk full.*the previous checkpoint is kept"):
         checkpoint.save_checkpoint(tmp_path, payload(2.0))
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == [checkpoint.CHECKPOINT_FILE]
     assert torch.equal(checkpoint.load_checkpoint(tmp_path)["weights"]["w"], torch.full((3, 2), 1.0))
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_fails_with_one_line(tmp_path, monkeypatch):
+    """ENOSPC from the kernel: the new checkpoint is written to /dev/full, which takes no byte."""
+    checkpoint.save_checkpoint(tmp_path, payload(1.0))
+    real_mkstemp = checkpoint.tempfile.mkstemp
+
+    def onto_a_full_disk(**kw):
+        fd, name = real_mkstemp(**kw)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), name
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", onto_a_full_disk)
+    with pytest.raises(CheckpointError) as info:
+        checkpoint.save_checkpoint(tmp_path, payload(2.0))
+    monkeypatch.undo()
+    message = str(info.value)
+    assert "\n" not in message and "No space left on device" in message, message
+    assert message.startswith(f"{tmp_path}: could not write checkpoint.pt") and "previous checkpoint is kept" in message
+    assert sorted(os.listdir(tmp_path)) == [checkpoint.CHECKPOINT_FILE]
+    assert torch.equal(checkpoint.load_checkpoint(tmp_path)["weights"]["w"], torch.full((3, 2), 1.0))
+
+
+def test_checkpoint_errors_cross_process_boundaries_with_their_message():
+    import pickle
+
+    error = CheckpointError("/x/trials/abc", "checkpoint.pt is not a readable trainables checkpoint")
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is CheckpointError and str(copy) == str(error)
+    assert (copy.directory, copy.message) == (error.directory, error.message)
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "foreign"])
+def test_an_unusable_checkpoint_is_set_aside_not_deleted(tmp_path, content):
+    path = tmp_path / checkpoint.CHECKPOINT_FILE
+    mine = trial(lr=0.1)
+    if content == "garbage":
+        path.write_bytes(b"not a checkpoint")
+    else:
+        other = trial(lr=0.3) if content == "foreign" else mine
+        checkpoint.save_checkpoint(tmp_path, {"config": other.to_dict(), "config_hash": checkpoint.config_hash(other)})
+        if content == "truncated":
+            path.write_bytes(path.read_bytes()[:100])
+    before = path.read_bytes()
+    aside, why = checkpoint.set_aside_if_unusable(tmp_path, mine)
+    assert not path.exists() and aside.read_bytes() == before
+    assert aside.parent == tmp_path and aside.name.startswith("checkpoint.pt.unusable-")
+    assert ("another trial" in why) if content == "foreign" else ("not a readable" in why)
+    assert checkpoint.set_aside_if_unusable(tmp_path, mine) is None  # nothing left to set aside
+
+
+def test_a_usable_checkpoint_stays_where_it_is(tmp_path):
+    mine = trial(lr=0.1)
+    checkpoint.save_checkpoint(tmp_path, {"config": mine.to_dict(), "config_hash": checkpoint.config_hash(mine)})
+    assert checkpoint.set_aside_if_unusable(tmp_path, trial(lr=0.1, device="cpu")) is None
+    assert sorted(os.listdir(tmp_path)) == [checkpoint.CHECKPOINT_FILE]
 
 
 def test_a_temporary_file_left_by_a_killed_process_is_ignored_then_cleaned(tmp_path):

@@ -22,6 +22,7 @@ import json
 import os
 import random
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,6 +61,11 @@ class CheckpointError(Exception):
         super().__init__(f"{directory}: {message}")
         self.directory = str(directory)
         self.message = message
+
+    def __reduce__(self):
+        # Ray copies a trial's exception to the driver by pickling it; the default reduce would
+        # call __init__ with the one formatted string and fail, hiding the real message.
+        return (type(self), (self.directory, self.message))
 
 
 # --- the trial's identity ------------------------------------------------------------------
@@ -290,7 +296,11 @@ def save_checkpoint(directory: str | Path, payload: Mapping[str, Any]) -> Path:
     record = {"format": FORMAT_VERSION, "skeleton": skeleton,
               "tensors": {dtype: torch.cat(parts) for dtype, parts in flats.items()}}
     path = directory / CHECKPOINT_FILE
-    atomic_write(path, lambda file: torch.save(record, file))
+    try:
+        atomic_write(path, lambda file: torch.save(record, file))
+    except (OSError, RuntimeError) as e:  # disk full, quota, a folder gone: the old file stands
+        raise CheckpointError(directory, f"could not write {CHECKPOINT_FILE} ({_first_line(e)}); "
+                                         "the previous checkpoint is kept") from e
     # A process killed mid-save leaves its temporary file behind; ours just succeeded, so any
     # other is stale.
     for stale in directory.glob(f"{_TMP_PREFIX}*.tmp"):
@@ -313,7 +323,37 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
         return _unpack(record["skeleton"], record["tensors"])
     except Exception as e:  # a foreign or damaged file: say so in one line
         raise CheckpointError(directory, f"{CHECKPOINT_FILE} is not a readable trainables checkpoint "
-                                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+                                         f"({_cause(e)})") from e
+
+
+def set_aside_if_unusable(directory: str | Path, config: TrialConfig | Mapping[str, Any]) -> tuple[Path, str] | None:
+    """Move an unreadable or foreign ``checkpoint.pt`` out of the way (renamed, never deleted) so
+    the trial starts from scratch instead of failing on every run; (new path, why) or None."""
+    config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    try:
+        saved = load_checkpoint(directory)
+        if saved is not None:
+            check_same_trial(saved, config, directory)
+        return None
+    except CheckpointError as e:
+        why = e.message
+    path = Path(directory) / CHECKPOINT_FILE
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    aside = path.with_name(f"{CHECKPOINT_FILE}.unusable-{stamp}-{os.getpid()}")
+    os.replace(path, aside)
+    return aside, why
+
+
+def _cause(e: BaseException) -> str:
+    """The first sentence of an error, short: torch's unpickling errors run to a paragraph of
+    advice (load with weights_only=False) that must not be followed for a file we cannot read."""
+    text = (str(e).strip().splitlines() or [""])[0].split(". ")[0][:160]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
 
 
 def write_gamma_json(directory: str | Path, gammas: Mapping[str, list[float]]) -> Path:

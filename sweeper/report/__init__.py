@@ -20,18 +20,20 @@ __all__ = ["Report", "build_report", "load_reference", "report_command"]
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
-def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: str | None = None) -> Report:
+def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: str | None = None,
+                   all_versions: bool = False) -> Report:
     """Resolve the sweep and the tracking store, write the report, print where it went."""
     import click
 
     from sweeper import tracking
 
-    name, spec_uri, planned = _target(spec_or_name)
+    name, spec_uri, planned, keys = _target(spec_or_name)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
     _refuse_missing_local_store(uri, name)
     client = tracking.connect(uri)
     out = Path(out_dir) if out_dir else Path("reports") / name
-    report = build_report(client, name, uri, out, planned=planned)
+    report = build_report(client, name, uri, out, planned=None if all_versions else planned,
+                          all_versions=all_versions, keys=keys)
     counts = report.sweep.counts()
     click.echo(f"report: {out / 'report.md'} ({counts['finished']} finished, {counts['diverged']} diverged, "
                f"{counts['running']} running trials; {len(report.figures)} figures)")
@@ -39,8 +41,9 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     return report
 
 
-def _target(spec_or_name: str) -> tuple[str, str | None, int | None]:
-    """(sweep name, the spec's tracking URI, trials the spec plans) from a spec path or a name."""
+def _target(spec_or_name: str) -> tuple[str, str | None, int | None, set[str] | None]:
+    """(sweep name, the spec's tracking URI, trials the spec plans, their keys) from a spec path
+    or a name."""
     path = Path(spec_or_name)
     if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.is_file():
@@ -48,11 +51,14 @@ def _target(spec_or_name: str) -> tuple[str, str | None, int | None]:
         from sweeper.spec import load_spec
 
         spec = load_spec(path)
+        from sweeper.orchestrate import expected_payloads
+
         planned = spec.sampled_trial_count() or len(spec.trials())
-        return spec.name, spec.tracking.uri, planned
+        keys = {t.key for t in expected_payloads(spec)} | {t.key for t in spec.trials()}
+        return spec.name, spec.tracking.uri, planned, keys
     if not _NAME.match(spec_or_name):
         raise SpecError(None, None, f"{spec_or_name!r} is neither a spec file nor a sweep name ([A-Za-z0-9_.-]+)")
-    return spec_or_name, None, None
+    return spec_or_name, None, None, None
 
 
 def _refuse_missing_local_store(uri: str, name: str) -> None:

@@ -46,10 +46,11 @@ class Report:
 
 
 def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
-                 planned: int | None = None, log_to_mlflow: bool = True) -> Report:
+                 planned: int | None = None, log_to_mlflow: bool = True, all_versions: bool = False,
+                 keys: set[str] | None = None) -> Report:
     """Write report.md, results.csv and the figures of sweep ``name`` into ``out_dir`` and, unless
     told not to, onto the sweep's parent run under ``report/``."""
-    sweep = load_sweep(client, name, tracking_uri)
+    sweep = load_sweep(client, name, tracking_uri, all_versions=all_versions, keys=keys)
     configs = aggregate(sweep.trials, sweep.param_columns)
     finished = list(sweep.with_state(FINISHED)["run_id"])
     # Histories and gammas only of the runs the figures draw (the configurations on their axis),

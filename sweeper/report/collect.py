@@ -61,6 +61,8 @@ class SweepRuns:
     metric_columns: list[str]
     # run_id -> the child run as search_runs returned it (artifact URI, latest metric steps)
     runs: dict[str, Any] = field(default_factory=dict, repr=False)
+    earlier_versions: int = 0  # trials of earlier spec versions included (--all), or 0
+    left_out_versions: int = 0  # trials of earlier spec versions left out (the default)
 
     def with_state(self, *states: str) -> pd.DataFrame:
         return self.trials[self.trials["status"].isin(states)]
@@ -70,8 +72,10 @@ class SweepRuns:
         return {state: int(found.get(state, 0)) for state in STATES}
 
 
-def load_sweep(client: Any, name: str, tracking_uri: str) -> SweepRuns:
-    """All child runs of sweep ``name``; SweepError when the store holds no such sweep."""
+def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = False,
+               keys: set[str] | None = None) -> SweepRuns:
+    """The child runs of sweep ``name`` of the current spec version (``keys``, else the runs not
+    tagged superseded), or all with ``all_versions``; SweepError when there is no such sweep."""
     experiment = client.get_experiment_by_name(name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
         raise SweepError(f"no sweep named {name!r} in {tracking_uri} (no MLflow experiment of that name)")
@@ -80,9 +84,27 @@ def load_sweep(client: Any, name: str, tracking_uri: str) -> SweepRuns:
         raise SweepError(f"experiment {name!r} in {tracking_uri} has no sweep run "
                          f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
     children = _search_all(client, experiment.experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'")
-    trials, params, metrics = _trials_table(children)
+    current, earlier = split_versions(children, keys)
+    trials, params, metrics = _trials_table(children if all_versions else current)
+    shown = children if all_versions else current
     return SweepRuns(name, tracking_uri, experiment.experiment_id, parent.info.run_id, trials, params, metrics,
-                     runs={run.info.run_id: run for run in children})
+                     runs={run.info.run_id: run for run in shown},
+                     earlier_versions=len(earlier) if all_versions else 0,
+                     left_out_versions=0 if all_versions else len(earlier))
+
+
+def split_versions(runs: list[Any], keys: set[str] | None) -> tuple[list[Any], list[Any]]:
+    """(runs of the current spec version, runs of earlier ones): by the spec's trial keys when
+    known (Optuna samples by their grid point), else by the superseded tag `sweeper run` sets."""
+    from sweeper.versions import is_current
+
+    def current(run: Any) -> bool:
+        if keys is None:
+            return is_current(run)
+        tags = run.data.tags
+        return tags.get(tracking.TAG_TRIAL_KEY) in keys or tags.get("sweeper.grid_key") in keys
+
+    return [r for r in runs if current(r)], [r for r in runs if not current(r)]
 
 
 def load_curves(client: Any, run_ids: Iterable[str], key: str = "test_acc") -> pd.DataFrame:

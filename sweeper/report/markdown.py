@@ -80,8 +80,14 @@ def _header(sweep: SweepRuns, generated: datetime, planned: int | None) -> str:
         f"- diverged: {counts[DIVERGED]} (counted in their cells, never averaged in)",
         f"- running: {counts[RUNNING]}, failed: {counts[FAILED]}, interrupted: {counts[INTERRUPTED]} (left out)",
     ]
+    if sweep.earlier_versions:  # --all: say it, never mix versions silently
+        lines += ["", f"**Mixed spec versions**: {sweep.earlier_versions} of these trials belong to earlier "
+                      "versions of the spec (`sweeper report --all`); cells may combine them."]
+    elif sweep.left_out_versions:
+        lines += ["", f"{sweep.left_out_versions} trials of earlier versions of the spec are left out "
+                      "(`sweeper report --all` includes them)."]
     if counts[STOPPED]:
-        lines.insert(-1, f"- stopped early by the scheduler: {counts[STOPPED]} (left out of the means; "
+        lines.insert(5, f"- stopped early by the scheduler: {counts[STOPPED]} (left out of the means; "
                          "their last test accuracy is in `results.csv` and the learning-rate figure)")
     if counts[RUNNING] or (planned is not None and counts[FINISHED] + counts[DIVERGED] < planned):
         lines += ["", "**The sweep is not complete**: this report covers the trials finished so far; "

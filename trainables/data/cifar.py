@@ -10,6 +10,7 @@ import torch
 from trainables.config import ConfigError, DatasetConfig
 from trainables.data.imagenet import MEAN as IMAGENET_MEAN
 from trainables.data.imagenet import STD as IMAGENET_STD
+from trainables.data.prepare import prepared_once
 from trainables.data.source import TensorSource
 
 # Per-channel mean and std of the training images in [0, 1] units (the usual constants).
@@ -33,7 +34,9 @@ def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True,
     root = cfg.expanded_root or os.path.expanduser(DEFAULT_ROOT.format(name=cfg.name))
     dataset_class = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
     try:
-        train = dataset_class(root, train=True, download=cfg.download)
+        if cfg.download:  # once per node: the others wait on the lock, then only read
+            prepared_once(root, cfg.name, lambda: dataset_class(root, train=True, download=True))
+        train = dataset_class(root, train=True, download=False)
         test = dataset_class(root, train=False, download=False)
     except (RuntimeError, OSError) as e:  # missing or corrupt files, or a failed download (URLError is an OSError)
         folder = os.path.join(root, dataset_class.base_folder)

@@ -1,0 +1,154 @@
+"""What a research group meets in its first week, end to end with real Ray and a real sqlite
+MLflow store: an edited study, a broken checkpoint, a bad path, a failing trial, a driver that
+crashes, and what a finished trial leaves in /tmp."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from sweeper import tracking, versions
+from sweeper.errors import SweepError
+from sweeper.orchestrate import expected_payloads, run_command, train_command
+from sweeper.spec import load_spec
+from sweeper.status import sweep_status
+from sweeper.worker import TAG_CHECKPOINT_SET_ASIDE
+from test_sweep_e2e import children, metric_points, write_spec
+
+pytestmark = pytest.mark.slow
+
+SWEEPER = str(Path(sys.executable).parent / "sweeper")
+
+
+def _parent(client, name):
+    return tracking.find_parent_run(client, client.get_experiment_by_name(name).experiment_id)
+
+
+def test_an_edited_study_says_what_changed_and_status_and_report_show_the_current_version(
+        workdir, tracking_uri, mlflow_client, ray_local, capsys):
+    storage = str(workdir / "results")
+    spec = write_spec(workdir, "study", modes=("bn_only", "full"), epochs=1)
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0
+    capsys.readouterr()
+
+    spec = write_spec(workdir, "study", modes=("bn_only", "full", "output_only"), epochs=2)  # edited
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0
+    out = capsys.readouterr().out
+    assert "study: the spec changed since the last run" in out
+    assert "0 trials kept, 3 new, 2 no longer in the spec (2 of them finished)" in out
+
+    runs = children(mlflow_client, "study")
+    current = {t.key for t in expected_payloads(load_spec(spec))}
+    assert len(runs) == 5
+    for key, run in runs.items():
+        assert (versions.TAG_SUPERSEDED in run.data.tags) == (key not in current)
+
+    _, _, rows = sweep_status("study", tracking_uri)  # the bare name: the spec as it is now
+    assert {r.key for r in rows} == current and all(r.state == "finished" for r in rows)
+    _, _, every = sweep_status("study", tracking_uri, all_versions=True)
+    assert len(every) == 5 and sum(r.superseded for r in every) == 2
+
+    report = subprocess.run([SWEEPER, "report", "study", "--tracking-uri", tracking_uri, "--out", "rep"],
+                            cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert report.returncode == 0, report.stderr
+    text = (workdir / "rep" / "report.md").read_text()
+    assert "Trials in MLflow: **3**" in text and "2 trials of earlier versions of the spec are left out" in text
+    assert len((workdir / "rep" / "results.csv").read_text().strip().splitlines()) == 1 + 3
+    every = subprocess.run([SWEEPER, "report", "study", "--all", "--tracking-uri", tracking_uri, "--out", "all"],
+                           cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert every.returncode == 0, every.stderr
+    assert "**Mixed spec versions**: 2 of these trials" in (workdir / "all" / "report.md").read_text()
+
+
+def test_an_unreadable_checkpoint_is_set_aside_and_the_trial_trains_from_scratch(
+        workdir, tracking_uri, mlflow_client, ray_local, capsys):
+    storage = workdir / "results"
+    spec = write_spec(workdir, "torn", modes=("bn_only",), epochs=2)
+    (trial,) = expected_payloads(load_spec(spec))
+    folder = storage / "torn" / "trials" / trial.key
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip")  # truncated, or someone else's file
+
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=str(storage)) == 0
+    out = capsys.readouterr().out
+    assert "its checkpoint was unusable and was set aside, trained from scratch" in out
+    (aside,) = folder.glob("checkpoint.pt.unusable-*")
+    assert aside.read_bytes() == b"PK\x03\x04 half a zip"  # kept, not deleted
+    (run,) = children(mlflow_client, "torn").values()
+    assert run.data.tags[tracking.TAG_STATUS] == "finished"
+    assert run.data.tags[TAG_CHECKPOINT_SET_ASIDE].startswith(str(aside))
+    assert metric_points(mlflow_client, run.info.run_id, "test_acc") == [1, 2]
+
+
+def test_a_failed_trial_prints_its_real_cause_in_one_line_and_status_shows_it(
+        workdir, tracking_uri, mlflow_client, ray_local, capsys):
+    empty = workdir / "no-cifar-here"
+    empty.mkdir()
+    spec = write_spec(workdir, "broken", modes=("bn_only",), max_failures=0,
+                      dataset=f"{{name: cifar10, root: {empty}, download: false}}")
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results")) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[1/1]")]
+    assert len(lines) == 1 and "failed" in lines[0]
+    assert "FileNotFoundError: cifar10 not found in dataset.root" in lines[0]
+    status = subprocess.run([SWEEPER, "status", "broken", "--tracking-uri", tracking_uri],
+                            cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0 and "error: FileNotFoundError: cifar10 not found" in status.stdout
+
+
+@pytest.mark.parametrize("storage", ["a-file", "a-file/results"])
+def test_a_bad_storage_is_one_line_and_exit_2_before_ray_or_mlflow(workdir, tracking_uri, mlflow_client, storage):
+    (workdir / "a-file").write_text("not a folder")
+    spec = write_spec(workdir, "nowhere")
+    result = subprocess.run([SWEEPER, "run", str(spec), "--tracking-uri", tracking_uri, "--storage", storage],
+                            cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()] and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"--storage {storage}: ") and "not a folder" in result.stderr
+    assert mlflow_client.get_experiment_by_name("nowhere") is None  # nothing written, no run RUNNING
+
+
+def test_status_and_report_of_a_store_that_is_not_there_create_nothing(workdir):
+    for command in ("status", "report"):
+        result = subprocess.run([SWEEPER, command, "mysweep", "--tracking-uri", "sqlite:///typo/mlflow.db"],
+                                cwd=workdir, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and "no MLflow store at" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert list(workdir.iterdir()) == []
+
+
+def test_a_driver_that_fails_mid_sweep_ends_the_parent_run_failed_and_releases_the_sweep(
+        workdir, tracking_uri, mlflow_client, ray_local, monkeypatch):
+    from sweeper import lease, orchestrate
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the driver broke")
+
+    monkeypatch.setattr(orchestrate, "_fit", crash)
+    spec = write_spec(workdir, "crashy", modes=("bn_only",))
+    with pytest.raises(RuntimeError, match="the driver broke"):
+        run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results"))
+    parent = _parent(mlflow_client, "crashy")
+    assert parent.info.status == "FAILED"
+    assert not any(k.startswith(lease.TAG_PREFIX) for k in parent.data.tags)
+
+
+def test_a_finished_trial_leaves_no_temporary_folder(workdir, tracking_uri, monkeypatch):
+    scratch = workdir.parent / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    spec = write_spec(workdir, "tidy", modes=("bn_only",), epochs=1)
+    assert train_command(str(spec), 0, tracking_uri=tracking_uri, storage=str(workdir / "results")) == 0
+    # torch keeps one per-user compile cache there (torchinductor_<user>), made once and reused;
+    # nothing else may be left, above all no sweeper-gamma-* folder per trial
+    assert [p.name for p in scratch.iterdir() if not p.name.startswith("torchinductor_")] == []
+
+
+def test_a_missing_sqlite_folder_for_run_is_one_line_before_anything_starts(workdir):
+    spec = write_spec(workdir, "typo")
+    with pytest.raises(SweepError, match="folder .*typo does not exist"):
+        run_command(str(spec), tracking_uri="sqlite:///typo/mlflow.db", storage=str(workdir / "results"))
+    assert not (workdir / "typo").exists()
