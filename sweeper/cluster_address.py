@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import os
 import socket
 from urllib.parse import urlsplit
 
+from sweeper import tracking
 from sweeper.errors import SpecError, SweepError
 
 CLIENT_SCHEME = "ray://"
@@ -66,7 +68,8 @@ def is_local_tracking(uri: str) -> bool:
     return scheme in ("", "file", "sqlite") or len(scheme) == 1  # "C:\..." is a path too
 
 
-def check_address(address: str | None, storage: str, tracking_uri: str) -> None:
+def check_address(address: str | None, storage: str, cli_tracking_uri: str | None,
+                  spec_tracking_uri: str | None) -> None:
     """Refuse what the cluster at ``address`` could not reach, then probe a Ray Client address.
     Raises SpecError/SweepError (one line, exit 2); returns when the sweep may start."""
     if not is_ray_client(address):
@@ -78,15 +81,27 @@ def check_address(address: str | None, storage: str, tracking_uri: str) -> None:
                             f"{storage} is a path on this machine, but the trials run on the cluster at "
                             f"{address}, whose nodes cannot read it: give storage every node reaches, "
                             "e.g. --storage s3://BUCKET/PREFIX")
+        tracking_uri = tracking.resolve_tracking_uri(cli_tracking_uri, spec_tracking_uri)
         if is_local_tracking(tracking_uri):
-            raise SpecError("--tracking-uri", None,
+            raise SpecError(_tracking_origin(cli_tracking_uri, spec_tracking_uri), None,
                             f"{tracking_uri} is a store on this machine, but the trials run on the cluster at "
                             f"{address} and log from there: give a tracking server every node reaches, "
-                            "e.g. --tracking-uri http://mlflow:5000 (or MLFLOW_TRACKING_URI)")
+                            "e.g. --tracking-uri http://mlflow:5000")
     if importlib.util.find_spec("grpc") is None:
         raise SweepError(f"ray: {address} needs Ray Client, which is not installed here: "
                          "pip install 'ray[client]' (or reinstall sweeper, which depends on it)")
     probe(host, port, address)
+
+
+def _tracking_origin(cli_uri: str | None, spec_uri: str | None) -> str:
+    """Where the tracking URI came from, in tracking.resolve_tracking_uri's order."""
+    if cli_uri:
+        return "--tracking-uri"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI"
+    if spec_uri:
+        return "tracking.uri (the spec's)"
+    return "tracking (the default, with no --tracking-uri)"
 
 
 def probe(host: str, port: int, address: str) -> None:

@@ -89,10 +89,16 @@ def _stop_tune_here() -> None:
     os.kill(os.getpid(), signal.SIGUSR1)
 
 
+class DriverFailure(RuntimeError):
+    """A failure of the driver whose message already says what happened."""
+
+
 def one_line(e: BaseException) -> str:
     """``Type: first line of the message``, at most 300 characters."""
     lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
     text = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    if isinstance(e, DriverFailure) and lines:
+        text = lines[0]
     return text[:300]
 
 

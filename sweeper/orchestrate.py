@@ -156,7 +156,7 @@ def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str
     spec = load_spec(spec_path)
     trials = expected_payloads(spec)
     if not dry_run:  # refuses what the cluster cannot reach, then probes a ray:// head
-        cluster_address.check_address(address, storage, tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
+        cluster_address.check_address(address, storage, tracking_uri, _spec_tracking_uri(spec))
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
     states = _states(client, experiment_id)
     remaining = [t for t in trials if states.get(t.key) not in tracking.TERMINAL_STATUSES]

@@ -102,9 +102,9 @@ def _result(ref) -> Any:
             raise cause from None  # the fit's own error (SweepError, a Tune error...), not Ray's wrapper
         raise
     except ray.exceptions.RayError as e:
-        from sweeper.driver_exit import one_line
+        from sweeper.driver_exit import DriverFailure, one_line
 
-        raise RuntimeError(f"the sweep's Tune loop on the head was lost: {one_line(e)}") from None
+        raise DriverFailure(f"the sweep's Tune loop on the head was lost: {one_line(e)}") from None
 
 
 # --- what runs on the head ---------------------------------------------------------------------
