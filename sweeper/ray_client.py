@@ -37,15 +37,24 @@ POLL_S = 0.5
 def connect(address: str) -> None:
     """``ray.init`` through Ray Client; anything that stops it is one line (SweepError)."""
     import logging
+    import warnings
 
     import ray
 
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        with warnings.catch_warnings():
+            # Ray warns on stderr before it raises; the one line below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     except Exception as e:  # noqa: BLE001 - every failure here means "cannot use this cluster"
         from sweeper.driver_exit import one_line
 
-        raise SweepError(f"ray: cannot connect to {address}: {one_line(e)}") from None
+        hint = ""
+        if "timeout" in str(e).lower():
+            # seen with a wrong RAY_AUTH_TOKEN: the port answers, the session never starts
+            hint = (" (the port answers but no session started: check that this machine runs the "
+                    "cluster's Ray version and, if the cluster uses token auth, its RAY_AUTH_TOKEN)")
+        raise SweepError(f"ray: cannot connect to {address}: {one_line(e)}{hint}") from None
 
 
 def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_todo: int,

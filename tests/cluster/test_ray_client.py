@@ -227,3 +227,18 @@ def test_a_driver_failure_that_is_no_signal_names_its_cause_and_exits_1(stack, t
     client = stack.mlflow.client()
     assert parent_run(client, "client_lost").info.status == "FAILED"
     assert "RUNNING" not in {run.info.status for run in trial_runs(client, "client_lost")}
+
+
+def test_a_head_that_refuses_the_session_is_one_line_and_the_parent_run_ends_failed(stack, tmp_path):
+    # The Ray Client server answers, but the driver's Ray auth token is not the cluster's.
+    spec = write_spec(tmp_path, "client_refused_session", seeds=[0], epochs=1)
+    result = run_cli("run", str(spec), "--address", stack.ray.client_address, "--tracking-uri", stack.mlflow.uri,
+                     "--storage", f"s3://{STORAGE_BUCKET}/refused_session",
+                     env=driver_env(stack, RAY_AUTH_TOKEN="0" * 64), cwd=tmp_path, timeout=400)
+    assert result.returncode == 2, result.stdout + result.stderr
+    line = one_line(result.stderr)
+    assert line.startswith(f"ray: cannot connect to {stack.ray.client_address}: "), line
+    assert "RAY_AUTH_TOKEN" in line, line
+    client = stack.mlflow.client()
+    assert parent_run(client, "client_refused_session").info.status == "FAILED"
+    assert trial_runs(client, "client_refused_session") == []
