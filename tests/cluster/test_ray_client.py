@@ -198,13 +198,16 @@ def started_sweep(stack, folder: Path, name: str, *, tracking_uri: str, storage:
 def test_a_real_sigint_on_a_loopback_client_with_local_paths_is_interrupted_130(stack, tmp_path):
     # A head on this machine runs its trials here: a sqlite store and a local folder are fine.
     tracking_uri = f"sqlite:///{tmp_path}/mlflow.db"
+    from mlflow.tracking import MlflowClient
+
+    # The store's schema first: the test polls it while the driver works, and two processes
+    # creating one sqlite schema at once fail ("Online migration expected to match one row").
+    MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
     sweep = started_sweep(stack, tmp_path, "client_sigint", tracking_uri=tracking_uri,
                           storage=str(tmp_path / "results"))
     os.kill(sweep.proc.pid, signal.SIGINT)
     assert sweep.wait(300) == 130, sweep.output()
     assert sweep.stderr.strip().splitlines()[-1] == INTERRUPTED, sweep.output()
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(tracking_uri=tracking_uri)
     assert parent_run(client, "client_sigint").info.status == "KILLED"
     runs = trial_runs(client, "client_sigint")
