@@ -34,7 +34,7 @@ from typing import Any
 
 import click
 
-from sweeper import preflight, readback, tracking, versions
+from sweeper import cluster_address, driver_exit, preflight, readback, tracking, versions
 from sweeper.errors import SpecError, SweepError
 from sweeper.lease import DriverHold
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial, trial_notes
@@ -163,6 +163,8 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     started = time.monotonic()
     spec = load_spec(spec_path)
     trials = expected_payloads(spec)
+    if not dry_run:  # refuses what the cluster cannot reach, then probes a ray:// head
+        cluster_address.check_address(address, storage, tracking_uri, _spec_tracking_uri(spec))
     preflight.check_tracking_location(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
     preflight.check_storage(storage, create=not dry_run)  # before Ray, before MLflow is written
     if not dry_run:
@@ -196,17 +198,49 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
                        cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env())
     client.update_run(parent_id, status="RUNNING")
-    started_ray = _init_ray(address)
+    signals = driver_exit.DriverSignals().install()
     try:
-        keys, interrupted = _fit(spec, ctx, client, remaining, sampled_todo, storage, started)
-    finally:
-        if started_ray:
-            import ray
+        started_ray = _init_ray(address)
+        signals.install()  # ray.init put a SIGTERM handler of its own in place
+        try:
+            keys, interrupted = _fit_here_or_on_head(address, signals, spec, ctx, client, remaining,
+                                                     sampled_todo, storage, started)
+        finally:
+            if started_ray:
+                import ray
 
-            ray.shutdown()
-    code = _exit_code(client, experiment_id, keys, interrupted)
+                ray.shutdown()
+        code = _exit_code(client, experiment_id, keys, interrupted, signalled=signals.received)
+    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every end of the driver gets its name
+        code = driver_exit.failure_exit(e, signals)
+        _kill_running_children(client, experiment_id)
+    finally:
+        signals.restore()
     _close_parent(client, parent_id, code)
     return code
+
+
+def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage, started):
+    """Tune's loop here, or, through Ray Client, in a task on the head (sweeper.ray_client)."""
+    if cluster_address.is_ray_client(address):
+        from sweeper import ray_client
+
+        return ray_client.fit_on_head(_fit, signals, spec=spec, ctx=ctx, remaining=remaining,
+                                      sampled_todo=sampled_todo, storage_root=_storage_root(storage),
+                                      started=started)
+    with signals.stopping_tune_here():
+        return _fit(spec, ctx, client, remaining, sampled_todo, storage, started)
+
+
+def _kill_running_children(client, experiment_id) -> None:
+    """After a driver failure: child runs it left RUNNING become KILLED (they resume next time)."""
+    try:
+        with tracking.fast_fail_http():
+            for run in tracking.child_runs(client, experiment_id).values():
+                if tracking.trial_state(run) == "running":
+                    client.set_terminated(run.info.run_id, "KILLED")
+    except Exception:  # noqa: BLE001 - tracking may be what failed; the next run sorts it out
+        pass
 
 
 def _optuna_samples_left(spec, client, experiment_id, grid: list[TrialPayload], states: dict | None = None) -> int:
@@ -227,7 +261,11 @@ def _init_ray(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials use absolute paths only
-    if address:
+    if cluster_address.is_ray_client(address):
+        from sweeper import ray_client
+
+        ray_client.connect(address)
+    elif address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
@@ -389,7 +427,7 @@ class _Progress:
             click.echo(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
 
 
-def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool) -> int:
+def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
     runs = tracking.child_runs(client, experiment_id)
     states = {key: tracking.trial_state(runs.get(key)) for key in keys}
     for key, state in states.items():
@@ -398,7 +436,11 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool) ->
             # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
             client.set_terminated(run.info.run_id, "KILLED")
             states[key] = "interrupted"
-    if interrupted or any(s in ("interrupted", "pending") for s in states.values()):
+    unfinished = sum(1 for s in states.values() if s in ("interrupted", "pending"))
+    if (interrupted or unfinished) and not signalled:  # "interrupted" only after a real signal
+        click.echo(driver_exit.unfinished_line(unfinished), err=True)
+        return EXIT_FAILED
+    if interrupted or unfinished:
         click.echo("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
     if any(s == "failed" for s in states.values()):
@@ -409,7 +451,7 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool) ->
 def _close_parent(client, parent_id: str | None, code: int) -> None:
     if parent_id is None:
         return
-    status = {EXIT_OK: "FINISHED", EXIT_FAILED: "FAILED"}.get(code, "KILLED")
+    status = {EXIT_OK: "FINISHED", EXIT_FAILED: "FAILED", EXIT_BAD_INPUT: "FAILED"}.get(code, "KILLED")
     client.set_terminated(parent_id, status)
 
 

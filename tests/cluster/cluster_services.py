@@ -441,7 +441,8 @@ def _descendants(pid: int | None) -> list[int]:
 
 
 class RayCluster:
-    """A head node (with a GCS on ``port``) and one worker node, each 1 CPU, on loopback.
+    """A head node (with a GCS on ``port`` and a Ray Client server on ``client_port``) and one
+    worker node, each 1 CPU, on loopback.
 
     ``env`` reaches every process of the cluster (the trial workers included): the S3
     credentials and endpoint, as a real cluster's nodes have in their environment. A driver
@@ -456,9 +457,14 @@ class RayCluster:
         self.env = {**env, **RAY_FAST_FAILURE_ENV, **self.client_env}
         self.port = free_port()
         self.address = f"{LOOPBACK}:{self.port}"
+        # The head's Ray Client server, for a driver outside the cluster (`--address ray://`).
+        # Always a free port: left unset, `ray start --head` takes 10001 whenever ray[client] is
+        # installed, and a second cluster on the machine then fails to start.
+        self.client_port = free_port()
+        self.client_address = f"ray://{LOOPBACK}:{self.client_port}"
         self.head = RayNode("head", self.root / "h", [
             "--head", f"--port={self.port}", "--include-dashboard=false",
-            f"--dashboard-port={free_port()}",
+            f"--dashboard-port={free_port()}", f"--ray-client-server-port={self.client_port}",
         ], self.env)
         self.worker: RayNode | None = None
         self.workers_started = 0

@@ -71,11 +71,12 @@ def write_spec(folder: Path, name: str, *, seeds: list[int], epochs: int, max_fa
 class SweepRun:
     """``sweeper run`` as a subprocess with its output in files, for tests that act mid-sweep."""
 
-    def __init__(self, spec: Path, stack: Stack, *, tracking_uri: str, storage: str, env: dict | None = None):
+    def __init__(self, spec: Path, stack: Stack, *, tracking_uri: str, storage: str, env: dict | None = None,
+                 address: str | None = None, argv: list[str] | None = None):
         self.spec, self.stack = spec, stack
         self.out_path, self.err_path = spec.with_suffix(".stdout"), spec.with_suffix(".stderr")
-        self.argv = [SWEEPER, "run", str(spec), "--address", stack.ray.address,
-                     "--tracking-uri", tracking_uri, "--storage", storage]
+        self.argv = argv or [SWEEPER, "run", str(spec), "--address", address or stack.ray.address,
+                             "--tracking-uri", tracking_uri, "--storage", storage]
         base = {k: v for k, v in os.environ.items()
                 if not k.startswith(("MLFLOW_TRACKING_", "RAY_ADDRESS", "RAY_AUTH", "AWS_"))}
         self.env = {**base, **stack.s3.env, **stack.ray.client_env, **(env or {})}
