@@ -47,3 +47,19 @@ def lines(tracking_uri: str, experiment_id: str | None, parent_run_id: str | Non
     if parent_run_id:
         out.append(f"  sweep:  {run_url(base, experiment_id, parent_run_id)}")
     return out
+
+
+def for_sweep(tracking_uri: str, name: str) -> list[str]:
+    """``lines`` for sweep ``name``, looked up in the store (two reads); [] when it is not there
+    or the store cannot be read."""
+    from sweeper import tracking
+
+    try:
+        client = tracking.connect(tracking_uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            return []
+        parent = tracking.find_parent_run(client, experiment.experiment_id)
+    except Exception:  # noqa: BLE001 - links are a convenience; the command's answer stands
+        return []
+    return lines(tracking_uri, experiment.experiment_id, parent.info.run_id if parent else None)

@@ -51,22 +51,19 @@ def ended_line(state: SweepState, name: str, outcome: str, acc: float | None, wh
 
 def renderable(state: SweepState):
     """The live view as one rich renderable: the sweep line, then a line per running trial."""
+    from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
-    grid = Table.grid(padding=(0, 1))
-    grid.add_column()
-    grid.add_column()
-    head = Text(sweep_summary(state).split(": ", 1)[1])
+    head = Table.grid(padding=(0, 1))
+    summary = Text(sweep_summary(state).split(": ", 1)[1])
     if state.failed:
-        head.highlight_words([f"{state.failed} failed"], style="bold red")
-    grid.add_row(Text(state.name, style="bold"), ProgressBar(total=max(1, state.total), completed=state.done,
-                                                              width=30))
-    grid.add_row("", head)
-    for line in state.running.values():
-        grid.add_row("", Text("  " + trial_summary(line), style="cyan"))
-    return grid
+        summary.highlight_words([f"{state.failed} failed"], style="bold red")
+    head.add_row(Text(state.name, style="bold"), ProgressBar(total=max(1, state.total), completed=state.done,
+                                                              width=20), summary)
+    lines = [Text("  " + trial_summary(t), style="cyan") for t in state.running.values()]
+    return Group(head, *lines)
 
 
 # --- the two views ---------------------------------------------------------------------------
@@ -103,6 +100,7 @@ class LiveView:
         self.live.start()
 
     def message(self, text: str) -> None:
+        self.live.refresh()  # the line printed above the view must not come with a stale view below
         self.live.console.print(text, markup=False, highlight=False)
 
     def refresh(self, state: SweepState, force: bool = False) -> None:
@@ -181,7 +179,7 @@ class SweepMonitor:
     def close(self) -> None:
         if self.view is None:
             return
-        self.state.ended = True
+        self.state.ended, self.state.updated = True, time.time()
         view, self.view = self.view, None
         view.close(self.state)
         self._write(force=True)

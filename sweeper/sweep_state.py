@@ -87,7 +87,8 @@ class SweepState:
             self.best_acc, self.best_trial = float(acc), name
 
     def elapsed_s(self, now: float | None = None) -> float:
-        return max(0.0, (now or time.time()) - self.started)
+        end = self.updated if self.ended else (now or time.time())  # a stopped driver's clock stops
+        return max(0.0, end - self.started)
 
     def eta_s(self) -> float | None:
         if self.done >= self.total:
