@@ -4,8 +4,8 @@
   custom_model_development`` (MLflow 3 otherwise opens it on its GenAI overview, which has nothing
   to show for a sweep), and logs the spec's name, trial count and axes as the parent's params.
 - ``Dashboard`` (in the driver, as trials report): live counts, the best ``test_acc`` so far and
-  its trial, elapsed time and ETA as the parent's metrics (step = seconds since the sweep
-  started, so they chart over time), the ``SweepState`` as JSON (``sweeper.live``, which
+  its trial, elapsed time and ETA as the parent's metrics (step = seconds since the
+  parent run began, so they chart over time, resumes included), the ``SweepState`` as JSON (``sweeper.live``, which
   ``status --watch`` draws) and a markdown summary as the run's description
   (``mlflow.note.content``, which MLflow shows on the run page). One ``log_batch`` at most every
   ``SWEEPER_DASHBOARD_EVERY_S`` seconds (default 15), whatever the number of trials and epochs.
@@ -78,6 +78,7 @@ class Dashboard:
         self.client, self.parent_run_id, self.every_s = client, parent_run_id, every_s
         self.last_write = float("-inf")
         self.params: dict[str, str] | None = None
+        self.origin_ms = 0
         self.writes = 0
 
     def maybe_write(self, state: SweepState, force: bool = False) -> bool:
@@ -100,8 +101,12 @@ class Dashboard:
         from sweeper import tracking
 
         if self.params is None:
-            self.params = dict(self.client.get_run(self.parent_run_id).data.params)
-        stamp, step = int(time.time() * 1000), int(state.elapsed_s())
+            run = self.client.get_run(self.parent_run_id)
+            self.params, self.origin_ms = dict(run.data.params), run.info.start_time or 0
+        # step = seconds since the parent run began, so that a resumed sweep's points come after
+        # the earlier driver's (MLflow shows the point with the highest step as the latest)
+        stamp = int(time.time() * 1000)
+        step = max(0, (stamp - self.origin_ms) // 1000)
         metrics = [Metric(k, float(v), stamp, step) for k, read in METRICS.items() if (v := read(state)) is not None]
         tags = [RunTag(LIVE_TAG, state.to_json()[:MAX_TAG]), RunTag(NOTE_TAG, live_note(state, self.params))]
         if state.best_trial:

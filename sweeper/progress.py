@@ -25,14 +25,18 @@ PLAIN_EVERY_S = float(os.environ.get("SWEEPER_PROGRESS_EVERY_S", "30"))
 # --- the words, shared by both modes ---------------------------------------------------------
 
 
+def counts_text(state: SweepState) -> str:
+    return (f"{state.done}/{state.total} done, {state.failed} failed, {state.diverged} diverged, "
+            f"{len(state.running)} running")
+
+
+def timing_text(state: SweepState) -> str:
+    best = "" if state.best_acc is None else f"best test_acc {state.best_acc:.3f} ({state.best_trial}), "
+    return f"{best}elapsed {duration(state.elapsed_s())}, ETA {duration(state.eta_s())}"
+
+
 def sweep_summary(state: SweepState) -> str:
-    parts = [f"{state.done}/{state.total} done", f"{state.failed} failed", f"{state.diverged} diverged",
-             f"{len(state.running)} running"]
-    if state.best_acc is not None:
-        parts.append(f"best test_acc {state.best_acc:.3f} ({state.best_trial})")
-    parts.append(f"elapsed {duration(state.elapsed_s())}")
-    parts.append(f"ETA {duration(state.eta_s())}")
-    return f"{state.name}: " + ", ".join(parts)
+    return f"{state.name}: {counts_text(state)}, {timing_text(state)}"
 
 
 def trial_summary(line: TrialLine) -> str:
@@ -57,12 +61,13 @@ def renderable(state: SweepState):
     from rich.text import Text
 
     head = Table.grid(padding=(0, 1))
-    summary = Text(sweep_summary(state).split(": ", 1)[1])
+    counts = Text(counts_text(state))
     if state.failed:
-        summary.highlight_words([f"{state.failed} failed"], style="bold red")
+        counts.highlight_words([f"{state.failed} failed"], style="bold red")
     head.add_row(Text(state.name, style="bold"), ProgressBar(total=max(1, state.total), completed=state.done,
-                                                              width=20), summary)
-    lines = [Text("  " + trial_summary(t), style="cyan") for t in state.running.values()]
+                                                              width=20), counts)
+    lines = [Text("  " + timing_text(state))]  # its own line: the whole view fits 80 columns
+    lines += [Text("  " + trial_summary(t), style="cyan") for t in state.running.values()]
     return Group(head, *lines)
 
 
