@@ -155,11 +155,14 @@ def _best(state: SweepState) -> str:
 
 
 def report_note(report_markdown: str, artifact_path: str) -> str:
-    """The report's header, first accuracy table and scorecard, without its images (relative
+    """The report's trial counts, first accuracy table and scorecard, without its images (relative
     paths that the run page cannot show), as the parent run's description."""
     title, _, body = report_markdown.partition("\n")
     sections = re.split(r"(?m)^(?=## )", body)
     head, rest = sections[0], sections[1:]
+    # the "Generated ... from <store>" paragraph is provenance for the file; the run page shows
+    # only the first lines of a description before "Show more", so the counts come first
+    head = re.sub(r"(?s)^\s*Generated .*?\n\n", "", head)
     keep = [s for s in rest if s.startswith(("## Test accuracy by depth", "## Replication scorecard"))]
     text = "\n".join([title, head.strip(), ""] + [s.strip() + "\n" for s in keep])
     text = re.sub(r"(?m)^!\[[^\]]*\]\([^)]*\)\s*$", "", text)

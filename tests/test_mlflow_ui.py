@@ -136,6 +136,9 @@ def check_ui(page, base: str, name: str, experiment_id: str, parent_id: str, tri
     chart = page.get_by_text("test_acc", exact=True).first
     chart.wait_for()
     chart.evaluate("title => title.scrollIntoView({block: 'start'})")  # the test_acc curves, not the bars above
+    # charts render after their data arrive: wait until the curves (plotly line traces) are drawn
+    page.wait_for_function("n => document.querySelectorAll('.scatterlayer .trace path.js-line').length >= n",
+                           arg=len(trials))
     page.wait_for_timeout(2000)
     page.screenshot(path=shots / "mlflow_charts.png")
 
@@ -143,6 +146,9 @@ def check_ui(page, base: str, name: str, experiment_id: str, parent_id: str, tri
     page.goto(links.run_url(base, experiment_id, parent_id))
     page.get_by_text("Replication scorecard").first.wait_for()
     page.get_by_text(f"Sweep report: {name}").first.wait_for()
+    more = page.get_by_text("Show more", exact=True)
+    if more.count():
+        more.first.click()  # the description is folded after a few lines
     page.wait_for_timeout(1000)
     page.screenshot(path=shots / "mlflow_sweep_run.png")
 
