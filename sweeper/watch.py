@@ -3,7 +3,8 @@
 For a sweep whose driver runs elsewhere (a cluster job, another terminal). The rows come from
 ``sweeper.status.sweep_status`` as they are; what only the driver measures (epochs per trial,
 images/s, seconds per epoch for the ETA) comes from the state it last wrote on the parent run
-(sweeper.dashboard). The view ends when no trial is running or pending any more, or on Ctrl-C.
+(sweeper.dashboard). The view ends when no trial runs and no live driver has trials left to
+start, or on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from sweeper.progress import LiveView, PlainView, sweep_summary, trial_summary
 from sweeper.status import sweep_status
 from sweeper.sweep_state import SweepState, TrialLine
 
-OPEN_STATES = ("running", "pending")
+
+
+def _open(rows, driver_live: bool) -> bool:
+    """Something may still change: a trial runs, or a live driver has trials left to start.
+    (A sweep stopped with trials pending waits for the next `sweeper run`, not for this view.)"""
+    return any(r.state == "running" for r in rows) or (driver_live and any(r.state == "pending" for r in rows))
 
 
 def state_from(name: str, rows, snapshot: SweepState | None) -> SweepState:
@@ -46,7 +52,9 @@ def read(spec_or_name: str, tracking_uri: str | None, client_cache: dict) -> tup
     client = client_cache.get(uri) or client_cache.setdefault(uri, tracking.connect(uri))
     experiment = client.get_experiment_by_name(name)
     parent = tracking.find_parent_run(client, experiment.experiment_id) if experiment else None
-    state = state_from(name, rows, dashboard.read_state(parent))
+    snapshot = dashboard.read_state(parent)
+    state = state_from(name, rows, snapshot)
+    client_cache["driver_live"] = snapshot is not None and not snapshot.ended
     client_cache["links"] = links.lines(uri, experiment.experiment_id if experiment else None,
                                         parent.info.run_id if parent else None)
     return state, rows, uri
@@ -64,7 +72,7 @@ def watch_command(spec_or_name: str, tracking_uri: str | None = None, every_s: f
     try:
         while True:
             view.refresh(state, force=True)
-            if not any(r.state in OPEN_STATES for r in rows):
+            if not _open(rows, cache["driver_live"]):
                 break
             time.sleep(every_s)
             state, rows, _ = read(spec_or_name, tracking_uri, cache)
