@@ -114,7 +114,7 @@ def test_in_a_pipe_progress_is_plain_lines_and_the_parent_run_counts_trials_whil
         while time.monotonic() < deadline and driver.poll() is None:
             parent = parent_run(mlflow_client, "piped")
             metrics = parent.data.metrics if parent else {}
-            if watcher is None and parent is not None:
+            if watcher is None and metrics.get("trials_running", 0) >= 1:  # the driver's view is live
                 with open(watch_out, "w") as wout:
                     watcher = subprocess.Popen([SWEEPER, "status", str(spec), "--watch", "--every", "1",
                                                 "--tracking-uri", tracking_uri],
