@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the cluster tests (tests/cluster) need on a fresh Debian/Ubuntu machine:
-# the PostgreSQL server binaries. Idempotent and quiet: does nothing when they are present.
+# System packages the tests need on a fresh Debian/Ubuntu machine: the PostgreSQL server binaries
+# (tests/cluster) and chromium (tests/test_mlflow_ui.py drives it with Playwright, which cannot
+# download its own browser here). Idempotent and quiet: does nothing when they are present.
 # Everything else (moto's S3 server, MLflow, Ray, psycopg2) comes from the `test` extra.
 #
 # The tests start their own throwaway PostgreSQL (initdb in a temp dir, a free loopback port)
@@ -12,7 +13,11 @@ have_postgres() {
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null
 }
 
-if have_postgres; then
+have_chromium() {
+    command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1
+}
+
+if have_postgres && have_chromium; then
     exit 0
 fi
 
@@ -34,9 +39,13 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq >/dev/null
-$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends postgresql chromium >/dev/null
 
 if ! have_postgres; then
     echo "setup_services: postgresql installed but initdb/postgres not found" >&2
+    exit 1
+fi
+if ! have_chromium; then
+    echo "setup_services: chromium installed but not found on PATH" >&2
     exit 1
 fi

@@ -58,8 +58,14 @@ def train(spec: str, index: int, tracking_uri: str | None, storage: str) -> None
 @click.argument("spec_or_name")
 @click.option("--tracking-uri", default=None)
 @click.option("--all", "all_versions", is_flag=True, help="Also list trials of earlier versions of the spec.")
-def status(spec_or_name: str, tracking_uri: str | None, all_versions: bool) -> None:
+@click.option("--watch", is_flag=True, help="Redraw the live view of the sweep from MLflow until no trial runs.")
+@click.option("--every", "every_s", type=float, default=5.0, show_default=True, help="Seconds between redraws with --watch.")
+def status(spec_or_name: str, tracking_uri: str | None, all_versions: bool, watch: bool, every_s: float) -> None:
     """Show the trials of a sweep and their states, read back from MLflow."""
+    if watch:
+        from sweeper.watch import watch_command
+
+        sys.exit(watch_command(spec_or_name, tracking_uri=tracking_uri, every_s=every_s))
     from sweeper.status import status_command
 
     status_command(spec_or_name, tracking_uri=tracking_uri, all_versions=all_versions)

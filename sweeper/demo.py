@@ -40,8 +40,12 @@ def main(spec_path: str = str(QUICKSTART)) -> int:
     here = Path.cwd()
     click.echo(f"\nResults: MLflow store {here / 'mlflow.db'} (artifacts in {here / 'mlartifacts'}), "
                f"trial checkpoints in {here / 'sweeper_results'}")
-    click.echo("Open the MLflow UI:\n  .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db\n"
-               "  then http://127.0.0.1:5000")
+    from sweeper.links import for_sweep
+    from sweeper.spec import load_spec
+
+    click.echo("Open the MLflow UI (from this folder: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db):")
+    for line in for_sweep(TRACKING_URI, load_spec(spec_path).name)[1:]:
+        click.echo(line)
     return code
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import click
 
-from sweeper import cluster_address, driver_exit, preflight, readback, tracking, versions
+from sweeper import child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, readback, tracking, versions
 from sweeper.errors import SpecError, SweepError
 from sweeper.lease import DriverHold
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial, trial_notes
@@ -119,6 +119,7 @@ def _prepare_tracking(spec, tracking_uri: str | None, *, create: bool):
         return uri, client, (experiment.experiment_id if experiment else None), None
     experiment_id = tracking.ensure_experiment(client, spec.name, uri)
     parent = tracking.ensure_parent_run(client, experiment_id, spec.name, spec.text, spec.spec_hash)
+    dashboard.prepare(client, experiment_id, parent, spec, spec.sampled_trial_count() or len(spec.trials()))
     return uri, client, experiment_id, parent
 
 
@@ -184,6 +185,8 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     click.echo(f"{spec.name}: {len(trials)} trials, {done} done, {len(remaining)} to run"
                + (f", {sampled_todo} optuna samples to draw" if optuna else "")
                + f"; tracking {uri}; storage {_storage_root(storage)}")
+    for line in links.lines(uri, experiment_id, parent_id):
+        click.echo(line)
     if dry_run:
         if not optuna:
             for i, t in enumerate(trials):
@@ -200,7 +203,8 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     client.update_run(parent_id, status="RUNNING")
     signals = driver_exit.DriverSignals().install()
     try:
-        started_ray = _init_ray(address)
+        with ray_output.to_log(ray_output.log_path_for(_storage_root(storage), spec.name)):
+            started_ray = _init_ray(address)
         signals.install()  # ray.init put a SIGTERM handler of its own in place
         try:
             keys, interrupted = _fit_here_or_on_head(address, signals, spec, ctx, client, remaining,
@@ -278,7 +282,7 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
     import ray
     from ray import tune
 
-    payload = payload_from_config(config, grid, name_axes)
+    payload = child_run.presented(payload_from_config(config, grid, name_axes), name_axes)
     node_id = ray.get_runtime_context().get_node_id()
     run_tracked_trial(ctx, payload, node_id, tune_report=tune.report)
 
@@ -313,7 +317,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                                          name_axes=spec.varying_axes()),
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
     progress = _progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(), total=len(remaining) if not optuna else num_samples,
-                         started=started)
+                         started=started, sweep=spec.name, parent_run_id=ctx.parent_run_id)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -328,7 +332,8 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                   failure_config=tune.FailureConfig(max_failures=int(spec.max_failures)),
                                   callbacks=[progress]),
     )
-    results = tuner.fit()
+    with ray_output.to_log(ray_output.log_path_for(_storage_root(storage), spec.name)):
+        results = tuner.fit()
     interrupted = progress.finished < len(results)  # Ray ends no trial it paused on Ctrl-C
     return progress.keys | {t.key for t in remaining if not optuna}, interrupted
 
@@ -368,11 +373,12 @@ def _progress_callback(*args, **kwargs):
 
 
 class _Progress:
-    """Prints a line as each trial ends and settles what only the driver can know: a trial the
-    scheduler stopped early, and a trial that failed for good after all its retries."""
+    """Feeds the live view and the parent-run dashboard (sweeper.progress) and settles what only
+    the driver can know: a trial the scheduler stopped early, and a trial that failed for good
+    after all its retries."""
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 started: float):
+                 started: float, sweep: str = "sweep", parent_run_id: str | None = None):
         self.name_axes = name_axes
         self.client = client
         self.experiment_id = experiment_id
@@ -382,10 +388,34 @@ class _Progress:
         self.finished = 0
         self.keys: set[str] = set()
         self.first_epoch_s: float | None = None
+        from sweeper.progress import SweepMonitor
+
+        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
+        self.payloads: dict[str, TrialPayload] = {}
+
+    def _payload_of(self, trial) -> TrialPayload:
+        if trial.trial_id not in self.payloads:
+            self.payloads[trial.trial_id] = payload_from_config(trial.config, self.grid, self.name_axes)
+        return self.payloads[trial.trial_id]
+
+    def setup(self, **info):
+        self.monitor.open()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        p = self._payload_of(trial)
+        self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if self.first_epoch_s is None:
             self.first_epoch_s = time.monotonic() - self.started
+        p = self._payload_of(trial)
+        self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
+
+    def on_step_end(self, iteration, trials, **info):
+        self.monitor.tick()
+
+    def on_experiment_end(self, trials, **info):
+        self.monitor.close()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         self._settle(trial, failed=False)
@@ -420,11 +450,10 @@ class _Progress:
                 notes = trial_notes(run)
         except Exception:  # noqa: BLE001 - progress output must never stop the sweep
             state, acc, notes = ("failed" if failed else "ended"), None, {}
-        acc_text = f"  test_acc={acc:.3f}" if isinstance(acc, float) else ""
         where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
-        click.echo(f"[{self.finished}/{self.total}] {payload.name}: {state}{acc_text}{where}")
+        self.monitor.ended(payload.key, payload.name, state, acc, where)
         if notes.get("set_aside"):
-            click.echo(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
+            self.monitor.say(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
 
 
 def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
@@ -469,7 +498,7 @@ def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None
     trials = expected_payloads(spec)
     if not 0 <= index < len(trials):
         raise SpecError("--trial", None, f"{index} is out of range: the spec has trials 0..{len(trials) - 1}")
-    payload = trials[index]
+    payload = child_run.presented(trials[index], spec.varying_axes())
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=True)
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",

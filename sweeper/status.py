@@ -110,4 +110,8 @@ def format_table(name: str, rows: list[TrialStatus]) -> str:
 def status_command(spec_or_name: str, tracking_uri: str | None = None, all_versions: bool = False) -> int:
     name, uri, rows = sweep_status(spec_or_name, tracking_uri, all_versions)
     click.echo(format_table(name, rows))
+    from sweeper.links import for_sweep
+
+    for line in for_sweep(uri, name):
+        click.echo(line)
     return 0

@@ -38,6 +38,10 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     click.echo(f"report: {out / 'report.md'} ({counts['finished']} finished, {counts['diverged']} diverged, "
                f"{counts['running']} running trials; {len(report.figures)} figures)")
     click.echo(f"stored on MLflow run {report.sweep.parent_run_id} under report/")
+    from sweeper.links import lines
+
+    for line in lines(uri, report.sweep.experiment_id, report.sweep.parent_run_id):
+        click.echo(line)
     return report
 
 

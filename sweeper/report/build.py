@@ -97,6 +97,9 @@ def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
         try:
             for path in report.files:
                 client.log_artifact(sweep.parent_run_id, str(path), ARTIFACT_PATH)
+            from sweeper.dashboard import set_report_note
+
+            set_report_note(client, sweep.parent_run_id, markdown.read_text(encoding="utf-8"), ARTIFACT_PATH)
         except Exception as e:  # noqa: BLE001 - the local report stands; say what did not happen
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise SweepError(f"report written to {out}, but not stored on MLflow run "

@@ -186,7 +186,10 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
             "start_time": _timestamp(run.info.start_time),
             "end_time": _timestamp(run.info.end_time),
         }
+        aliases = set(tags.get("sweeper.short_params", "").split(","))  # sweeper.child_run: UI names
         for key, value in with_later_defaults(run.data.params).items():
+            if key in aliases:
+                continue
             row[key] = parse_param(value)
             param_keys.add(key)
         for key, value in run.data.metrics.items():

@@ -1,0 +1,115 @@
+"""Ray's own terminal output goes to a log file; the user's terminal keeps only ours.
+
+Ray Tune prints its configuration box, a "View detailed results" line, a TensorBoard hint and,
+on Ctrl-C, a ``Tuner.restore(...)`` hint; ``ray.init`` warns about token authentication. None of
+it applies to a sweep driven by ``sweeper`` (resume is "run the same command again"), and some of
+it is printed with bare ``print`` whatever ``verbose`` says. So while Ray runs in the driver, file
+descriptors 1 and 2 point at ``<log>``: every print, logging handler and C-level write lands there,
+and what the user should see is written to ``terminal()``, a duplicate of the real stdout.
+
+Re-entrant: nested or repeated ``to_log`` blocks append to the same file; the path is printed
+once per process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Iterator, TextIO
+
+_state: dict = {"depth": 0, "terminal": None, "announced": set(), "closers": []}
+
+# Tune adds CSV, JSON and TensorBoard loggers to every experiment unless told not to; MLflow holds
+# the metrics, so they would only be files nobody reads (and the source of the TensorBoard hint).
+QUIET_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
+
+
+def log_path_for(storage_root: str, sweep: str) -> Path:
+    """``<storage>/<sweep>/ray-driver.log`` for local storage; for a remote one (s3://) a local
+    folder beside the working directory, because the log is written as it happens."""
+    if "://" in storage_root and not storage_root.startswith("file://"):
+        base = Path.cwd() / "sweeper_logs" / sweep
+    else:
+        base = Path(storage_root.removeprefix("file://")) / sweep
+    return base / "ray-driver.log"
+
+
+def terminal() -> TextIO:
+    """Where user-facing output goes: the real stdout, also inside a ``to_log`` block."""
+    return _state["terminal"] or sys.stdout
+
+
+def on_leave(closer: Callable[[], None]) -> None:
+    """Run ``closer`` when the outermost ``to_log`` block ends (a live view must stop drawing
+    before the descriptors move back)."""
+    _state["closers"].append(closer)
+
+
+@contextlib.contextmanager
+def to_log(path: Path) -> Iterator[Path]:
+    if _state["depth"]:
+        _state["depth"] += 1
+        try:
+            yield path
+        finally:
+            _state["depth"] -= 1
+        return
+    os.environ.update({k: v for k, v in QUIET_ENV.items() if k not in os.environ})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if str(path) not in _state["announced"]:
+        _state["announced"].add(str(path))
+        print(f"Ray's own output: {path}", file=sys.stdout, flush=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    user = _user_stream()
+    log = open(path, "a", buffering=1, encoding="utf-8")
+    log.write(f"\n==== sweeper driver {os.getpid()} at {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
+    saved = os.dup(1), os.dup(2)
+    saved_py = sys.stdout, sys.stderr
+    os.dup2(log.fileno(), 1)
+    os.dup2(log.fileno(), 2)
+    _state.update(depth=1, terminal=user)
+    try:
+        yield path
+    finally:
+        for closer in reversed(_state["closers"]):
+            with contextlib.suppress(Exception):
+                closer()
+        _state["closers"].clear()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+        sys.stdout, sys.stderr = saved_py
+        _state.update(depth=0, terminal=None)
+        if user is not saved_py[0]:
+            with contextlib.suppress(Exception):
+                user.close()
+        log.close()
+
+
+def _user_stream() -> TextIO:
+    """A stream on the real stdout that survives fd 1 being pointed elsewhere. When stdout is
+    not fd 1 (pytest's capsys, a StringIO), it is used as it is."""
+    out = sys.stdout
+    try:
+        if out.fileno() != 1:
+            return out
+    except (AttributeError, ValueError, io.UnsupportedOperation):
+        return out
+    return os.fdopen(os.dup(1), "w", buffering=1, encoding=getattr(out, "encoding", None) or "utf-8",
+                     errors="replace")
+
+
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
