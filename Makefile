@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test test-fast test-docker install services clean
+.PHONY: demo test test-fast test-docker lint install services clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,11 +31,15 @@ demo: $(STAMP)
 services:
 	@.ci/setup_services.sh
 
-test: $(TEST_STAMP) services
+# Lint (ruff, rules in pyproject.toml) first: it takes a second and fails before the long suite.
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+
+test: lint services
 	$(BIN)/python -m pytest -q
 
 # Everything but the slow end-to-end and cluster tests, for quick local iteration.
-test-fast: $(TEST_STAMP)
+test-fast: lint
 	$(BIN)/python -m pytest -q -m "not slow and not cluster"
 
 # The image and the compose stack built and run for real (root on Debian/Ubuntu; installs and

@@ -41,11 +41,11 @@ from pathlib import Path
 
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS, before CUDA starts
 
-import torch  # noqa: E402
+import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gpu_check_sections as sections  # noqa: E402
-from gpu_check_packing import packing  # noqa: E402
+import gpu_check_sections as sections
+from gpu_check_packing import packing
 
 SECTIONS = (
     ("correctness_eager", lambda p: sections.correctness(p, compile=False), 30),

@@ -147,7 +147,7 @@ def _float(value: Any) -> float:
 
 
 def _store(client: Any) -> Any:
-    return client._tracking_client.store  # noqa: SLF001 - MlflowClient has no public bulk history call
+    return client._tracking_client.store  # private: MlflowClient has no public bulk history call
 
 
 # --- gamma distributions ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 import click
 
 from sweeper import dashboard, links, tracking
-from sweeper.progress import LiveView, PlainView, sweep_summary, trial_summary
+from sweeper.progress import LiveView, PlainView
 from sweeper.status import sweep_status
 from sweeper.sweep_state import SweepState, TrialLine
 

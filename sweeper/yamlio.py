@@ -51,7 +51,7 @@ class _SpecLoader(yaml.SafeLoader):
         self.file = file
         super().__init__(text)
 
-    def fetch_flow_collection_start(self, TokenClass):  # noqa: N803 (PyYAML's name)
+    def fetch_flow_collection_start(self, TokenClass):  # PyYAML names this argument
         # PyYAML's scanner is quadratic in flow nesting ("[[[[..."): stop before it starts to crawl.
         if self.flow_level >= MAX_DEPTH:
             raise SpecError(self.file, None, f"nesting is deeper than {MAX_DEPTH} levels", self.get_mark().line + 1)

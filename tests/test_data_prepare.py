@@ -111,5 +111,5 @@ def test_eight_trials_on_a_cold_node_download_and_unpack_cifar10_once(tmp_path):
         assert json.loads(out.strip().splitlines()[-1]) == {"train": 50, "test": 20}
     assert [path for path, probe in server.downloads if not probe] == ["/cifar-10-python.tar.gz"]
     assert len(server.downloads) == 2  # and one redirect probe: one trial went to the network
-    assert (root / f".prepared-cifar10").exists()
+    assert (root / ".prepared-cifar10").exists()
     assert sorted(p.name for p in (root / "cifar-10-batches-py").iterdir()) == sorted(n for n in sums if n != "archive")

@@ -26,7 +26,6 @@ from sweeper.errors import SweepError
 from sweeper.report import build_report, figures, load_reference
 from sweeper.report.collect import load_sweep
 from sweeper.report.scorecard import NOT_COMPARABLE, OUTSIDE, PENDING, WITHIN, score, tolerance
-from sweeper.report.tables import aggregate
 
 SWEEP = "fake_depth_width"
 EPOCHS = 3

@@ -203,7 +203,7 @@ def test_unreachable_tracking_is_one_line_and_exit_2_before_any_trial(workdir):
                           cwd=workdir, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     lines = [line for line in proc.stderr.splitlines() if line.strip() and "INFO" not in line]
-    assert lines == [f"tracking: cannot use MLflow at http://127.0.0.1:9: server not reachable"]
+    assert lines == ["tracking: cannot use MLflow at http://127.0.0.1:9: server not reachable"]
     assert "Traceback" not in proc.stderr
     assert not (workdir / "results").exists()
 

@@ -195,7 +195,7 @@ class Postgres:
         try:
             self.connect("postgres").close()
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure means "not accepting connections yet"
             return False
 
     def connect(self, dbname: str):

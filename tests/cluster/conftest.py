@@ -20,8 +20,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cluster_services import MlflowServer, Postgres, RayCluster, S3Server  # noqa: E402
-from cluster_sweeps import ARTIFACT_BUCKET, STORAGE_BUCKET, Stack  # noqa: E402
+from cluster_services import MlflowServer, Postgres, RayCluster, S3Server
+from cluster_sweeps import ARTIFACT_BUCKET, STORAGE_BUCKET, Stack
 
 
 @pytest.fixture(scope="session")
