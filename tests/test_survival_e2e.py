@@ -121,7 +121,7 @@ def test_status_and_report_of_a_store_that_is_not_there_create_nothing(workdir):
 
 
 def test_a_driver_that_fails_mid_sweep_ends_the_parent_run_failed_and_releases_the_sweep(
-        workdir, tracking_uri, mlflow_client, ray_local, monkeypatch):
+        workdir, tracking_uri, mlflow_client, ray_local, monkeypatch, capsys):
     from sweeper import lease, orchestrate
 
     def crash(*args, **kwargs):
@@ -129,8 +129,9 @@ def test_a_driver_that_fails_mid_sweep_ends_the_parent_run_failed_and_releases_t
 
     monkeypatch.setattr(orchestrate, "_fit", crash)
     spec = write_spec(workdir, "crashy", modes=("bn_only",))
-    with pytest.raises(RuntimeError, match="the driver broke"):
-        run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results"))
+    code = run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results"))
+    assert code == orchestrate.EXIT_FAILED  # a failure, named as one: not "interrupted"
+    assert "failed: RuntimeError: the driver broke" in capsys.readouterr().err
     parent = _parent(mlflow_client, "crashy")
     assert parent.info.status == "FAILED"
     assert not any(k.startswith(lease.TAG_PREFIX) for k in parent.data.tags)
