@@ -146,7 +146,7 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
     from mlflow.tracking import MlflowClient
 
     from sweeper import tracking
-    from sweeper.orchestrate import expected_payloads
+    from sweeper.planning import expected_payloads
     from sweeper.spec import load_spec
     from sweeper.worker import FINAL_STEP, START_EPOCH_METRIC
 

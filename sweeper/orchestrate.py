@@ -14,7 +14,7 @@ Resume design (the simplest that survives a driver killed with SIGKILL and works
 - Logging is idempotent per (metric, step), so epochs trained again after a crash between two
   checkpoints do not duplicate metric points.
 
-Search: ``random`` is expanded here, in the driver, with a generator seeded by the spec hash, so
+Search (planned in sweeper.planning): ``random`` is expanded in the driver, with a generator seeded by the spec hash, so
 the sampled trials are concrete, have stable keys and resume like grid trials. ``optuna`` runs
 Ray Tune's ``OptunaSearch`` over the grid points (a categorical) and the sampled axes; a sampled
 trial's key is computed from its resolved config inside the trial, and trials left unfinished by
@@ -23,88 +23,22 @@ an earlier run are handed back to Optuna as ``points_to_evaluate`` so they resum
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import click
 
 from sweeper import child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, readback, tracking, versions
 from sweeper.errors import SpecError, SweepError
 from sweeper.lease import DriverHold
-from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial, trial_notes
+from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
+                              tune_domains, unfinished_optuna_points)
+from sweeper.trial_events import progress_callback
+from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-
-
-# --- the sweep as data ---------------------------------------------------------------------
-
-
-def _payload(trial) -> TrialPayload:
-    return TrialPayload(key=trial.key, name=trial.name, config=dict(trial.config), params=dict(trial.params))
-
-
-def expected_payloads(spec) -> list[TrialPayload]:
-    """Every trial the spec defines up front (grid, plus sampled ones for ``random``)."""
-    grid = [_payload(t) for t in spec.trials()]
-    search = spec.search
-    if _algorithm(spec) != "random":
-        return grid
-    import numpy as np
-
-    rng = np.random.default_rng(int(spec.spec_hash[:12], 16))  # the same draws on every re-run
-    domains = _tune_domains(spec)
-    sampled = []
-    for _ in range(int(search.num_samples)):
-        for base in spec.trials():
-            values = {axis: _native(domain.sample(random_state=rng)) for axis, domain in domains.items()}
-            trial = spec.make_trial(values, base=base)
-            sampled.append(TrialPayload(trial.key, trial.name, trial.config, trial.params, _origin(base.key, values)))
-    return sampled
-
-
-def _origin(grid_key: str, values: dict[str, Any]) -> dict[str, str]:
-    """Tags that say which grid point a sampled trial grew from and what was drawn."""
-    return {"sweeper.grid_key": grid_key, "sweeper.sampled": json.dumps(values, sort_keys=True)}
-
-
-def _algorithm(spec) -> str:
-    return spec.search.algorithm if spec.search is not None else "grid"
-
-
-def _native(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
-
-
-def resolve_sampled(base: TrialPayload, values: dict[str, Any], name_axes: list[str]) -> TrialPayload:
-    """A grid trial with sampled values (dotted paths) set: a new config, key, name and params.
-    The same resolution as ``Spec.make_trial``, without needing the spec inside a worker."""
-    from sweeper.spec import _set_path, resolve_axis
-    from sweeper.trial import make_trial
-    from trainables.config import TrialConfig
-
-    config = copy.deepcopy(base.config)
-    for path, value in values.items():
-        _set_path(config, resolve_axis(path), value)
-    trial = make_trial(TrialConfig.from_dict(config).to_dict(), name_axes)
-    return TrialPayload(trial.key, trial.name, trial.config, trial.params, _origin(base.key, values))
-
-
-def _tune_domains(spec) -> dict[str, Any]:
-    """The spec's search space as Ray Tune domains (dotted path -> domain)."""
-    from ray import tune
-
-    domains = {}
-    for path, dist in dict(spec.search.space).items():
-        if dist.kind == "choice":
-            domains[path] = tune.choice(list(dist.values))
-        else:
-            domains[path] = getattr(tune, dist.kind)(dist.low, dist.high)
-    return domains
 
 
 # --- tracking set-up shared by run and train -------------------------------------------------
@@ -177,8 +111,8 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
             click.echo(line)
     states = _states(client, experiment_id)
     remaining = [t for t in trials if states.get(t.key) not in tracking.TERMINAL_STATUSES]
-    optuna = _algorithm(spec) == "optuna"
-    sampled_todo = _optuna_samples_left(spec, client, experiment_id, trials, states) if optuna else 0
+    optuna = algorithm(spec) == "optuna"
+    sampled_todo = optuna_samples_left(spec, trials, states) if optuna else 0
 
     done = len(trials) - len(remaining)
     click.echo(f"{spec.name}: {len(trials)} trials, {done} done, {len(remaining)} to run"
@@ -246,15 +180,6 @@ def _kill_running_children(client, experiment_id) -> None:
         pass
 
 
-def _optuna_samples_left(spec, client, experiment_id, grid: list[TrialPayload], states: dict | None = None) -> int:
-    """Optuna samples still to draw: num_samples less the sampled trials already done."""
-    grid_keys = {t.key for t in grid}
-    states = _states(client, experiment_id) if states is None else states  # planning read them already
-    done = sum(1 for key, state in states.items()
-               if key not in grid_keys and state in tracking.TERMINAL_STATUSES)
-    return max(0, spec.sampled_trial_count() - done)
-
-
 def _init_ray(address: str | None) -> bool:
     """Attach to ``address`` when given, else start Ray here. True when we started it."""
     import logging
@@ -286,27 +211,21 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
     run_tracked_trial(ctx, payload, node_id, tune_report=tune.report)
 
 
-def payload_from_config(config: dict, grid: dict, name_axes: list[str]) -> TrialPayload:
-    base = TrialPayload(**grid[config["grid"]])
-    sampled = config.get("sampled") or {}
-    return resolve_sampled(base, sampled, name_axes) if sampled else base
-
-
 def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
          storage: str, started: float) -> tuple[set[str], bool]:
     from ray import tune
 
-    optuna = _algorithm(spec) == "optuna"
+    optuna = algorithm(spec) == "optuna"
     grid = {t.key: payload_dict(t) for t in remaining}
     metric, mode = spec.metric, spec.direction
     search_alg, num_samples = None, 1
     if optuna:
         from ray.tune.search.optuna import OptunaSearch
 
-        base = {t.key: payload_dict(t) for t in (_payload(x) for x in spec.trials())}
+        base = {t.key: payload_dict(t) for t in (payload_of(x) for x in spec.trials())}
         grid = {**base, **grid}
-        unfinished = _unfinished_optuna_points(client, ctx.experiment_id, base)
-        param_space = {"grid": tune.choice(sorted(base)), "sampled": _tune_domains(spec)}
+        unfinished = unfinished_optuna_points(client, ctx.experiment_id, base)
+        param_space = {"grid": tune.choice(sorted(base)), "sampled": tune_domains(spec)}
         search_alg = OptunaSearch(points_to_evaluate=unfinished or None)
         num_samples = sampled_todo + len(unfinished)
     else:
@@ -315,7 +234,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
     trainable = tune.with_resources(tune.with_parameters(_ray_trainable, ctx=ctx, grid=grid,
                                                          name_axes=spec.varying_axes()),
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
-    progress = _progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(), total=len(remaining) if not optuna else num_samples,
+    progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(), total=len(remaining) if not optuna else num_samples,
                          started=started, sweep=spec.name, parent_run_id=ctx.parent_run_id)
     tuner = tune.Tuner(
         trainable,
@@ -337,19 +256,6 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
     return progress.keys | {t.key for t in remaining if not optuna}, interrupted
 
 
-def _unfinished_optuna_points(client, experiment_id, base: dict) -> list[dict]:
-    """Sampled trials an earlier run left unfinished, as Optuna points: they resume by key."""
-    points = []
-    for key, run in tracking.child_runs(client, experiment_id).items():
-        if key in base or tracking.trial_state(run) in tracking.TERMINAL_STATUSES:
-            continue
-        grid_key = run.data.tags.get("sweeper.grid_key")
-        sampled = run.data.tags.get("sweeper.sampled")
-        if grid_key in base and sampled:
-            points.append({"grid": grid_key, "sampled": json.loads(sampled)})
-    return points
-
-
 def _scheduler(spec):
     section = spec.scheduler
     if section.name == "fifo":
@@ -361,98 +267,6 @@ def _scheduler(spec):
         return ASHAScheduler(time_attr="epoch", max_t=max_t,
                              grace_period=section.grace_period, reduction_factor=section.reduction_factor)
     raise SweepError(f"scheduler {section.name!r} is not supported")
-
-
-def _progress_callback(*args, **kwargs):
-    """A ray.tune.Callback built on first use, so importing this module does not import Ray."""
-    from ray import tune
-
-    klass = type("SweepProgress", (_Progress, tune.Callback), {})
-    return klass(*args, **kwargs)
-
-
-class _Progress:
-    """Feeds the live view and the parent-run dashboard (sweeper.progress) and settles what only
-    the driver can know: a trial the scheduler stopped early, and a trial that failed for good
-    after all its retries."""
-
-    def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 started: float, sweep: str = "sweep", parent_run_id: str | None = None):
-        self.name_axes = name_axes
-        self.client = client
-        self.experiment_id = experiment_id
-        self.grid = grid
-        self.total = total
-        self.started = started
-        self.finished = 0
-        self.keys: set[str] = set()
-        self.first_epoch_s: float | None = None
-        from sweeper.progress import SweepMonitor
-
-        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
-        self.payloads: dict[str, TrialPayload] = {}
-
-    def _payload_of(self, trial) -> TrialPayload:
-        if trial.trial_id not in self.payloads:
-            self.payloads[trial.trial_id] = payload_from_config(trial.config, self.grid, self.name_axes)
-        return self.payloads[trial.trial_id]
-
-    def setup(self, **info):
-        self.monitor.open()
-
-    def on_trial_start(self, iteration, trials, trial, **info):
-        p = self._payload_of(trial)
-        self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
-
-    def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.first_epoch_s is None:
-            self.first_epoch_s = time.monotonic() - self.started
-        p = self._payload_of(trial)
-        self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
-
-    def on_step_end(self, iteration, trials, **info):
-        self.monitor.tick()
-
-    def on_experiment_end(self, trials, **info):
-        self.monitor.close()
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self._settle(trial, failed=False)
-
-    def on_trial_error(self, iteration, trials, trial, **info):
-        self._settle(trial, failed=True)
-
-    def _settle(self, trial, failed: bool) -> None:
-        self.finished += 1
-        payload = payload_from_config(trial.config, self.grid, self.name_axes)
-        self.keys.add(payload.key)
-        try:
-            with tracking.fast_fail_http():
-                run = tracking.find_child_run(self.client, self.experiment_id, payload.key)
-                state = tracking.trial_state(run)
-                if run is not None and failed and state not in tracking.TERMINAL_STATUSES:
-                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "failed")
-                    self.client.set_terminated(run.info.run_id, "FAILED")
-                    state = "failed"
-                elif run is not None and not failed and state not in tracking.TERMINAL_STATUSES:
-                    # ended without finishing its epochs and without an error: a scheduler stop
-                    self.client.set_tag(run.info.run_id, tracking.TAG_EARLY_STOPPED, "true")
-                    history = self.client.get_metric_history(run.info.run_id, "test_acc")
-                    if history:
-                        accs = [m.value for m in sorted(history, key=lambda m: m.step)]
-                        self.client.log_metric(run.info.run_id, "final_test_acc", accs[-1], step=0)
-                        self.client.log_metric(run.info.run_id, "best_test_acc", max(accs), step=0)
-                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "finished")
-                    self.client.set_terminated(run.info.run_id, "FINISHED")
-                    state = "finished (stopped early)"
-                acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run else None
-                notes = trial_notes(run)
-        except Exception:  # noqa: BLE001 - progress output must never stop the sweep
-            state, acc, notes = ("failed" if failed else "ended"), None, {}
-        where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
-        self.monitor.ended(payload.key, payload.name, state, acc, where)
-        if notes.get("set_aside"):
-            self.monitor.say(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
 
 
 def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:

@@ -52,7 +52,7 @@ def sweep_status(spec_or_name: str, tracking_uri: str | None = None,
     except SweepError:
         if spec is None:
             raise
-        from sweeper.orchestrate import expected_payloads
+        from sweeper.planning import expected_payloads
 
         return name, uri, [_row(None, t.name, t.key, None) for t in expected_payloads(spec)]
     client = tracking.connect(uri)
@@ -64,7 +64,7 @@ def sweep_status(spec_or_name: str, tracking_uri: str | None = None,
     rows: list[TrialStatus] = []
     listed: set[str] = set()
     if spec is not None:
-        from sweeper.orchestrate import expected_payloads
+        from sweeper.planning import expected_payloads
 
         for trial in expected_payloads(spec):
             rows.append(_row(client, trial.name, trial.key, runs.get(trial.key)))

@@ -24,7 +24,8 @@ from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
 from sweeper import readback, tracking
-from sweeper.orchestrate import expected_payloads, run_command
+from sweeper.orchestrate import run_command
+from sweeper.planning import expected_payloads
 from sweeper.report import build_report
 from sweeper.report import figures as fig
 from sweeper.report.build import write_results

@@ -6,7 +6,7 @@ import pytest
 
 from sweeper import tracking
 from sweeper.errors import SweepError
-from sweeper.orchestrate import expected_payloads
+from sweeper.planning import expected_payloads
 from sweeper.spec import load_spec
 from sweeper.status import format_table, sweep_status
 

@@ -13,7 +13,8 @@ import pytest
 
 from sweeper import tracking, versions
 from sweeper.errors import SweepError
-from sweeper.orchestrate import expected_payloads, run_command, train_command
+from sweeper.orchestrate import run_command, train_command
+from sweeper.planning import expected_payloads
 from sweeper.spec import load_spec
 from sweeper.status import sweep_status
 from sweeper.worker import TAG_CHECKPOINT_SET_ASIDE

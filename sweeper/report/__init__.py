@@ -55,7 +55,7 @@ def _target(spec_or_name: str) -> tuple[str, str | None, int | None, set[str] | 
         from sweeper.spec import load_spec
 
         spec = load_spec(path)
-        from sweeper.orchestrate import expected_payloads
+        from sweeper.planning import expected_payloads
 
         planned = spec.sampled_trial_count() or len(spec.trials())
         keys = {t.key for t in expected_payloads(spec)} | {t.key for t in spec.trials()}
