@@ -156,7 +156,7 @@ def _store(client: Any) -> Any:
 def gammas_by_artifact_uri(artifact_uris: Mapping[str, str]) -> dict[str, list[float]]:
     """run_id -> all BN gammas of that run (layers pooled), read from ``gamma.json`` under each
     run's artifact URI, several runs at once. Runs without the file are left out."""
-    with tempfile.TemporaryDirectory(prefix="sweeper-gammas-") as tmp, _quiet_downloads():
+    with tempfile.TemporaryDirectory(prefix="sweeper-gammas-") as tmp, quiet_downloads():
         items = list(artifact_uris.items())
         found = _concurrently(lambda item: _read_gammas(item[1], Path(tmp) / item[0]), items)
     return {run_id: values for (run_id, _), values in zip(items, found) if values is not None}
@@ -177,7 +177,7 @@ def _read_gammas(artifact_uri: str, folder: Path) -> list[float] | None:
 
 
 @contextlib.contextmanager
-def _quiet_downloads() -> Iterator[None]:
+def quiet_downloads() -> Iterator[None]:
     """MLflow draws a progress bar per download on stderr; one per trial drowns the output."""
     name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
     saved = os.environ.get(name)

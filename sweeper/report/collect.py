@@ -12,14 +12,12 @@ read by the report only for the runs its figures draw, in bulk (sweeper/readback
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import pandas as pd
 
@@ -122,7 +120,7 @@ def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
     Runs without the artifact are left out rather than failing the report.
     """
     gammas: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory(prefix="sweeper-report-") as tmp, _quiet_downloads():
+    with tempfile.TemporaryDirectory(prefix="sweeper-report-") as tmp, readback.quiet_downloads():
         for run_id in run_ids:
             for artifact in GAMMA_ARTIFACTS:
                 values = _read_gammas(client, run_id, artifact, Path(tmp) / run_id)
@@ -132,21 +130,6 @@ def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
     return gammas
 
 
-@contextlib.contextmanager
-def _quiet_downloads() -> Iterator[None]:
-    """MLflow draws a progress bar per download on stderr; one per trial drowns the report's output."""
-    saved = os.environ.get(_PROGRESS_BAR)
-    os.environ[_PROGRESS_BAR] = "false"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop(_PROGRESS_BAR, None)
-        else:
-            os.environ[_PROGRESS_BAR] = saved
-
-
-_PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
 def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[float] | None:
