@@ -66,9 +66,14 @@ def test_the_environment_tracking_uri_is_named_as_such(no_network, monkeypatch):
         cluster_address.check_address(REMOTE, "s3://b/p", None, None)
 
 
-def test_addresses_that_are_not_ray_client_are_left_alone(no_network):
+def test_addresses_that_are_not_ray_client_are_left_alone(no_network, monkeypatch):
+    probed = []
+    monkeypatch.setattr(cluster_address, "probe", lambda host, port, address: probed.append((host, port)))
     for address in (None, "auto", "127.0.0.1:6379", "10.0.0.1:6379"):
-        cluster_address.check_address(address, "./sweeper_results", "sqlite:///mlflow.db", None)
+        # no refusal (it would raise SpecError) and no connection attempt
+        assert cluster_address.check_address(address, "./sweeper_results", "sqlite:///mlflow.db", None) is None
+        assert not cluster_address.is_ray_client(address)
+    assert probed == []
 
 
 def test_a_loopback_head_takes_local_paths_and_is_probed(monkeypatch):
