@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from sweeper import lease, tracking
 from sweeper.worker import TAG_ATTEMPTS
-from test_sweep_e2e import assert_no_duplicate_steps, children, metric_points, write_spec
+from test_sweep_e2e import assert_no_duplicate_steps, children, kill_session, metric_points, write_spec
 from two_drivers import assert_one_trained_and_one_named_the_holder, run_two_drivers
 
 pytestmark = pytest.mark.slow
@@ -66,16 +65,6 @@ def test_two_drivers_started_two_seconds_apart_train_every_trial_once(workdir):
     assert parent.info.status == "FINISHED"
 
 
-def _kill_session(pid: int) -> None:
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.getsid(int(entry.name)) == pid:
-                    os.kill(int(entry.name), signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-
-
 def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(workdir, tracking_uri, mlflow_client,
                                                                            monkeypatch):
     stale_s = 8
@@ -90,7 +79,7 @@ def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(work
             assert holder.poll() is None and time.monotonic() < deadline, "the holder never took the lease"
             time.sleep(0.3)
     finally:
-        _kill_session(holder.pid)
+        kill_session(holder.pid)
         holder.wait(timeout=60)
     (claim,) = lease_tags(mlflow_client, "orphan").values()
     assert claim["pid"] == holder.pid
@@ -119,7 +108,7 @@ def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(work
             assert holder_again.poll() is None and time.monotonic() < deadline
             time.sleep(0.3)
     finally:
-        _kill_session(holder_again.pid)
+        kill_session(holder_again.pid)
         holder_again.wait(timeout=60)
     assert lease_tags(mlflow_client, "orphan")  # a claim left by a SIGKILLed driver
     taken = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)

@@ -127,7 +127,7 @@ def test_a_killed_worker_resumes_from_its_checkpoint_not_from_scratch(workdir, t
     assert sorted(metric_points(mlflow_client, run.info.run_id, "test_acc")) == [1, 2]
 
 
-def _kill_session(pid: int) -> None:
+def kill_session(pid: int) -> None:
     """SIGKILL the driver's whole session: the driver and the Ray processes it started (only those)."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -157,7 +157,7 @@ def test_a_driver_killed_with_sigkill_mid_sweep_completes_on_the_next_run(workdi
         else:
             pytest.fail("no trial reported an epoch in time")
     finally:
-        _kill_session(driver.pid)
+        kill_session(driver.pid)
         driver.wait(timeout=60)
     states_at_kill = Counter(tracking.trial_state(r) for r in children(mlflow_client, "killed").values())
     assert states_at_kill["finished"] < 3  # it really was killed mid-sweep
