@@ -31,15 +31,8 @@ from sweeper.errors import SpecError
 from sweeper.trial import KEY_EXCLUDED, Trial, make_trial, trial_key
 from sweeper.yamlio import YamlDocument, load_yaml, parse_yaml
 from trainables.config import CheckpointConfig, ConfigError, TrialConfig
+from trainables.names import DEFAULT_METRIC, METRICS, PER_EPOCH_METRICS, direction as default_direction
 
-# Metric names of design.md. Per-epoch ones are reported every epoch (ASHA compares them);
-# final ones exist once a trial ends.
-PER_EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "images_per_s", "epoch_s")
-FINAL_METRICS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params", "gamma_near_zero_frac",
-                 "relu_zero_frac")
-METRICS = PER_EPOCH_METRICS + FINAL_METRICS
-LOWER_IS_BETTER = ("train_loss", "test_loss", "epoch_s")  # the default direction of these is min
-DEFAULT_METRIC = "test_acc"
 
 ALGORITHMS = ("grid", "random", "optuna")
 DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
@@ -448,7 +441,7 @@ class Spec(_Schema):
                 raise self._error(where, f"asha compares trials every epoch, so it needs a per-epoch metric "
                                          f"({', '.join(PER_EPOCH_METRICS)}), got {metric}")
         if direction is None:
-            direction = "min" if metric in LOWER_IS_BETTER else "max"
+            direction = default_direction(metric)
         self._objective = (metric, direction)
 
     def _check_space_bounds(self) -> None:
