@@ -1,0 +1,49 @@
+"""Dotted keys of a nested configuration (``train.optimizer.momentum``): reading one, writing
+one, and suggesting the nearest known word for a mistyped one.
+
+Trial configs, specs and MLflow params all name settings this way; these are the only walkers.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable, Mapping
+
+
+def get_path(config: Mapping[str, Any], path: str, default: Any = None) -> Any:
+    """The value at ``path``, or ``default`` where a part of it is missing or not a mapping."""
+    node: Any = config
+    for part in path.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def set_path(config: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``path`` to ``value``, creating missing mappings on the way. A part that exists and
+    is not a mapping raises ``KeyError`` naming the dotted prefix that holds it."""
+    *parents, leaf = path.split(".")
+    node = config
+    for i, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise KeyError(".".join(parents[:i + 1]))
+        node = child
+    node[leaf] = value
+
+
+def pop_path(config: dict[str, Any], path: str) -> None:
+    """Remove ``path`` if it is there; anything missing on the way is left as it is."""
+    *parents, leaf = path.split(".")
+    node: Any = config
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node.pop(leaf, None)
+
+
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """`` (did you mean 'bn_only'?)`` for the closest of ``choices``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
