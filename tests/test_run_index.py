@@ -1,0 +1,141 @@
+"""The run index: a reader gets exactly the child runs MLflow holds, reading only what changed.
+
+A real sqlite MLflow store. Every test compares what ``run_index.child_runs`` returns with the
+index against a plain listing of every run (the truth), after the kind of change a sweep makes
+between two index writes, and counts how many runs the server had to send.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+
+from sweeper import run_index, tracking
+
+
+def _sweep(client, trials: int = 6):
+    """A parent run and ``trials`` finished child runs with params, metrics and a status tag."""
+    experiment_id = client.create_experiment("idx")
+    parent = client.create_run(experiment_id, run_name="idx", tags={tracking.TAG_ROLE: "sweep"})
+    ids = [_child(client, experiment_id, parent.info.run_id, i) for i in range(trials)]
+    for run_id in ids:
+        _finish(client, run_id)
+    return experiment_id, parent.info.run_id, ids
+
+
+def _child(client, experiment_id: str, parent_id: str, i: int) -> str:
+    run = client.create_run(experiment_id, run_name=f"t{i}", tags={
+        tracking.TAG_PARENT: parent_id, tracking.TAG_ROLE: "trial", tracking.TAG_TRIAL_KEY: f"key{i}"})
+    now = int(time.time() * 1000)
+    client.log_batch(run.info.run_id, params=[Param("model.depth", str(8 + i)), Param("mode", "bn_only")],
+                     metrics=[Metric("test_acc", 0.1 * e, now, e) for e in range(1, 4)])
+    return run.info.run_id
+
+
+def _finish(client, run_id: str) -> None:
+    client.log_batch(run_id, metrics=[Metric("final_test_acc", 0.3, int(time.time() * 1000), 0)],
+                     tags=[RunTag(tracking.TAG_STATUS, "finished")])
+    client.set_terminated(run_id, "FINISHED")
+
+
+def _as_compared(runs) -> dict:
+    return {r.info.run_id: r.to_json() for r in runs}
+
+
+def _truth(client, experiment_id: str) -> dict:
+    return _as_compared(run_index.search(client, experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'"))
+
+
+class CountingClient:
+    """The real client, counting the runs each search sends back."""
+
+    def __init__(self, client):
+        self.client, self.runs_sent = client, 0
+
+    def search_runs(self, *args, **kwargs):
+        page = self.client.search_runs(*args, **kwargs)
+        self.runs_sent += len(page)
+        return page
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_without_an_index_every_run_is_listed(mlflow_client):
+    experiment_id, _, ids = _sweep(mlflow_client)
+    counting = CountingClient(mlflow_client)
+    runs = run_index.child_runs(counting, experiment_id)
+    assert [r.info.run_id for r in runs] == ids  # oldest first
+    assert _as_compared(runs) == _truth(mlflow_client, experiment_id)
+    assert counting.runs_sent == len(ids) + 1  # the children and the parent
+
+
+def test_with_an_index_finished_runs_come_from_it_and_only_changes_are_searched(mlflow_client, monkeypatch):
+    experiment_id, parent_id, ids = _sweep(mlflow_client)
+    running = _child(mlflow_client, experiment_id, parent_id, 99)  # running when the index is written
+    assert run_index.write_index(mlflow_client, experiment_id, parent_id) == len(ids)
+    # Later than the slack: the finished runs' end_time is well before the index's as_of.
+    monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
+    counting = CountingClient(mlflow_client)
+    runs = run_index.child_runs(counting, experiment_id)
+    assert _as_compared(runs) == _truth(mlflow_client, experiment_id)
+    assert counting.runs_sent == 2  # the parent and the one running trial: nothing finished is re-sent
+    assert {r.info.run_id: r.info.status for r in runs}[running] == "RUNNING"
+
+
+def test_changes_after_the_index_are_seen(mlflow_client, monkeypatch):
+    experiment_id, parent_id, ids = _sweep(mlflow_client)
+    running = _child(mlflow_client, experiment_id, parent_id, 50)
+    restored = ids[1]
+    mlflow_client.delete_run(restored)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    monkeypatch.setattr(run_index, "SLACK_MS", 0)
+    time.sleep(0.01)
+    _finish(mlflow_client, running)  # ended after the index: its final metrics and tag are read
+    new = _child(mlflow_client, experiment_id, parent_id, 51)  # started after the index
+    mlflow_client.set_terminated(new, "KILLED")
+    mlflow_client.delete_run(ids[0])  # in the index, deleted since
+    mlflow_client.restore_run(restored)  # deleted at the index, restored since
+    runs = {r.info.run_id: r for r in run_index.child_runs(mlflow_client, experiment_id)}
+    assert runs.keys() == _truth(mlflow_client, experiment_id).keys()
+    assert _as_compared(runs.values()) == _truth(mlflow_client, experiment_id)
+    assert ids[0] not in runs and restored in runs and new in runs
+    assert runs[running].data.tags[tracking.TAG_STATUS] == "finished"
+    assert runs[running].data.metrics["final_test_acc"] == 0.3
+
+
+def test_a_tag_the_driver_changes_on_finished_runs_is_in_the_rewritten_index(mlflow_client, monkeypatch):
+    experiment_id, parent_id, ids = _sweep(mlflow_client)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
+    runs = run_index.child_runs(mlflow_client, experiment_id)
+    mlflow_client.set_tag(ids[2], "sweeper.superseded", "abc")  # what sweeper.versions does
+    runs[2].data.tags["sweeper.superseded"] = "abc"
+    run_index.write_index(mlflow_client, experiment_id, parent_id, runs=runs)
+    assert _as_compared(run_index.child_runs(mlflow_client, experiment_id)) == _truth(mlflow_client, experiment_id)
+
+
+def test_an_index_cut_short_is_ignored(mlflow_client, tmp_path: Path):
+    experiment_id, parent_id, ids = _sweep(mlflow_client)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    _finish(mlflow_client, _child(mlflow_client, experiment_id, parent_id, 7))
+    whole = gzip.compress(b'{"format": 1, "as_of": 1, "deleted": [], "runs": [')
+    cut = tmp_path / run_index.ARTIFACT_NAME
+    cut.write_bytes(whole[: len(whole) // 2])
+    mlflow_client.log_artifact(parent_id, str(cut), run_index.ARTIFACT_DIR)
+    parent = mlflow_client.get_run(parent_id)
+    assert run_index.load_index(parent) is None
+    assert _as_compared(run_index.child_runs(mlflow_client, experiment_id)) == _truth(mlflow_client, experiment_id)
+
+
+def test_indexed_runs_read_like_mlflow_runs(mlflow_client):
+    experiment_id, parent_id, ids = _sweep(mlflow_client, trials=1)
+    real = mlflow_client.get_run(ids[0])
+    indexed = run_index.IndexedRun.from_json(run_index.IndexedRun.of(real).to_json())
+    assert indexed.info.run_id == real.info.run_id and indexed.info.artifact_uri == real.info.artifact_uri
+    assert indexed.data.params == real.data.params and indexed.data.tags == real.data.tags
+    assert indexed.data.metrics == real.data.metrics
+    assert {(m.key, m.step) for m in indexed.data._metric_objs} == {(m.key, m.step) for m in real.data._metric_objs}
