@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from sweeper.spec import Spec
 from sweeper.trial import Trial
+from trainables.keys import set_path
 
 BACKWARD_FACTOR = 3  # forward + backward ~ 3 x forward
 # Sustained training throughput assumed per GPU, in FLOP/s: bf16 small ResNets reach about a
@@ -86,11 +87,7 @@ def _largest_work(trial: Trial, work_axes: Mapping[str, Any]) -> TrialWork:
     for values in itertools.product(*(d.bounds() for d in work_axes.values())):
         config = copy.deepcopy(trial.config)
         for path, value in zip(work_axes, values):
-            *parents, leaf = path.split(".")
-            node = config
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
+            set_path(config, path, value)
         candidates.append(trial_work(config))
     return max(candidates, key=lambda w: w.training_flops)
 

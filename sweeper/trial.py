@@ -18,7 +18,9 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
+from trainables import keys
 from trainables.config import IDENTITY_OMITS_AT_DEFAULT, identity_view
+from trainables.keys import pop_path
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -71,28 +73,15 @@ def trial_key(config: Mapping[str, Any]) -> str:
     """
     kept = identity_view(config)
     for path in KEY_EXCLUDED:
-        *parents, leaf = path.split(".")
-        node: Any = kept
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        pop_path(kept, path)
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+def flatten(config: Mapping[str, Any]) -> dict[str, Scalar]:
     """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists become JSON text."""
-    flat: dict[str, Scalar] = {}
-    for key, value in config.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, path))
-        elif isinstance(value, (list, tuple)):
-            flat[path] = json.dumps(list(value))
-        else:
-            flat[path] = value
-    return flat
+    return {path: json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+            for path, value in keys.flatten(config).items()}
 
 
 def trial_name(params: Mapping[str, Scalar], extra_axes: Iterable[str] = ()) -> str:

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from trainables.config import ConfigError, TrialConfig, identity_view
+from trainables.keys import flatten
 
 CHECKPOINT_FILE = "checkpoint.pt"
 GAMMA_FILE = "gamma.json"
@@ -71,20 +72,11 @@ class CheckpointError(Exception):
 # --- the trial's identity ------------------------------------------------------------------
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
-
-
 def config_identity(config: TrialConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The flattened configuration that decides whether a checkpoint may be resumed."""
     plain = config.to_dict() if isinstance(config, TrialConfig) else config
     # identity_view: a checkpoint written before a setting existed resumes under its default
-    return {k: v for k, v in _flatten(identity_view(plain)).items() if k not in RESUME_IGNORES}
+    return {k: v for k, v in flatten(identity_view(plain)).items() if k not in RESUME_IGNORES}
 
 
 def config_hash(config: TrialConfig | Mapping[str, Any]) -> str:

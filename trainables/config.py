@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import functools
 import math
 import os
@@ -22,8 +21,9 @@ import types
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
 
-MODES = ("full", "bn_only", "bn_output", "output_only", "random_params")
-DATASETS = ("cifar10", "cifar100", "imagenet", "digits", "synthetic")
+from trainables.keys import did_you_mean, get_path, pop_path
+from trainables.names import DATASETS, MODES
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -227,13 +227,12 @@ def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
     that hold their default: what trial keys and checkpoint hashes are computed from."""
     kept = copy.deepcopy(dict(config))
     for path, default in IDENTITY_OMITS_AT_DEFAULT.items():
-        *parents, leaf = path.split(".")
-        node: Any = kept
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node and node[leaf] == default:
-            del node[leaf]
+        if get_path(kept, path, _ABSENT) == default:
+            pop_path(kept, path)
     return kept
+
+
+_ABSENT = object()
 
 
 # --- building dataclasses from untyped mappings -------------------------------------------
@@ -256,7 +255,7 @@ def _build(cls: type, data: Any, path: str) -> Any:
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else str(key)
-            raise ConfigError(where, f"unknown key{_did_you_mean(str(key), fields)}")
+            raise ConfigError(where, f"unknown key{did_you_mean(key, fields)}")
     values = {}
     for name, f in fields.items():
         where = f"{path}.{name}" if path else name
@@ -321,12 +320,7 @@ def _one_of(path: str, value: str, allowed: tuple[str, ...]) -> None:
         parts = path.split(".")
         what = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
         raise ConfigError(path, f"unknown {what} {value!r}"
-                                f"{_did_you_mean(value, allowed)}; one of {', '.join(allowed)}")
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+                                f"{did_you_mean(value, allowed)}; one of {', '.join(allowed)}")
 
 
 def _plain(value: Any) -> Any:
