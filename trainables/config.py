@@ -87,16 +87,11 @@ class ModelConfig:
     bn_init: str = "uniform"  # gamma ~ U[0, 1] as in the paper, or "ones"
 
     def validate(self) -> None:
-        from trainables.models import check_architecture  # lazy: keeps config import light
+        # imported here: shapes.py (torch-free) raises this module's ConfigError
+        from trainables.models.shapes import check_architecture
 
         _one_of("model.bn_init", self.bn_init, BN_INITS)
-        try:
-            check_architecture(self.family, self.depth, self.width)
-        except KeyError as e:
-            raise ConfigError("model.family", str(e.args[0])) from None
-        except ValueError as e:
-            key = "model.width" if "width" in str(e) else "model.depth"
-            raise ConfigError(key, str(e)) from None
+        check_architecture(self.family, self.depth, self.width)
 
 
 @dataclass(frozen=True)
