@@ -9,13 +9,17 @@ stated sustained throughput, printed next to the figure: an order of magnitude, 
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from sweeper.spec import Spec
 from sweeper.trial import Trial
+from trainables.config import ModelConfig
+from trainables.data.facts import DATA_SETS
 from trainables.keys import set_path
+from trainables.models.shapes import flops_per_image
 
 BACKWARD_FACTOR = 3  # forward + backward ~ 3 x forward
 # Sustained training throughput assumed per GPU, in FLOP/s: bf16 small ResNets reach about a
@@ -55,10 +59,6 @@ class Estimate:
 
 def trial_work(config: Mapping[str, Any]) -> TrialWork:
     """The work of one trial from its resolved configuration (``Trial.config``)."""
-    from trainables.config import ModelConfig  # lazy: flops need trainables.models (torch)
-    from trainables.data import DATA_SETS
-    from trainables.models import flops_per_image
-
     dataset = config["dataset"]
     facts = DATA_SETS[dataset["name"]]
     images = facts.train_images
@@ -66,7 +66,7 @@ def trial_work(config: Mapping[str, Any]) -> TrialWork:
         images = min(images, dataset["train_size"])
     size = dataset.get("image_size") or facts.image_size
     model = ModelConfig(**config["model"])
-    flops = _cached_flops(flops_per_image, model, facts.num_classes, size)
+    flops = _forward_flops(model, facts.num_classes, size)
     return TrialWork(epochs=config["train"]["epochs"], train_images=images, forward_flops=flops)
 
 
@@ -106,14 +106,9 @@ def _total(works: list[TrialWork], samples: int, upper_bound: bool) -> Estimate:
     )
 
 
-_FLOPS: dict[tuple[Any, ...], int] = {}
-
-
-def _cached_flops(flops_per_image: Any, model: Any, num_classes: int, size: int) -> int:
-    key = (model, num_classes, size)
-    if key not in _FLOPS:
-        _FLOPS[key] = int(flops_per_image(model, num_classes, size))
-    return _FLOPS[key]
+@functools.cache
+def _forward_flops(model: ModelConfig, num_classes: int, size: int) -> int:
+    return flops_per_image(model, num_classes, size)
 
 
 def si(value: float, unit: str = "") -> str:

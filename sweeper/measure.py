@@ -27,6 +27,7 @@ from typing import Any, Callable
 import torch
 
 from sweeper.spec import Spec
+from trainables.data.facts import DATA_SETS
 
 GIB = 2**30
 # Of a card's memory, what packed trials may plan to use: the rest absorbs fragmentation and
@@ -91,7 +92,6 @@ def training_step(config: Any, device: torch.device, *, batch_size: int | None =
     keyword arguments override the config's batch size, image side, compile flag and layout.
     """
     from trainables.config import TrialConfig
-    from trainables.data import DATA_SETS
     from trainables.loop import _precision_context
     from trainables.models import build_model
     from trainables.modes import apply_mode, build_optimizer
@@ -172,7 +172,6 @@ def _label(config: dict, image_size: int) -> str:
 
 
 def _train_steps(config: dict) -> int:
-    from trainables.data import DATA_SETS
 
     images = DATA_SETS[config["dataset"]["name"]].train_images
     if config["dataset"].get("train_size"):
@@ -185,7 +184,6 @@ def measure_spec(spec: Spec, device: torch.device, *, steps: int = 3, warmup: in
     """Time every distinct step of ``spec`` on ``device``; with a search, each grid point counts
     num_samples times at its base values (sampled work axes are not covered: see the FLOP
     estimate's upper bound)."""
-    from trainables.data import DATA_SETS
 
     samples = spec.search.num_samples if spec.sampled_trial_count() else 1
     groups: dict[tuple, list[dict]] = {}
