@@ -4,8 +4,10 @@ The key is what makes a sweep resumable: it names the MLflow child run, the chec
 the Ray trial, so running the same spec again finds the same trials. It is a hash of the resolved
 configuration minus the settings that cannot change a result (where the data lives, how often
 checkpoints are written), so that moving the data or checkpointing more often keeps every name.
-Settings added later (``trainables.config.IDENTITY_OMITS_AT_DEFAULT``) enter the key only when
-they differ from their default, so adding one renames nothing that ran before.
+Settings added later enter the key only when they differ from their default, so adding one
+renames nothing that ran before. Both are declared on the fields of ``trainables.config``
+(``identity=PLACE``, ``omit_at_default``), which derives ``KEY_EXCLUDED`` and
+``IDENTITY_OMITS_AT_DEFAULT`` from them.
 ``tests/test_spec.py`` pins the key of one fixed configuration: changing what goes into the key
 renames every stored result, so do it only on purpose.
 """
@@ -19,13 +21,10 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
 from trainables import keys
-from trainables.config import IDENTITY_OMITS_AT_DEFAULT, identity_view
+from trainables.config import IDENTITY_OMITS_AT_DEFAULT, KEY_EXCLUDED, identity_view
 from trainables.keys import pop_path
 
 Scalar = Union[str, int, float, bool, None]
-
-# Dotted paths left out of the key: they change where or how often, never what is computed.
-KEY_EXCLUDED = ("checkpoint", "dataset.root", "dataset.download", "dataset.num_workers")
 
 # The axes every name shows, in this order, as in design.md: bn_only-d110-w1-lr0.1-s0.
 NAME_CORE = (("mode", ""), ("model.depth", "d"), ("model.width", "w"), ("train.lr", "lr"), ("seed", "s"))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.config import ConfigError, TrialConfig, identity_view
+from trainables.config import RESUME_IGNORES, ConfigError, TrialConfig, identity_view
 from trainables.keys import flatten
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -38,18 +38,6 @@ GAMMA_FILE = "gamma.json"
 FORMAT_VERSION = 1
 _TMP_PREFIX = ".checkpoint-"
 _PACKED = "__packed_tensor__"
-
-# Config keys that do not change what a trial computes: a checkpoint written under other values
-# of these still resumes (another node's data path or device, a different checkpoint cadence).
-RESUME_IGNORES = frozenset({
-    "checkpoint.every_epochs",
-    "dataset.root",
-    "dataset.download",
-    "dataset.num_workers",
-    "train.device",
-    "train.compile",
-    "train.eval_batch_size",
-})
 
 
 class CheckpointError(Exception):
@@ -73,7 +61,9 @@ class CheckpointError(Exception):
 
 
 def config_identity(config: TrialConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened configuration that decides whether a checkpoint may be resumed."""
+    """The flattened configuration that decides whether a checkpoint may be resumed: all of it but
+    ``RESUME_IGNORES`` (declared on the config's fields: another node's data path or device, a
+    different checkpoint cadence still resume)."""
     plain = config.to_dict() if isinstance(config, TrialConfig) else config
     # identity_view: a checkpoint written before a setting existed resumes under its default
     return {k: v for k, v in flatten(identity_view(plain)).items() if k not in RESUME_IGNORES}
