@@ -60,14 +60,20 @@ class Estimate:
 def trial_work(config: Mapping[str, Any]) -> TrialWork:
     """The work of one trial from its resolved configuration (``Trial.config``)."""
     dataset = config["dataset"]
-    facts = DATA_SETS[dataset["name"]]
-    images = facts.train_images
-    if dataset.get("train_size"):
-        images = min(images, dataset["train_size"])
-    size = dataset.get("image_size") or facts.image_size
-    model = ModelConfig(**config["model"])
-    flops = _forward_flops(model, facts.num_classes, size)
-    return TrialWork(epochs=config["train"]["epochs"], train_images=images, forward_flops=flops)
+    flops = _forward_flops(ModelConfig(**config["model"]), DATA_SETS[dataset["name"]].num_classes,
+                           image_side(dataset))
+    return TrialWork(epochs=config["train"]["epochs"], train_images=train_images(dataset), forward_flops=flops)
+
+
+def train_images(dataset: Mapping[str, Any]) -> int:
+    """Training images per epoch of a resolved config's ``dataset``: the set's, or train_size fewer."""
+    images = DATA_SETS[dataset["name"]].train_images
+    return min(images, dataset["train_size"]) if dataset.get("train_size") else images
+
+
+def image_side(dataset: Mapping[str, Any]) -> int:
+    """A resolved config's image side: ``dataset.image_size``, or the data set's own."""
+    return dataset.get("image_size") or DATA_SETS[dataset["name"]].image_size
 
 
 def estimate_spec(spec: Spec) -> Estimate:
@@ -109,6 +115,11 @@ def _total(works: list[TrialWork], samples: int, upper_bound: bool) -> Estimate:
 @functools.cache
 def _forward_flops(model: ModelConfig, num_classes: int, size: int) -> int:
     return flops_per_image(model, num_classes, size)
+
+
+def hours(value: float) -> str:
+    """``1234.5`` -> ``1,234.5``; below one hour two significant digits (``0.042``)."""
+    return f"{value:,.1f}" if value >= 1 else f"{value:.2g}"
 
 
 def si(value: float, unit: str = "") -> str:
