@@ -9,12 +9,17 @@ stated sustained throughput, printed next to the figure: an order of magnitude, 
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from sweeper.spec import Spec
 from sweeper.trial import Trial
+from trainables.config import ModelConfig
+from trainables.data.facts import DATA_SETS
+from trainables.keys import set_path
+from trainables.models.shapes import flops_per_image
 
 BACKWARD_FACTOR = 3  # forward + backward ~ 3 x forward
 # Sustained training throughput assumed per GPU, in FLOP/s: bf16 small ResNets reach about a
@@ -54,19 +59,21 @@ class Estimate:
 
 def trial_work(config: Mapping[str, Any]) -> TrialWork:
     """The work of one trial from its resolved configuration (``Trial.config``)."""
-    from trainables.config import ModelConfig  # lazy: flops need trainables.models (torch)
-    from trainables.data import DATA_SETS
-    from trainables.models import flops_per_image
-
     dataset = config["dataset"]
-    facts = DATA_SETS[dataset["name"]]
-    images = facts.train_images
-    if dataset.get("train_size"):
-        images = min(images, dataset["train_size"])
-    size = dataset.get("image_size") or facts.image_size
-    model = ModelConfig(**config["model"])
-    flops = _cached_flops(flops_per_image, model, facts.num_classes, size)
-    return TrialWork(epochs=config["train"]["epochs"], train_images=images, forward_flops=flops)
+    flops = _forward_flops(ModelConfig(**config["model"]), DATA_SETS[dataset["name"]].num_classes,
+                           image_side(dataset))
+    return TrialWork(epochs=config["train"]["epochs"], train_images=train_images(dataset), forward_flops=flops)
+
+
+def train_images(dataset: Mapping[str, Any]) -> int:
+    """Training images per epoch of a resolved config's ``dataset``: the set's, or train_size fewer."""
+    images = DATA_SETS[dataset["name"]].train_images
+    return min(images, dataset["train_size"]) if dataset.get("train_size") else images
+
+
+def image_side(dataset: Mapping[str, Any]) -> int:
+    """A resolved config's image side: ``dataset.image_size``, or the data set's own."""
+    return dataset.get("image_size") or DATA_SETS[dataset["name"]].image_size
 
 
 def estimate_spec(spec: Spec) -> Estimate:
@@ -86,11 +93,7 @@ def _largest_work(trial: Trial, work_axes: Mapping[str, Any]) -> TrialWork:
     for values in itertools.product(*(d.bounds() for d in work_axes.values())):
         config = copy.deepcopy(trial.config)
         for path, value in zip(work_axes, values):
-            *parents, leaf = path.split(".")
-            node = config
-            for p in parents:
-                node = node[p]
-            node[leaf] = value
+            set_path(config, path, value)
         candidates.append(trial_work(config))
     return max(candidates, key=lambda w: w.training_flops)
 
@@ -109,14 +112,14 @@ def _total(works: list[TrialWork], samples: int, upper_bound: bool) -> Estimate:
     )
 
 
-_FLOPS: dict[tuple[Any, ...], int] = {}
+@functools.cache
+def _forward_flops(model: ModelConfig, num_classes: int, size: int) -> int:
+    return flops_per_image(model, num_classes, size)
 
 
-def _cached_flops(flops_per_image: Any, model: Any, num_classes: int, size: int) -> int:
-    key = (model, num_classes, size)
-    if key not in _FLOPS:
-        _FLOPS[key] = int(flops_per_image(model, num_classes, size))
-    return _FLOPS[key]
+def hours(value: float) -> str:
+    """``1234.5`` -> ``1,234.5``; below one hour two significant digits (``0.042``)."""
+    return f"{value:,.1f}" if value >= 1 else f"{value:.2g}"
 
 
 def si(value: float, unit: str = "") -> str:

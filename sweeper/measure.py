@@ -26,7 +26,9 @@ from typing import Any, Callable
 
 import torch
 
+from sweeper.estimate import hours, image_side, train_images
 from sweeper.spec import Spec
+from trainables.data.facts import DATA_SETS
 
 GIB = 2**30
 # Of a card's memory, what packed trials may plan to use: the rest absorbs fragmentation and
@@ -91,10 +93,9 @@ def training_step(config: Any, device: torch.device, *, batch_size: int | None =
     keyword arguments override the config's batch size, image side, compile flag and layout.
     """
     from trainables.config import TrialConfig
-    from trainables.data import DATA_SETS
-    from trainables.loop import _precision_context
     from trainables.models import build_model
     from trainables.modes import apply_mode, build_optimizer
+    from trainables.precision import precision_context
 
     config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     facts = DATA_SETS[config.dataset.name]
@@ -107,7 +108,7 @@ def training_step(config: Any, device: torch.device, *, batch_size: int | None =
     model = model.to(device, memory_format=memory_format)
     optimizer = build_optimizer(model, trainability, config.train)
     net = torch.compile(model) if (config.train.compile if compile is None else compile) else model
-    precision = _precision_context(config, device)
+    precision = precision_context(config.train.precision, device)
     generator = torch.Generator().manual_seed(config.seed)
     images = torch.randn(batch, 3, size, size, generator=generator).to(device, memory_format=memory_format)
     labels = torch.randint(0, facts.num_classes, (batch,), generator=generator).to(device)
@@ -172,12 +173,7 @@ def _label(config: dict, image_size: int) -> str:
 
 
 def _train_steps(config: dict) -> int:
-    from trainables.data import DATA_SETS
-
-    images = DATA_SETS[config["dataset"]["name"]].train_images
-    if config["dataset"].get("train_size"):
-        images = min(images, config["dataset"]["train_size"])
-    return math.ceil(images / config["train"]["batch_size"]) * config["train"]["epochs"]
+    return math.ceil(train_images(config["dataset"]) / config["train"]["batch_size"]) * config["train"]["epochs"]
 
 
 def measure_spec(spec: Spec, device: torch.device, *, steps: int = 3, warmup: int = 1,
@@ -185,8 +181,6 @@ def measure_spec(spec: Spec, device: torch.device, *, steps: int = 3, warmup: in
     """Time every distinct step of ``spec`` on ``device``; with a search, each grid point counts
     num_samples times at its base values (sampled work axes are not covered: see the FLOP
     estimate's upper bound)."""
-    from trainables.data import DATA_SETS
-
     samples = spec.search.num_samples if spec.sampled_trial_count() else 1
     groups: dict[tuple, list[dict]] = {}
     for trial in spec.trials():
@@ -198,8 +192,7 @@ def measure_spec(spec: Spec, device: torch.device, *, steps: int = 3, warmup: in
         measured = []
         for configs in groups.values():
             config = configs[0]
-            size = config["dataset"].get("image_size") or DATA_SETS[config["dataset"]["name"]].image_size
-            label = _label(config, size)
+            label = _label(config, image_side(config["dataset"]))
             if progress is not None:
                 progress(f"timing {label} ...")
             batch = config["train"]["batch_size"]
@@ -262,7 +255,7 @@ def describe_measured(spec: Spec, *, steps: int = 3, warmup: int = 1,
     per_trial = "one whole GPU per trial while timed" if device.type == "cuda" else \
         "CPU trial-hours, each trial on its resources.cpu cores"
     lines += [
-        f"  device-hours:           {_hours(seconds / 3600)} ({per_trial}; training steps only)",
+        f"  device-hours:           {hours(seconds / 3600)} ({per_trial}; training steps only)",
         f"  wall time:              {_duration(wall)} at {at_once} trial(s) at once (max_concurrent), "
         "if concurrent trials do not slow each other",
     ]
@@ -293,10 +286,6 @@ def _table(rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
             for r in rows]
-
-
-def _hours(hours: float) -> str:
-    return f"{hours:,.1f}" if hours >= 1 else f"{hours:.2g}"
 
 
 def _duration(seconds: float) -> str:

@@ -4,8 +4,10 @@ The key is what makes a sweep resumable: it names the MLflow child run, the chec
 the Ray trial, so running the same spec again finds the same trials. It is a hash of the resolved
 configuration minus the settings that cannot change a result (where the data lives, how often
 checkpoints are written), so that moving the data or checkpointing more often keeps every name.
-Settings added later (``trainables.config.IDENTITY_OMITS_AT_DEFAULT``) enter the key only when
-they differ from their default, so adding one renames nothing that ran before.
+Settings added later enter the key only when they differ from their default, so adding one
+renames nothing that ran before. Both are declared on the fields of ``trainables.config``
+(``identity=PLACE``, ``omit_at_default``), which derives ``KEY_EXCLUDED`` and
+``IDENTITY_OMITS_AT_DEFAULT`` from them.
 ``tests/test_spec.py`` pins the key of one fixed configuration: changing what goes into the key
 renames every stored result, so do it only on purpose.
 """
@@ -18,12 +20,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
-from trainables.config import IDENTITY_OMITS_AT_DEFAULT, identity_view
+from trainables import keys
+from trainables.config import IDENTITY_OMITS_AT_DEFAULT, KEY_EXCLUDED, identity_view
+from trainables.keys import pop_path
 
 Scalar = Union[str, int, float, bool, None]
-
-# Dotted paths left out of the key: they change where or how often, never what is computed.
-KEY_EXCLUDED = ("checkpoint", "dataset.root", "dataset.download", "dataset.num_workers")
 
 # The axes every name shows, in this order, as in design.md: bn_only-d110-w1-lr0.1-s0.
 NAME_CORE = (("mode", ""), ("model.depth", "d"), ("model.width", "w"), ("train.lr", "lr"), ("seed", "s"))
@@ -71,28 +72,15 @@ def trial_key(config: Mapping[str, Any]) -> str:
     """
     kept = identity_view(config)
     for path in KEY_EXCLUDED:
-        *parents, leaf = path.split(".")
-        node: Any = kept
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
+        pop_path(kept, path)
     text = json.dumps(kept, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Scalar]:
+def flatten(config: Mapping[str, Any]) -> dict[str, Scalar]:
     """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``; lists become JSON text."""
-    flat: dict[str, Scalar] = {}
-    for key, value in config.items():
-        path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, path))
-        elif isinstance(value, (list, tuple)):
-            flat[path] = json.dumps(list(value))
-        else:
-            flat[path] = value
-    return flat
+    return {path: json.dumps(list(value)) if isinstance(value, (list, tuple)) else value
+            for path, value in keys.flatten(config).items()}
 
 
 def trial_name(params: Mapping[str, Scalar], extra_axes: Iterable[str] = ()) -> str:

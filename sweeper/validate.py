@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import click
 
-from sweeper.estimate import ASSUMED_FLOPS_PER_S, BACKWARD_FACTOR, estimate_spec, si
+from sweeper.estimate import ASSUMED_FLOPS_PER_S, BACKWARD_FACTOR, estimate_spec, hours, si
 from sweeper.spec import Spec, load_spec
 
 
@@ -67,14 +67,10 @@ def describe(spec: Spec) -> list[str]:
         f"  training images seen:   {est.images_seen:,}",
         f"  forward FLOPs / image:  {flops}",
         f"  training FLOPs:         {si(est.training_flops, 'FLOP')} ({BACKWARD_FACTOR}x forward, for forward + backward)",
-        f"  GPU-hours:              {_hours(est.gpu_hours)} at an assumed {si(ASSUMED_FLOPS_PER_S, 'FLOP/s')} "
+        f"  GPU-hours:              {hours(est.gpu_hours)} at an assumed {si(ASSUMED_FLOPS_PER_S, 'FLOP/s')} "
         "sustained per GPU",
     ]
     return lines
-
-
-def _hours(hours: float) -> str:
-    return f"{hours:,.1f}" if hours >= 1 else f"{hours:.2g}"
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:

@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from trainables.config import ConfigError, DatasetConfig
-from trainables.data import DataSource, load_data
-from trainables.data.source import PAD
+from trainables.data import load_data
+from trainables.data.source import PAD, DataSource
 
 CPU = torch.device("cpu")
 

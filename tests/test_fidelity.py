@@ -145,10 +145,12 @@ def test_paper_studies_use_open_lths_hyperparameters(name):
 
 def test_augmentation_and_evaluation_constants_are_open_lths():
     from trainables.data import imagenet, source
+    from trainables.data.facts import DATA_SETS
 
     assert source.PAD == 4
     assert (imagenet.CROP_SCALE, imagenet.CROP_RATIO) == ((0.1, 1.0), (0.8, 1.25))
-    assert round(imagenet.DEFAULT_SIZE * imagenet.EVAL_RESIZE) == 256 and imagenet.DEFAULT_SIZE == 224
+    size = DATA_SETS["imagenet"].image_size
+    assert round(size * imagenet.EVAL_RESIZE) == 256 and size == 224
     assert (imagenet.MEAN, imagenet.STD) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 

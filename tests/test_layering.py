@@ -41,3 +41,18 @@ def test_importing_every_trainables_module_loads_none_of_the_sweep_layer():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=TRAINABLES.parent).stdout
     assert out.strip() == "[]"
+
+
+# The trial's words, its configuration and the facts a sweep is sized from: what the sweep layer
+# reads to validate and estimate a spec. Importing them must not load torch (`sweeper validate`).
+TORCH_FREE = ("trainables", "trainables.names", "trainables.keys", "trainables.settings", "trainables.config",
+              "trainables.models", "trainables.models.shapes", "trainables.data", "trainables.data.facts")
+
+
+def test_the_modules_a_spec_is_validated_with_import_no_torch():
+    script = ("import importlib, sys\n"
+              f"for m in {TORCH_FREE!r}: importlib.import_module(m)\n"
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'numpy')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                         cwd=TRAINABLES.parent).stdout
+    assert out.strip() == "[]"

@@ -47,11 +47,16 @@ def test_every_depth_the_study_names_is_accepted(family, depth):
     assert check_architecture(family, depth, 1) is None  # no exception: the depth is valid
 
 
-def test_unknown_family_is_a_key_error_with_a_suggestion():
-    with pytest.raises(KeyError) as info:
-        check_architecture("cifar_resnett", 20, 1)
-    assert info.value.args[0] == ("unknown model family 'cifar_resnett' (did you mean 'cifar_resnet'?); "
-                                  "one of cifar_resnet, vgg, imagenet_resnet")
+def shape_error(family, depth, width) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        check_architecture(family, depth, width)
+    return info.value
+
+
+def test_unknown_family_names_the_family_with_a_suggestion():
+    error = shape_error("cifar_resnett", 20, 1)
+    assert (error.path, error.message) == ("model.family", "unknown model family 'cifar_resnett' (did you mean "
+                                                           "'cifar_resnet'?); one of cifar_resnet, vgg, imagenet_resnet")
 
 
 @pytest.mark.parametrize("family, depth, expected", [
@@ -61,26 +66,26 @@ def test_unknown_family_is_a_key_error_with_a_suggestion():
     ("vgg", 12, "12 is not a VGG depth for vgg; one of 11, 13, 16, 19"),
     ("imagenet_resnet", 20, "20 is not an imagenet_resnet depth; one of 18, 34, 50, 101, 152, 200"),
 ])
-def test_bad_depth_names_the_depth_and_never_the_width(family, depth, expected):
-    with pytest.raises(ValueError) as info:
-        check_architecture(family, depth, 1)
-    assert str(info.value).startswith(expected)
-    assert "width" not in str(info.value)
+def test_bad_depth_names_the_depth_field(family, depth, expected):
+    error = shape_error(family, depth, 1)
+    assert error.path == "model.depth"
+    assert error.message.startswith(expected)
 
 
 @pytest.mark.parametrize("family, depth, width", [
     ("cifar_resnet", 20, 0), ("cifar_resnet", 20, 65), ("vgg", 11, 0), ("vgg", 11, -1),
     ("imagenet_resnet", 50, 0), ("imagenet_resnet", 18, 65),
 ])
-def test_bad_width_says_width(family, depth, width):
-    with pytest.raises(ValueError, match="width"):
-        check_architecture(family, depth, width)
+def test_bad_width_names_the_width_field(family, depth, width):
+    assert shape_error(family, depth, width).path == "model.width"
 
 
 def test_width_message_is_fit_for_a_user():
-    with pytest.raises(ValueError) as info:
-        check_architecture("cifar_resnet", 20, 0)
-    assert str(info.value) == "width must be an integer 1..64, got 0"
+    assert shape_error("cifar_resnet", 20, 0).message == "width must be an integer 1..64, got 0"
+
+
+def test_a_depth_and_a_width_both_wrong_name_the_depth_first():
+    assert shape_error("vgg", 12, 0).path == "model.depth"
 
 
 def test_trial_config_points_at_the_key_that_is_wrong():
@@ -92,6 +97,19 @@ def test_trial_config_points_at_the_key_that_is_wrong():
     assert error({"family": "cifar_resnet", "depth": 15}).path == "model.depth"
     assert error({"family": "cifar_resnet", "depth": 14, "width": 0}).path == "model.width"
     assert error({"family": "resnet", "depth": 14}).path == "model.family"
+
+
+def test_the_shape_rules_need_no_torch():
+    """Validating a spec checks and costs models through shapes.py, which must not load torch."""
+    script = ("import sys\n"
+              "from trainables.config import ModelConfig, TrialConfig\n"
+              "from trainables.models import flops_per_image\n"
+              "TrialConfig.from_dict({'dataset': {'name': 'cifar10'}, 'model': {'family': 'imagenet_resnet', "
+              "'depth': 50}, 'train': {'epochs': 1}})\n"
+              "flops_per_image(ModelConfig('cifar_resnet', 866), 10, 32)\n"
+              "print('torch' in sys.modules, 'torchvision' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 # --- the paper's parameter counts (paper.md) -----------------------------------------------------
@@ -361,5 +379,5 @@ def test_analytic_flops_equal_a_measured_forward(family, depth, width, classes, 
 
 
 def test_flops_reject_a_bad_architecture():
-    with pytest.raises(ValueError, match="6n\\+2"):
+    with pytest.raises(ConfigError, match="6n\\+2"):
         flops_per_image(ModelConfig("cifar_resnet", 15), 10, 32)

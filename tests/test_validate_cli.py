@@ -54,10 +54,12 @@ def test_train_size_caps_the_images_of_a_trial():
 
 
 def test_the_data_set_facts_agree_with_what_the_loaders_load():
-    from trainables.config import DATASETS, DatasetConfig
-    from trainables.data import DATA_SETS, load_data
+    from trainables.config import DatasetConfig
+    from trainables.data import load_data
+    from trainables.data.facts import DATA_SETS
+    from trainables.names import DATASETS
 
-    assert set(DATA_SETS) == set(DATASETS)
+    assert tuple(DATA_SETS) == DATASETS
     for name in ("digits", "synthetic"):
         source = load_data(DatasetConfig(name=name), "cpu", seed=0)
         facts = DATA_SETS[name]
@@ -104,6 +106,22 @@ def test_the_cli_reports_a_missing_file_as_one_line(tmp_path):
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
     assert (proc.returncode, proc.stderr) == (2, "nope.yaml: no such file\n")
+
+
+def test_validate_imports_no_torch():
+    """Checking a spec and estimating its work read torch-free rules (model shapes, data set
+    facts): `sweeper validate` of the paper's biggest grid must not pay for importing torch."""
+    root = Path(__file__).resolve().parents[1]
+    script = ("import sys\n"
+              "from sweeper.cli import main\n"
+              "sys.argv = ['sweeper', 'validate', 'sweeps/depth_vs_width.yaml']\n"
+              "main()\n"
+              "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("180 trials in sweep 'depth_vs_width'")
+    assert proc.stderr.splitlines()[-1] == "[]"
 
 
 def test_measure_times_every_architecture_and_mode_and_gives_the_cost_from_those_timings():

@@ -1,7 +1,7 @@
 """What a trained network did with its BatchNorm: near-zero gammas and ReLU sparsity.
 
 The paper's analyses: BN-only training learns to switch random features off, which shows as
-gamma near 0 (thresholds 0.01, 0.05, 0.1 since the paper's exact one is not confirmed) and as
+gamma near 0 (``names.GAMMA_THRESHOLDS``, since the paper's exact threshold is not confirmed) and as
 ReLU outputs that are exactly 0 on the test set. Both rely on the model conventions of
 docs/architecture.md: every BN is an ``nn.BatchNorm2d`` (or 1d) module, every ReLU an ``nn.ReLU``.
 """
@@ -14,7 +14,7 @@ from typing import Callable, ContextManager, Iterable
 import torch
 from torch import nn
 
-GAMMA_THRESHOLDS = (0.01, 0.05, 0.1)
+from trainables.names import GAMMA_THRESHOLDS, gamma_metric
 
 
 def bn_layers(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
@@ -37,11 +37,8 @@ def gamma_near_zero_frac(model: nn.Module, threshold: float = 0.01) -> float:
 
 
 def gamma_metrics(model: nn.Module) -> dict[str, float]:
-    """The design's metric names: ``gamma_near_zero_frac`` is the 0.01 threshold."""
-    metrics = {"gamma_near_zero_frac": gamma_near_zero_frac(model, GAMMA_THRESHOLDS[0])}
-    for threshold in GAMMA_THRESHOLDS[1:]:
-        metrics[f"gamma_near_zero_frac_{threshold}"] = gamma_near_zero_frac(model, threshold)
-    return metrics
+    """One metric per threshold, named by ``names.gamma_metric`` (``gamma_near_zero_frac`` is 0.01)."""
+    return {gamma_metric(threshold): gamma_near_zero_frac(model, threshold) for threshold in GAMMA_THRESHOLDS}
 
 
 @torch.no_grad()

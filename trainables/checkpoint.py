@@ -30,25 +30,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from trainables.config import ConfigError, TrialConfig, identity_view
+from trainables.config import RESUME_IGNORES, ConfigError, TrialConfig, identity_view
+from trainables.keys import flatten
 
 CHECKPOINT_FILE = "checkpoint.pt"
 GAMMA_FILE = "gamma.json"
 FORMAT_VERSION = 1
 _TMP_PREFIX = ".checkpoint-"
 _PACKED = "__packed_tensor__"
-
-# Config keys that do not change what a trial computes: a checkpoint written under other values
-# of these still resumes (another node's data path or device, a different checkpoint cadence).
-RESUME_IGNORES = frozenset({
-    "checkpoint.every_epochs",
-    "dataset.root",
-    "dataset.download",
-    "dataset.num_workers",
-    "train.device",
-    "train.compile",
-    "train.eval_batch_size",
-})
 
 
 class CheckpointError(Exception):
@@ -71,20 +60,13 @@ class CheckpointError(Exception):
 # --- the trial's identity ------------------------------------------------------------------
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
-
-
 def config_identity(config: TrialConfig | Mapping[str, Any]) -> dict[str, Any]:
-    """The flattened configuration that decides whether a checkpoint may be resumed."""
+    """The flattened configuration that decides whether a checkpoint may be resumed: all of it but
+    ``RESUME_IGNORES`` (declared on the config's fields: another node's data path or device, a
+    different checkpoint cadence still resume)."""
     plain = config.to_dict() if isinstance(config, TrialConfig) else config
     # identity_view: a checkpoint written before a setting existed resumes under its default
-    return {k: v for k, v in _flatten(identity_view(plain)).items() if k not in RESUME_IGNORES}
+    return {k: v for k, v in flatten(identity_view(plain)).items() if k not in RESUME_IGNORES}
 
 
 def config_hash(config: TrialConfig | Mapping[str, Any]) -> str:

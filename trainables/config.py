@@ -6,6 +6,10 @@ grid point into. ``TrialConfig.from_dict`` is the only way in; every problem it
 finds is a ``ConfigError`` whose ``path`` names the offending key (``train.lr``,
 ``model.depth``) so that callers can point the user at the line they typed.
 
+Every setting is declared once, on its field (``settings.setting``): its default, its help
+text, and what it does to the trial's identity. ``KEY_EXCLUDED``, ``RESUME_IGNORES`` and
+``IDENTITY_OMITS_AT_DEFAULT`` at the end are derived from those declarations.
+
 Plain dataclasses rather than pydantic: ``trainables`` depends on torch and
 torchvision only, so that a trial runs anywhere PyTorch does.
 """
@@ -14,34 +18,23 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import functools
 import math
 import os
 import types
-from dataclasses import dataclass, field
-from typing import Any, Mapping, Union, get_args, get_origin, get_type_hints
+from dataclasses import dataclass
+from typing import Any, Mapping, Union, get_args, get_origin
 
-MODES = ("full", "bn_only", "bn_output", "output_only", "random_params")
-DATASETS = ("cifar10", "cifar100", "imagenet", "digits", "synthetic")
+from trainables import settings
+from trainables.keys import did_you_mean, get_path, pop_path
+from trainables.names import DATASETS, FULL, MODES
+from trainables.settings import PLACE, RUN, setting
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 BN_INITS = ("uniform", "ones")
-# train.fidelity: whose small conventions a trial follows where this project and open_lth (the
-# paper's code) differ by well under a point of accuracy; docs/fidelity.md lists every point.
-#   sweeper:  CIFAR normalised with CIFAR's own mean/std, every bias starts at 0, warm-up's first
-#             step already has lr / warmup_steps.
-#   open_lth: CIFAR normalised with ImageNet's mean/std, biases (the frozen fc bias, VGG's conv
-#             biases) keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), warm-up's first
-#             step has lr 0 (open_lth's min(1, step / warmup_steps)).
-FIDELITIES = ("sweeper", "open_lth")
-
-# Settings added after trial keys were first pinned. A trial's identity (its sweep key, its
-# checkpoint's config hash) leaves each one out while it holds this default, as open_lth hashes
-# only non-default hyperparameters: adding a setting must not rename every finished run.
-IDENTITY_OMITS_AT_DEFAULT: dict[str, Any] = {"train.fidelity": "sweeper"}
+FIDELITIES = ("sweeper", "open_lth")  # train.fidelity's help says what each one means
 
 
 class ConfigError(ValueError):
@@ -55,13 +48,14 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    name: str
-    root: str | None = None  # folder holding the data set; ~ is expanded
-    download: bool = False  # fetch cifar10/100 when missing and the network allows it
-    image_size: int | None = None  # digits/synthetic side in pixels (default 32)
-    train_size: int | None = None  # keep only the first N training images (smoke runs)
-    test_size: int | None = None  # keep only the first N test images
-    num_workers: int = 8  # DataLoader workers for streamed (ImageNet) data
+    name: str = setting(help="the data set, one of names.DATASETS")
+    root: str | None = setting(None, help="folder holding the data set; ~ is expanded", identity=PLACE)
+    download: bool = setting(False, help="fetch cifar10/100 when missing and the network allows it",
+                             identity=PLACE)
+    image_size: int | None = setting(None, help="digits/synthetic side in pixels (default 32)")
+    train_size: int | None = setting(None, help="keep only the first N training images (smoke runs)")
+    test_size: int | None = setting(None, help="keep only the first N test images")
+    num_workers: int = setting(8, help="DataLoader workers for streamed (ImageNet) data", identity=PLACE)
 
     def validate(self) -> None:
         _one_of("dataset.name", self.name, DATASETS)
@@ -81,31 +75,26 @@ class DatasetConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    family: str
-    depth: int
-    width: int = 1  # channel multiplier (cifar_resnet, vgg) or wide-ResNet factor (imagenet_resnet)
-    bn_init: str = "uniform"  # gamma ~ U[0, 1] as in the paper, or "ones"
+    family: str = setting(help="the model family, one of models.shapes.FAMILIES")
+    depth: int = setting(help="layers; models/shapes.py says which depths each family builds")
+    width: int = setting(1, help="channel multiplier (cifar_resnet, vgg) or wide-ResNet factor (imagenet_resnet)")
+    bn_init: str = setting("uniform", help='gamma ~ U[0, 1] as in the paper, or "ones"')
 
     def validate(self) -> None:
-        from trainables.models import check_architecture  # lazy: keeps config import light
+        # imported here: shapes.py (torch-free) raises this module's ConfigError
+        from trainables.models.shapes import check_architecture
 
         _one_of("model.bn_init", self.bn_init, BN_INITS)
-        try:
-            check_architecture(self.family, self.depth, self.width)
-        except KeyError as e:
-            raise ConfigError("model.family", str(e.args[0])) from None
-        except ValueError as e:
-            key = "model.width" if "width" in str(e) else "model.depth"
-            raise ConfigError(key, str(e)) from None
+        check_architecture(self.family, self.depth, self.width)
 
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "sgd"
-    momentum: float = 0.9  # sgd only
-    nesterov: bool = False  # sgd only
-    beta1: float = 0.9  # adam only
-    beta2: float = 0.999  # adam only
+    name: str = setting("sgd", help="sgd or adam")
+    momentum: float = setting(0.9, help="sgd only")
+    nesterov: bool = setting(False, help="sgd only")
+    beta1: float = setting(0.9, help="adam only")
+    beta2: float = setting(0.999, help="adam only")
 
     def validate(self) -> None:
         _one_of("train.optimizer.name", self.name, OPTIMIZERS)
@@ -119,11 +108,11 @@ class OptimizerConfig:
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "constant"
-    milestones: tuple[int, ...] = ()  # step: epochs at which lr is multiplied by factor
-    step_size: int | None = None  # step: or multiply every step_size epochs
-    factor: float = 0.1  # step: the multiplier
-    min_lr: float = 0.0  # cosine: the floor, in absolute lr units
+    name: str = setting("constant", help="constant, step or cosine (trainables/schedule.py)")
+    milestones: tuple[int, ...] = setting((), help="step: epochs at which lr is multiplied by factor")
+    step_size: int | None = setting(None, help="step: or multiply every step_size epochs")
+    factor: float = setting(0.1, help="step: the multiplier")
+    min_lr: float = setting(0.0, help="cosine: the floor, in absolute lr units")
 
     def validate(self, epochs: int) -> None:
         _one_of("train.lr_schedule.name", self.name, SCHEDULES)
@@ -143,20 +132,28 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int
-    batch_size: int = 128
-    lr: float = 0.1
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    weight_decay: float = 1e-4  # plain L2 on every trainable tensor, as open_lth does
-    lr_schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    warmup_epochs: float = 0  # linear warm-up from ~0 to lr, in epochs (fractions allowed)
-    label_smoothing: float = 0.0
-    augment: bool = True  # random crop (pad 4) + horizontal flip for 32x32 data
-    precision: str = "auto"  # bf16 autocast on CUDA, fp32 on CPU
-    device: str = "auto"  # cuda when available, else cpu
-    compile: bool = False  # torch.compile the model
-    eval_batch_size: int = 1024
-    fidelity: str = "sweeper"  # or open_lth: see FIDELITIES above and docs/fidelity.md
+    epochs: int = setting(help="passes over the training set")
+    batch_size: int = setting(128, help="training images per step")
+    lr: float = setting(0.1, help="the learning rate (the peak, with a warm-up or a schedule)")
+    optimizer: OptimizerConfig = setting(default_factory=OptimizerConfig, help="the optimizer")
+    weight_decay: float = setting(1e-4, help="plain L2 on every trainable tensor, as open_lth does")
+    lr_schedule: ScheduleConfig = setting(default_factory=ScheduleConfig, help="the learning-rate schedule")
+    warmup_epochs: float = setting(0, help="linear warm-up from ~0 to lr, in epochs (fractions allowed)")
+    label_smoothing: float = setting(0.0, help="label smoothing of the training loss (not of the test loss)")
+    augment: bool = setting(True, help="random crop (pad 4) + horizontal flip for 32x32 data")
+    precision: str = setting("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32 or bf16")
+    device: str = setting("auto", help="auto (cuda when available, else cpu), cpu or cuda", identity=RUN)
+    compile: bool = setting(False, help="torch.compile the model", identity=RUN)
+    eval_batch_size: int = setting(1024, help="test images per evaluation batch", identity=RUN)
+    fidelity: str = setting(
+        "sweeper", omit_at_default=True,
+        help="whose small conventions the trial follows where this project and open_lth (the paper's "
+             "code) differ by well under a point of accuracy (docs/fidelity.md lists every point). "
+             "sweeper: CIFAR normalised with CIFAR's own mean/std, every bias starts at 0, warm-up's first "
+             "step already has lr / warmup_steps. open_lth: CIFAR normalised with ImageNet's mean/std, "
+             "biases (the frozen fc bias, VGG's conv biases) keep PyTorch's default "
+             "U(-1/sqrt(fan_in), 1/sqrt(fan_in)), warm-up's first step has lr 0 (open_lth's "
+             "min(1, step / warmup_steps)).")
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -185,7 +182,7 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class CheckpointConfig:
-    every_epochs: int = 1  # also always saved after the last epoch
+    every_epochs: int = setting(1, help="save a checkpoint every N epochs; also always after the last")
 
     def validate(self) -> None:
         if self.every_epochs < 1:
@@ -194,12 +191,13 @@ class CheckpointConfig:
 
 @dataclass(frozen=True)
 class TrialConfig:
-    dataset: DatasetConfig
-    model: ModelConfig
-    train: TrainConfig
-    mode: str = "full"
-    seed: int = 0
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    dataset: DatasetConfig = setting(help="what the trial trains and tests on")
+    model: ModelConfig = setting(help="the network")
+    train: TrainConfig = setting(help="how it trains")
+    mode: str = setting(FULL, help="which parameters train, one of names.MODES (trainables/modes.py)")
+    seed: int = setting(0, help="draws the weights, the random_params masks and every epoch's data order")
+    checkpoint: CheckpointConfig = setting(default_factory=CheckpointConfig, help="how often a checkpoint is saved",
+                                           identity=PLACE)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "TrialConfig":
@@ -222,28 +220,33 @@ class TrialConfig:
         return _plain(dataclasses.asdict(self))
 
 
+# --- a trial's identity, derived from the declarations above ------------------------------
+
+# Left out of a trial's key: they change where or how often, never what is computed.
+KEY_EXCLUDED: tuple[str, ...] = settings.declared(TrialConfig, PLACE)
+# Settings a checkpoint resumes across: the above, and how the trial runs (device, compile, ...).
+RESUME_IGNORES: frozenset[str] = frozenset(settings.leaves(TrialConfig, KEY_EXCLUDED
+                                                           + settings.declared(TrialConfig, RUN)))
+# Settings added after trial keys were first pinned. A trial's identity (its sweep key, its
+# checkpoint's config hash) leaves each one out while it holds its default, as open_lth hashes
+# only non-default hyperparameters: adding a setting must not rename every finished run.
+IDENTITY_OMITS_AT_DEFAULT: dict[str, Any] = settings.omitted_at_default(TrialConfig)
+
+
 def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of a ``to_dict()``-shaped config minus the IDENTITY_OMITS_AT_DEFAULT settings
     that hold their default: what trial keys and checkpoint hashes are computed from."""
     kept = copy.deepcopy(dict(config))
     for path, default in IDENTITY_OMITS_AT_DEFAULT.items():
-        *parents, leaf = path.split(".")
-        node: Any = kept
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict) and leaf in node and node[leaf] == default:
-            del node[leaf]
+        if get_path(kept, path, _ABSENT) == default:
+            pop_path(kept, path)
     return kept
 
 
+_ABSENT = object()
+
+
 # --- building dataclasses from untyped mappings -------------------------------------------
-
-
-@functools.cache
-def _type_hints(cls: type) -> dict[str, Any]:
-    # evaluating string annotations compiles code each time: a 10,000-trial spec spent most of
-    # its expansion here, once per dataclass per trial
-    return get_type_hints(cls)
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
@@ -251,12 +254,12 @@ def _build(cls: type, data: Any, path: str) -> Any:
         return data
     if not isinstance(data, Mapping):
         raise ConfigError(path, f"must be a mapping, got {_kind(data)}")
-    hints = _type_hints(cls)
+    hints = settings.type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else str(key)
-            raise ConfigError(where, f"unknown key{_did_you_mean(str(key), fields)}")
+            raise ConfigError(where, f"unknown key{did_you_mean(key, fields)}")
     values = {}
     for name, f in fields.items():
         where = f"{path}.{name}" if path else name
@@ -321,12 +324,7 @@ def _one_of(path: str, value: str, allowed: tuple[str, ...]) -> None:
         parts = path.split(".")
         what = parts[-2] if parts[-1] == "name" and len(parts) > 1 else parts[-1]
         raise ConfigError(path, f"unknown {what} {value!r}"
-                                f"{_did_you_mean(value, allowed)}; one of {', '.join(allowed)}")
-
-
-def _did_you_mean(word: str, choices: Any) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+                                f"{did_you_mean(value, allowed)}; one of {', '.join(allowed)}")
 
 
 def _plain(value: Any) -> Any:

@@ -1,5 +1,6 @@
 """Dotted keys of a nested configuration (``train.optimizer.momentum``): reading one, writing
-one, and suggesting the nearest known word for a mistyped one.
+one, flattening a whole configuration to them, and suggesting the nearest known word for a
+mistyped one.
 
 Trial configs, specs and MLflow params all name settings this way; these are the only walkers.
 """
@@ -41,6 +42,19 @@ def pop_path(config: dict[str, Any], path: str) -> None:
         node = node.get(part) if isinstance(node, dict) else None
     if isinstance(node, dict):
         node.pop(leaf, None)
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``: every leaf by its dotted path, in
+    order; values that are not mappings (lists included) are kept as they are."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, path))
+        else:
+            flat[path] = value
+    return flat
 
 
 def did_you_mean(word: Any, choices: Iterable[str]) -> str:

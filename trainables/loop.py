@@ -87,11 +87,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _precision_context(config: TrialConfig, device: torch.device) -> Callable[[], ContextManager]:
-    # auto: bf16 autocast on CUDA, fp32 elsewhere (TF32 on CUDA); see trainables/precision.py.
-    return precision_context(config.train.precision, device)
-
-
 def _build(config: TrialConfig) -> _Setup:
     device = resolve_device(config.train.device)
     seed_everything(config.seed)
@@ -111,7 +106,7 @@ def _build(config: TrialConfig) -> _Setup:
     scheduler = build_scheduler(optimizer, config.train, data.steps_per_epoch(config.train.batch_size))
     net = torch.compile(model) if config.train.compile else model
     return _Setup(config, device, data, model, net, trainability, optimizer, scheduler,
-                  _precision_context(config, device), channels_last)
+                  precision_context(config.train.precision, device), channels_last)
 
 
 def _batches(setup: _Setup, batches: Any) -> Any:

@@ -23,9 +23,10 @@ import torch
 from torch import nn
 from torch.utils.weak import WeakIdKeyDictionary
 
-from trainables.config import MODES, TrainConfig
+from trainables.config import TrainConfig
+from trainables.names import BN_ONLY, BN_OUTPUT, FULL, MODES, OUTPUT_ONLY, RANDOM_PARAMS
 
-__all__ = ["MODES", "Trainability", "apply_mode", "build_optimizer", "MASK_SEED_OFFSET", "WEIGHTS_PER_CHANNEL"]
+__all__ = ["Trainability", "apply_mode", "build_optimizer", "MASK_SEED_OFFSET", "WEIGHTS_PER_CHANNEL"]
 
 WEIGHTS_PER_CHANNEL = 2  # BN's gamma and beta: the per-channel budget random_params matches
 # The masks come from their own stream, far from the init's (seed) and the data order's
@@ -50,19 +51,19 @@ def apply_mode(model: nn.Module, mode: str, seed: int) -> Trainability:
                 for prefix, module in model.named_modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
                 for name, _ in module.named_parameters(recurse=False)}
     fc_names = set()
-    if mode in ("bn_output", "output_only"):
+    if mode in (BN_OUTPUT, OUTPUT_ONLY):
         if not isinstance(getattr(model, "fc", None), nn.Linear):
             raise TypeError(f"mode {mode} needs the classifier at model.fc (an nn.Linear)")
         fc_names = {f"fc.{name}" for name, _ in model.fc.named_parameters()}
 
     masks: dict[str, torch.Tensor] = {}
-    if mode == "full":
+    if mode == FULL:
         trains = set(params)
-    elif mode == "bn_only":
+    elif mode == BN_ONLY:
         trains = bn_names
-    elif mode == "bn_output":
+    elif mode == BN_OUTPUT:
         trains = bn_names | fc_names
-    elif mode == "output_only":
+    elif mode == OUTPUT_ONLY:
         trains = fc_names
     else:  # random_params
         masks = _random_channel_masks(model, seed)
@@ -71,7 +72,7 @@ def apply_mode(model: nn.Module, mode: str, seed: int) -> Trainability:
         param.requires_grad_(name in trains)
 
     trainable = sum(int(masks[n].sum()) if n in masks else params[n].numel() for n in trains)
-    if mode == "random_params":
+    if mode == RANDOM_PARAMS:
         bn_count = sum(params[n].numel() for n in bn_names)
         if trainable != bn_count:  # the baseline is only fair if the counts match
             raise RuntimeError(f"random_params trains {trainable} weights but BN has {bn_count}: the model "

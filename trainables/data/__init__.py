@@ -7,38 +7,21 @@
 
 The on-device sets are augmented in whole batches (random crop with 4 px padding, horizontal
 flip where the data set allows it) and their epochs depend only on the generator the loop
-passes to ``train_batches``; see ``source.py``.
+passes to ``train_batches``; see ``source.py``. What each set is without loading it (image
+count, classes, default size) is in ``facts.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from trainables.config import DatasetConfig
-from trainables.data import cifar, digits, synthetic
-from trainables.data.source import DataSource, TensorSource
+    from trainables.config import DatasetConfig
+    from trainables.data.source import DataSource
 
-__all__ = ["DATA_SETS", "DataSetFacts", "DataSource", "TensorSource", "load_data"]
-
-
-@dataclass(frozen=True)
-class DataSetFacts:
-    """What a data set is, known without loading it (for work estimates before a sweep)."""
-
-    train_images: int  # before dataset.train_size caps it
-    num_classes: int
-    image_size: int  # default side in pixels (dataset.image_size overrides it where allowed)
-
-
-DATA_SETS = {
-    "cifar10": DataSetFacts(50_000, cifar.NUM_CLASSES["cifar10"], 32),
-    "cifar100": DataSetFacts(50_000, cifar.NUM_CLASSES["cifar100"], 32),
-    "imagenet": DataSetFacts(1_281_167, 1000, 224),  # ILSVRC-2012 train; ImageFolderSource counts its own
-    "digits": DataSetFacts(int(digits.TRAIN_FRACTION * digits.NUM_IMAGES), 10, digits.DEFAULT_SIZE),
-    "synthetic": DataSetFacts(synthetic.DEFAULT_TRAIN, synthetic.NUM_CLASSES, synthetic.DEFAULT_SIZE),
-}
+__all__ = ["load_data"]
 
 
 def load_data(cfg: DatasetConfig, device: torch.device | str, seed: int, *, augment: bool = True,
@@ -52,6 +35,8 @@ def load_data(cfg: DatasetConfig, device: torch.device | str, seed: int, *, augm
     ``cifar_normalisation="imagenet"`` normalises CIFAR with ImageNet's mean/std, as open_lth
     does (``train.fidelity: open_lth``); the other sets keep their own statistics.
     """
+    import torch  # here, not at the top: data/facts.py is read without torch
+
     device = torch.device(device)
     if cfg.name in ("cifar10", "cifar100"):
         from trainables.data.cifar import load_cifar

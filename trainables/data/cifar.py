@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from trainables.config import ConfigError, DatasetConfig
+from trainables.data.facts import DATA_SETS
 from trainables.data.imagenet import MEAN as IMAGENET_MEAN
 from trainables.data.imagenet import STD as IMAGENET_STD
 from trainables.data.prepare import prepared_once
@@ -19,7 +20,6 @@ MEAN_STD = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 NORMALISATIONS = ("own", "imagenet")  # open_lth normalises CIFAR-10 with ImageNet's constants
-NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 DEFAULT_ROOT = "~/data/{name}"  # where a spec without dataset.root keeps (or downloads) the set
 
 
@@ -29,8 +29,9 @@ def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True,
 
     if normalisation not in NORMALISATIONS:
         raise ValueError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}")
-    if cfg.image_size not in (None, 32):
-        raise ConfigError("dataset.image_size", f"{cfg.name} images are 32 px, got {cfg.image_size}")
+    facts = DATA_SETS[cfg.name]
+    if cfg.image_size not in (None, facts.image_size):
+        raise ConfigError("dataset.image_size", f"{cfg.name} images are {facts.image_size} px, got {cfg.image_size}")
     root = cfg.expanded_root or os.path.expanduser(DEFAULT_ROOT.format(name=cfg.name))
     dataset_class = datasets.CIFAR10 if cfg.name == "cifar10" else datasets.CIFAR100
     try:
@@ -46,7 +47,7 @@ def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True,
                                 f"{how} ({type(e).__name__}: {e})") from None
     mean, std = MEAN_STD[cfg.name] if normalisation == "own" else (IMAGENET_MEAN, IMAGENET_STD)
     return TensorSource(
-        name=cfg.name, num_classes=NUM_CLASSES[cfg.name],
+        name=cfg.name, num_classes=facts.num_classes,
         train_images=_nchw(train.data, cfg.train_size), train_labels=_labels(train.targets, cfg.train_size),
         test_images=_nchw(test.data, cfg.test_size), test_labels=_labels(test.targets, cfg.test_size),
         mean=mean, std=std, flip=True, device=device, augment=augment)

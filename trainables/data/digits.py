@@ -6,12 +6,11 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import DatasetConfig
+from trainables.data.facts import DATA_SETS, DIGITS_TRAIN_FRACTION
 from trainables.data.source import TensorSource
 
+FACTS = DATA_SETS["digits"]
 SPLIT_SEED = 0  # the train/test split is part of the data set, never of the trial: same for every seed
-NUM_IMAGES = 1797  # scikit-learn's digits
-TRAIN_FRACTION = 0.8  # 1797 images -> 1437 train, 360 test
-DEFAULT_SIZE = 32  # the CIFAR ResNets expect 32 px
 MAX_VALUE = 16  # load_digits counts ink in 4x4 blocks of the original 32x32 bitmaps: 0..16
 
 
@@ -24,7 +23,7 @@ def load_digits(cfg: DatasetConfig, device: torch.device, augment: bool = True) 
     train_all, test_all = split(len(images))
     train_idx, test_idx = train_all[:cfg.train_size], test_all[:cfg.test_size]
 
-    size = cfg.image_size or DEFAULT_SIZE
+    size = cfg.image_size or FACTS.image_size
     # Upsample once at load (bilinear), store as uint8 like every on-device set, grey in 3 channels.
     upsampled = F.interpolate(images[:, None] / MAX_VALUE, size=(size, size), mode="bilinear", align_corners=False)
     pixels = (upsampled.clamp(0, 1) * 255).round().to(torch.uint8).repeat(1, 3, 1, 1)
@@ -34,7 +33,7 @@ def load_digits(cfg: DatasetConfig, device: torch.device, augment: bool = True) 
     train_pixels = pixels[train_all].float() / 255
     mean, std = train_pixels.mean().item(), train_pixels.std().item()
     return TensorSource(
-        name="digits", num_classes=10,
+        name="digits", num_classes=FACTS.num_classes,
         train_images=pixels[train_idx], train_labels=labels[train_idx],
         test_images=pixels[test_idx], test_labels=labels[test_idx],
         mean=(mean,) * 3, std=(std,) * 3,
@@ -46,5 +45,5 @@ def load_digits(cfg: DatasetConfig, device: torch.device, augment: bool = True) 
 def split(count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of the fixed training and test images: a permutation from ``SPLIT_SEED``, cut 80/20."""
     order = torch.randperm(count, generator=torch.Generator().manual_seed(SPLIT_SEED))
-    num_train = int(TRAIN_FRACTION * count)
+    num_train = int(DIGITS_TRAIN_FRACTION * count)
     return order[:num_train], order[num_train:]

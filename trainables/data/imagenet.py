@@ -16,11 +16,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Sampler, Subset
 
 from trainables.config import DatasetConfig
+from trainables.data.facts import DATA_SETS
 from trainables.data.source import DataSource
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-DEFAULT_SIZE = 224
 CROP_SCALE = (0.1, 1.0)  # as in the paper's ImageNet set-up (open_lth), not torchvision's (0.08, 1.0)
 CROP_RATIO = (0.8, 1.25)
 EVAL_RESIZE = 256 / 224  # resize the short side to size * 256/224, then centre-crop size
@@ -45,7 +45,7 @@ class ImageFolderSource(DataSource):
         from torchvision import datasets, transforms  # lazy: importing torchvision costs a second
 
         root = cfg.expanded_root
-        size = cfg.image_size or DEFAULT_SIZE
+        size = cfg.image_size or DATA_SETS["imagenet"].image_size
         normalise = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
         evaluate = transforms.Compose([transforms.Resize(round(size * EVAL_RESIZE)),
                                        transforms.CenterCrop(size), *normalise])

@@ -6,29 +6,30 @@ import torch
 import torch.nn.functional as F
 
 from trainables.config import DatasetConfig
+from trainables.data.facts import DATA_SETS
 from trainables.data.source import TensorSource
 
+FACTS = DATA_SETS["synthetic"]  # classes, default training images and side
 SEED = 0  # fixed, never the trial's seed: every trial of a test sees the same images
-NUM_CLASSES = 10
-DEFAULT_TRAIN, DEFAULT_TEST, DEFAULT_SIZE = 512, 256, 32
+DEFAULT_TEST = 256
 PATTERN_CELLS = 4  # each class is a smooth 4x4 colour pattern, so it survives 4 px crop shifts
 NOISE = 0.2  # per-pixel noise std, in [0, 1] units; the patterns' spread is about 0.2
 
 
 def load_synthetic(cfg: DatasetConfig, device: torch.device, augment: bool = True) -> TensorSource:
-    size = cfg.image_size or DEFAULT_SIZE
-    patterns = torch.rand(NUM_CLASSES, 3, PATTERN_CELLS, PATTERN_CELLS,
+    size = cfg.image_size or FACTS.image_size
+    patterns = torch.rand(FACTS.num_classes, 3, PATTERN_CELLS, PATTERN_CELLS,
                           generator=torch.Generator().manual_seed(SEED))
     # Mirror-symmetric patterns: random flips exercise the CIFAR code path without changing the class.
     patterns = (patterns + patterns.flip(-1)) / 2
     patterns = F.interpolate(patterns, size=(size, size), mode="bilinear", align_corners=False)
     # Train and test draw from their own generators, so changing one size leaves the other set as is.
-    train_images, train_labels = _draw(patterns, cfg.train_size or DEFAULT_TRAIN, seed=SEED + 1)
+    train_images, train_labels = _draw(patterns, cfg.train_size or FACTS.train_images, seed=SEED + 1)
     test_images, test_labels = _draw(patterns, cfg.test_size or DEFAULT_TEST, seed=SEED + 2)
     scaled = train_images.float() / 255
     mean = scaled.mean(dim=(0, 2, 3)).tolist()
     std = scaled.std(dim=(0, 2, 3)).tolist()
-    return TensorSource(name="synthetic", num_classes=NUM_CLASSES,
+    return TensorSource(name="synthetic", num_classes=FACTS.num_classes,
                         train_images=train_images, train_labels=train_labels,
                         test_images=test_images, test_labels=test_labels,
                         mean=mean, std=std, flip=True, device=device, augment=augment)
@@ -36,7 +37,7 @@ def load_synthetic(cfg: DatasetConfig, device: torch.device, augment: bool = Tru
 
 def _draw(patterns: torch.Tensor, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    labels = torch.arange(count) % NUM_CLASSES  # balanced classes
+    labels = torch.arange(count) % FACTS.num_classes  # balanced classes
     labels = labels[torch.randperm(count, generator=generator)]
     noise = torch.randn(count, *patterns.shape[1:], generator=generator) * NOISE
     images = ((patterns[labels] + noise).clamp(0, 1) * 255).round().to(torch.uint8)

@@ -3,25 +3,15 @@
 depth = 6n + 2: a 3x3 stem conv, three stages of n basic blocks (two 3x3 convs each) with
 16w, 32w and 64w channels, the last two stages starting with stride 2, a 1x1-conv + BN
 projection shortcut wherever the shape changes, global average pooling and ``fc``.
-Every conv is bias-free and followed by its own BatchNorm2d.
+Every conv is bias-free and followed by its own BatchNorm2d. The depth rule and the FLOP count
+are in shapes.py.
 """
 
 from __future__ import annotations
 
 from torch import nn
 
-MAX_WIDTH = 64
-STAGE_CHANNELS = (16, 32, 64)  # times the width multiplier
-
-
-def check(depth: int, width: int) -> None:
-    """Raise ValueError (naming depth or width, never both) for a shape this family cannot build."""
-    if (depth - 2) % 6 != 0:
-        raise ValueError(f"{depth} is not 6n+2 for cifar_resnet (8, 14, 20, 32, 56, 110, ...)")
-    if depth < 8:
-        raise ValueError(f"{depth} is too shallow for cifar_resnet: depth is 6n+2 with n >= 1 (8, 14, 20, ...)")
-    if not 1 <= width <= MAX_WIDTH:
-        raise ValueError(f"width must be an integer 1..{MAX_WIDTH}, got {width}")
+from trainables.models.shapes import CIFAR_RESNET_STAGES, check_architecture
 
 
 class BasicBlock(nn.Module):
@@ -49,9 +39,9 @@ class BasicBlock(nn.Module):
 class CifarResNet(nn.Module):
     def __init__(self, depth: int, width: int, num_classes: int):
         super().__init__()
-        check(depth, width)
+        check_architecture("cifar_resnet", depth, width)
         blocks_per_stage = (depth - 2) // 6
-        channels = [c * width for c in STAGE_CHANNELS]
+        channels = [c * width for c in CIFAR_RESNET_STAGES]
         self.conv = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(channels[0])
         self.relu = nn.ReLU(inplace=True)
@@ -75,24 +65,3 @@ class CifarResNet(nn.Module):
 def build(depth: int, width: int, num_classes: int) -> nn.Module:
     return CifarResNet(depth, width, num_classes)
 
-
-def macs(depth: int, width: int, num_classes: int, image_size: int) -> int:
-    """Multiply-accumulates of the convs and ``fc`` for one image, from the shapes alone.
-
-    Mirrors CifarResNet layer by layer (tests check it against hooks on a real forward), so
-    that a sweep can size ResNet-866 without building it.
-    """
-    check(depth, width)
-    channels = [c * width for c in STAGE_CHANNELS]
-    side = image_size
-    total = side * side * channels[0] * 3 * 9  # stem
-    in_channels = channels[0]
-    for stage, out_channels in enumerate(channels):
-        for index in range((depth - 2) // 6):
-            stride = 2 if stage > 0 and index == 0 else 1
-            side = (side - 1) // stride + 1  # 3x3 pad 1 and 1x1 pad 0 agree on the output side
-            total += side * side * out_channels * (in_channels * 9 + out_channels * 9)
-            if stride != 1 or in_channels != out_channels:
-                total += side * side * out_channels * in_channels
-            in_channels = out_channels
-    return total + in_channels * num_classes
