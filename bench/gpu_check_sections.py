@@ -16,7 +16,8 @@ import torch
 
 from sweeper.measure import (GIB, sync, time_step, training_step, trials_per_card)
 from trainables import loop
-from trainables.config import MODES, ModelConfig, TrialConfig
+from trainables.config import ModelConfig, TrialConfig
+from trainables.names import MODES
 from trainables.models import flops_per_image
 
 ROOT = Path(__file__).resolve().parents[1]

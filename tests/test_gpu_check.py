@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainables.config import MODES
+from trainables.names import MODES
 
 ROOT = Path(__file__).resolve().parents[1]
 
