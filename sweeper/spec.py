@@ -165,7 +165,7 @@ class Spec(_Schema):
     dataset: dict[str, Any]  # base trial config: TrialConfig's schema, checked per trial
     model: dict[str, Any]
     train: dict[str, Any]
-    grid: Any = None  # as typed; resolved into grid_blocks()
+    grid: Any = None  # as typed; resolved into blocks of axes (sweeper.axes.grid_blocks)
     search: Optional[Search] = None
     scheduler: Scheduler = FifoScheduler(name="fifo")
     resources: Resources = Resources()
@@ -217,9 +217,6 @@ class Spec(_Schema):
         """The grid points, in a stable order: grid blocks in order, then the cartesian product of
         their axes in the order typed; a point already listed by an earlier block is dropped."""
         return list(self._trials)
-
-    def grid_blocks(self) -> list[GridBlock]:
-        return list(self._blocks)
 
     def varying_axes(self) -> list[str]:
         """Dotted paths whose values differ between trials (grid axes, then sampled axes)."""
