@@ -1,6 +1,14 @@
-"""The one error type for anything a user typed: a spec file, a flag, a sweep name."""
+"""The one error type for anything a user typed (a spec file, a flag, a sweep name), and the
+words its messages use for the value the user gave.
+
+``kind_of`` and ``show`` live here, beside ``SpecError``, so that every spec module (schema,
+axes, pydantic translation) quotes a bad value the same way: ``got the string 'sgd'``,
+``[in grid: depth=15]``.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 
 class SpecError(Exception):
@@ -25,3 +33,30 @@ class SpecError(Exception):
 class SweepError(Exception):
     """An operational failure the user must act on (tracking server unreachable, bad credentials,
     unknown sweep name): one line, exit code 2 as well, raised before any trial starts."""
+
+
+def kind_of(value: Any) -> str:
+    """What a wrong value is, for ``got ...``: ``nothing``, ``true``, ``int 3``, ``the string 'x'``,
+    ``a list``, ``a mapping``."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"{type(value).__name__} {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def show(value: Any) -> str:
+    """A value as the user would type it in YAML: ``true``, ``bn_only``, ``0.1``, ``14``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    return repr(value) if isinstance(value, float) else str(value)

@@ -9,11 +9,11 @@ resolved config inside the trial (``payload_from_config``).
 
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any
 
 from sweeper import tracking
+from sweeper.axes import sampled_trial
 from sweeper.worker import TrialPayload
 
 
@@ -55,15 +55,9 @@ def _native(value: Any) -> Any:
 
 def resolve_sampled(base: TrialPayload, values: dict[str, Any], name_axes: list[str]) -> TrialPayload:
     """A grid trial with sampled values (dotted paths) set: a new config, key, name and params.
-    The same resolution as ``Spec.make_trial``, without needing the spec inside a worker."""
-    from sweeper.spec import _set_path, resolve_axis
-    from sweeper.trial import make_trial
-    from trainables.config import TrialConfig
-
-    config = copy.deepcopy(base.config)
-    for path, value in values.items():
-        _set_path(config, resolve_axis(path), value)
-    trial = make_trial(TrialConfig.from_dict(config).to_dict(), name_axes)
+    ``sampled_trial`` builds it, as it does for ``Spec.make_trial``, without needing the spec
+    inside a worker."""
+    trial = sampled_trial(base.config, values, name_axes)
     return TrialPayload(trial.key, trial.name, trial.config, trial.params, origin_tags(base.key, values))
 
 

@@ -275,6 +275,9 @@ class _Builder:
         except ValueError as e:  # e.g. !!int on a word
             raise SpecError(self.file, path or None, f"cannot read {node.value!r} as {_short_tag(node.tag)}: {e}",
                             _line(node)) from None
+        except KeyError:  # !!bool on a word PyYAML has no truth value for
+            raise SpecError(self.file, path or None, f"cannot read {node.value!r} as {_short_tag(node.tag)}: "
+                                                     "not true or false", _line(node)) from None
 
     def _check_tag(self, node: yaml.Node, path: str) -> None:
         if node.tag in _PLAIN_TAGS or node.tag == _TIMESTAMP_TAG:

@@ -84,6 +84,8 @@ def test_a_utf8_byte_order_mark_is_ignored(tmp_path):
     ("a: &x [*x]\n", "s.yaml: a[0]: an alias refers to the list or mapping that contains it (line 1)"),
     ("a: *nowhere\n", "s.yaml: invalid YAML: found undefined alias 'nowhere' (line 1)"),
     ("1: a\n", "s.yaml: keys must be words, got int 1 (line 1)"),
+    ("a: !!bool maybe\n", "s.yaml: a: cannot read 'maybe' as !!bool: not true or false (line 1)"),
+    ("a: !!int ten\n", "s.yaml: a: cannot read 'ten' as !!int: invalid literal for int() with base 10: 'ten' (line 1)"),
     ("a: b\x01\n", "s.yaml: invalid YAML: the control character 0x0001 is not allowed in YAML text (line 1)"),
     ("a: " + "[" * 5000 + "]" * 5000 + "\n", "s.yaml: nesting is deeper than 64 levels (line 1)"),
 ])
