@@ -18,11 +18,12 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, get_type_hints
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from sweeper.errors import SpecError, kind_of, show
-from sweeper.trial import KEY_EXCLUDED, Trial, make_trial, trial_key
-from trainables.config import ConfigError, TrialConfig
+from sweeper.trial import Trial, make_trial, trial_key
+from trainables import settings
+from trainables.config import KEY_EXCLUDED, ConfigError, TrialConfig
 from trainables.keys import did_you_mean, get_path, set_path
 
 MAX_TRIALS = 10_000  # grid points in one spec; more is a typo (an axis of 10,000 values), not a study
@@ -33,20 +34,8 @@ ErrorAt = Callable[[Optional[str], str], SpecError]  # (key as typed, message) -
 # --- axis names, resolved against TrialConfig --------------------------------------------------
 
 
-def _leaf_paths(cls: type, prefix: str) -> list[str]:
-    """Dotted paths of every setting (leaf) of a TrialConfig section."""
-    hints = get_type_hints(cls)
-    paths = []
-    for f in dataclasses.fields(cls):
-        path = f"{prefix}.{f.name}" if prefix else f.name
-        if dataclasses.is_dataclass(hints[f.name]):
-            paths += _leaf_paths(hints[f.name], path)
-        else:
-            paths.append(path)
-    return paths
-
-
-_ALL_LEAVES = tuple(p for p in _leaf_paths(TrialConfig, "") if not p.startswith("checkpoint."))
+_ALL_LEAVES = tuple(path for path, _, hint in settings.walk(TrialConfig)
+                    if not dataclasses.is_dataclass(hint) and not path.startswith("checkpoint."))
 _SECTIONS = tuple(sorted({p.rsplit(".", 1)[0] for p in _ALL_LEAVES if "." in p}))
 # Leaves that cannot change a trial's result are left out of its key, so they cannot be axes.
 _NOT_AXES = tuple(p for p in _ALL_LEAVES if any(p == x or p.startswith(x + ".") for x in KEY_EXCLUDED))
