@@ -13,7 +13,6 @@ expanding goes to ``error(key, message)``, a callback of the spec that adds its 
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import math
@@ -24,7 +23,7 @@ from sweeper.errors import SpecError, kind_of, show
 from sweeper.trial import Trial, make_trial, trial_key
 from trainables import settings
 from trainables.config import KEY_EXCLUDED, ConfigError, TrialConfig
-from trainables.keys import did_you_mean, get_path, set_path
+from trainables.keys import copy_tree, did_you_mean, get_path, set_path
 
 MAX_TRIALS = 10_000  # grid points in one spec; more is a typo (an axis of 10,000 values), not a study
 
@@ -82,7 +81,7 @@ def sampled_trial(base: Mapping[str, Any], values: Mapping[str, Any], name_axes:
     """The trial ``base`` (a trial config) becomes with ``values`` set (dotted or short axis names:
     ``{"train.lr": 0.031}``), validated by TrialConfig and named with ``name_axes``. ConfigError
     for a bad value, ValueError for a name that is not an axis."""
-    config = copy.deepcopy(dict(base))
+    config = copy_tree(base)
     for path, value in values.items():
         set_axis(config, resolve_axis(path), value)
     return make_trial(TrialConfig.from_dict(config).to_dict(), name_axes)
@@ -155,26 +154,22 @@ def expand(blocks: Sequence[GridBlock], base: Mapping[str, Any], sampled: Iterab
     if total > MAX_TRIALS:
         raise error("grid", f"expands to {total:,} trials; a sweep may have at most {MAX_TRIALS:,}")
 
-    resolved: list[dict[str, Any]] = []
-    seen: set[str] = set()
+    resolved: dict[str, dict[str, Any]] = {}  # key -> resolved config, the first grid point of each key
     for block in blocks:
         for indices in itertools.product(*(range(len(a.values)) for a in block.axes)):
-            config = copy.deepcopy(dict(base))
+            config = copy_tree(base)
             try:
                 for axis, j in zip(block.axes, indices):
-                    set_axis(config, axis.path, copy.deepcopy(axis.values[j]))
+                    set_axis(config, axis.path, copy_tree(axis.values[j]))
                 trial_config = TrialConfig.from_dict(config).to_dict()
             except ConfigError as e:
                 raise _trial_error(e, block, indices, base, error) from None
-            key = trial_key(trial_config)
-            if key not in seen:
-                seen.add(key)
-                resolved.append(trial_config)
+            resolved.setdefault(trial_key(trial_config), trial_config)
 
     grid_paths = dict.fromkeys(a.path for b in blocks for a in b.axes)
-    varying = [p for p in grid_paths if len({_hashable(get_path(c, p)) for c in resolved}) > 1]
+    varying = [p for p in grid_paths if len({_hashable(get_path(c, p)) for c in resolved.values()}) > 1]
     name_axes = tuple(dict.fromkeys(varying + list(sampled)))
-    return _unique_names([make_trial(c, name_axes) for c in resolved]), name_axes
+    return _unique_names([make_trial(c, name_axes, key) for key, c in resolved.items()]), name_axes
 
 
 def _trial_error(e: ConfigError, block: GridBlock, indices: tuple[int, ...], base: Mapping[str, Any],
@@ -185,7 +180,7 @@ def _trial_error(e: ConfigError, block: GridBlock, indices: tuple[int, ...], bas
     # A base key is at fault, perhaps only together with this grid point's values: say which
     # point unless the base config alone gives the same complaint.
     try:
-        TrialConfig.from_dict(copy.deepcopy(dict(base)))
+        TrialConfig.from_dict(copy_tree(base))
         alone = None
     except ConfigError as base_error:
         alone = (base_error.path, base_error.message)
@@ -217,7 +212,7 @@ def check_space_bounds(space: Mapping[str, Any], trials: Iterable[Trial], key_of
         for i, value in enumerate(dist.bounds()):
             item = f"{key}.{dist.kind}[{i}]"
             for trial in trials:
-                config = copy.deepcopy(trial.config)
+                config = copy_tree(trial.config)
                 set_axis(config, path, value)
                 try:
                     TrialConfig.from_dict(config)

@@ -14,7 +14,6 @@ renames every stored result, so do it only on purpose.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any, Iterable, Mapping, Union
 
 from trainables import keys
 from trainables.config import IDENTITY_OMITS_AT_DEFAULT, KEY_EXCLUDED, identity_view
-from trainables.keys import pop_path
+from trainables.keys import copy_tree, pop_path
 
 Scalar = Union[str, int, float, bool, None]
 
@@ -95,11 +94,12 @@ def trial_name(params: Mapping[str, Scalar], extra_axes: Iterable[str] = ()) -> 
     return "-".join(parts)
 
 
-def make_trial(config: Mapping[str, Any], extra_axes: Iterable[str] = ()) -> Trial:
-    """A Trial from a resolved configuration (``TrialConfig.to_dict()``)."""
-    config = copy.deepcopy(dict(config))
+def make_trial(config: Mapping[str, Any], extra_axes: Iterable[str] = (), key: str | None = None) -> Trial:
+    """A Trial from a resolved configuration (``TrialConfig.to_dict()``); ``key``: its
+    ``trial_key``, when the caller has computed it already."""
+    config = copy_tree(config)
     params = flatten(config)
-    return Trial(key=trial_key(config), name=trial_name(params, extra_axes), config=config, params=params)
+    return Trial(key=key or trial_key(config), name=trial_name(params, extra_axes), config=config, params=params)
 
 
 def with_later_defaults(params: Mapping[str, Any]) -> dict[str, Any]:

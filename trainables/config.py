@@ -16,8 +16,8 @@ torchvision only, so that a trial runs anywhere PyTorch does.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import functools
 import math
 import os
 import types
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Union, get_args, get_origin
 
 from trainables import settings
-from trainables.keys import did_you_mean, get_path, pop_path
+from trainables.keys import copy_tree, did_you_mean, get_path, pop_path
 from trainables.names import DATASETS, FULL, MODES
 from trainables.settings import PLACE, RUN, setting
 
@@ -217,7 +217,7 @@ class TrialConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists) that from_dict accepts back."""
-        return _plain(dataclasses.asdict(self))
+        return _to_plain(self)
 
 
 # --- a trial's identity, derived from the declarations above ------------------------------
@@ -236,7 +236,7 @@ IDENTITY_OMITS_AT_DEFAULT: dict[str, Any] = settings.omitted_at_default(TrialCon
 def identity_view(config: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of a ``to_dict()``-shaped config minus the IDENTITY_OMITS_AT_DEFAULT settings
     that hold their default: what trial keys and checkpoint hashes are computed from."""
-    kept = copy.deepcopy(dict(config))
+    kept = copy_tree(config)
     for path, default in IDENTITY_OMITS_AT_DEFAULT.items():
         if get_path(kept, path, _ABSENT) == default:
             pop_path(kept, path)
@@ -327,9 +327,13 @@ def _one_of(path: str, value: str, allowed: tuple[str, ...]) -> None:
                                 f"{did_you_mean(value, allowed)}; one of {', '.join(allowed)}")
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+def _to_plain(value: Any) -> Any:
+    # dataclasses.asdict deep-copies every leaf on the way; configs hold immutable leaves
+    if dataclasses.is_dataclass(value):
+        return {name: _to_plain(getattr(value, name)) for name in _field_names(type(value))}
+    return copy_tree(value)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))

@@ -44,17 +44,34 @@ def pop_path(config: dict[str, Any], path: str) -> None:
         node.pop(leaf, None)
 
 
+# Checked before Mapping: an isinstance against an ABC is slow, and a 10,000-trial spec makes millions
+_LEAVES = (str, int, float, bool, type(None))
+
+
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}``: every leaf by its dotted path, in
     order; values that are not mappings (lists included) are kept as they are."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
         path = f"{prefix}.{key}" if prefix else str(key)
-        if isinstance(value, Mapping):
+        if isinstance(value, dict) or (not isinstance(value, _LEAVES) and isinstance(value, Mapping)):
             flat.update(flatten(value, path))
         else:
             flat[path] = value
     return flat
+
+
+def copy_tree(value: Any) -> Any:
+    """A copy of a JSON-shaped value: mappings and lists (tuples too, as lists) are copied, leaves
+    (strings, numbers, booleans, None) are shared. What ``copy.deepcopy`` does for a config, at a
+    fraction of its cost (a 10,000-trial spec copies its base config per trial)."""
+    if isinstance(value, _LEAVES):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [copy_tree(v) for v in value]
+    if isinstance(value, (dict, Mapping)):
+        return {k: copy_tree(v) for k, v in value.items()}
+    return value
 
 
 def did_you_mean(word: Any, choices: Iterable[str]) -> str:
