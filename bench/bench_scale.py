@@ -191,6 +191,28 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
     return time.monotonic() - started
 
 
+def write_index(uri: str) -> float:
+    """What the driver of a finished sweep does last: record its FINISHED runs in the run index."""
+    from sweeper import run_index, tracking
+
+    started = time.monotonic()
+    client = tracking.connect(uri)
+    experiment_id = client.get_experiment_by_name("scale").experiment_id
+    parent = tracking.find_parent_run(client, experiment_id)
+    run_index.write_index(client, experiment_id, parent.info.run_id)
+    return time.monotonic() - started
+
+
+def hide_index(root: Path) -> tuple[Path, Path]:
+    """Move the index file out of the server's artifact folder; (where it was, where it is)."""
+    from sweeper import run_index
+
+    (found,) = root.glob(f"artifacts/*/*/artifacts/{run_index.ARTIFACT_DIR}/{run_index.ARTIFACT_NAME}")
+    aside = root / run_index.ARTIFACT_NAME
+    found.rename(aside)
+    return found, aside
+
+
 # --- measuring one command -------------------------------------------------------------------
 
 
@@ -259,6 +281,8 @@ def main() -> None:
     parser.add_argument("--stores", type=Path, default=None,
                         help="keep the fabricated stores in STORES/<N>/ and reuse them on the next call")
     parser.add_argument("--fabricate-only", action="store_true", help="make the stores (with --stores), measure nothing")
+    parser.add_argument("--without-index", action="store_true",
+                        help="measure as for a sweep whose driver wrote no run index (sweeper.run_index)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per command before giving up")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -273,7 +297,7 @@ def main() -> None:
             root.mkdir(parents=True, exist_ok=True)
         else:
             root = Path(tempfile.mkdtemp(prefix=f"sweeper-scale-{n}-"))
-        server = None
+        server = hidden = None
         try:
             made = (root / "fabricated").exists()
             if not made:  # a fabrication that was cut short: start again
@@ -285,6 +309,11 @@ def main() -> None:
                 seconds = fabricate(root, spec, uri)
                 (root / "fabricated").write_text(f"{seconds:.0f}\n")
                 print(f"N={n:>6}: fabricated in {seconds:.0f} s", flush=True)
+            if not (root / "indexed").exists():  # also for stores fabricated before the index existed
+                seconds = write_index(uri)
+                (root / "indexed").write_text(f"{seconds:.1f}\n")
+                print(f"N={n:>6}: run index written in {seconds:.1f} s", flush=True)
+            hidden = hide_index(root) if args.without_index else None
             if args.fabricate_only:
                 continue
             for command in args.commands:
@@ -295,6 +324,8 @@ def main() -> None:
                     print(f"N={n:>6}  {command:<7} {figures['seconds']:8.2f} s  {figures['peak_mb']:7.1f} MB  "
                           f"cpu {figures['cpu_s']:6.1f} s + server {figures['server_cpu_s']:6.1f} s  {code}", flush=True)
         finally:
+            if hidden is not None:
+                hidden[1].rename(hidden[0])
             if server is not None:
                 stop_server(server)
             if not args.stores:

@@ -116,7 +116,7 @@ def _read(client: Any, experiment_id: str, parent: Any) -> tuple[list[IndexedRun
     """(the runs, the ids of the deleted child runs)."""
     if parent is None:
         parent = tracking.find_parent_run(client, experiment_id)
-    index = load_index(parent) if parent is not None else None
+    index = load_index(client, parent) if parent is not None else None
     deleted = {r.info.run_id for r in search(client, experiment_id, _TRIALS, deleted=True)}
     if index is None:
         return _oldest_first(search(client, experiment_id, _TRIALS)), deleted
@@ -132,16 +132,13 @@ def _read(client: Any, experiment_id: str, parent: Any) -> tuple[list[IndexedRun
     return _oldest_first(runs.values()), deleted
 
 
-def load_index(parent: Any) -> Index | None:
-    """The index on ``parent`` (a run with an artifact URI); None when absent or unusable."""
-    from mlflow.artifacts import download_artifacts
-
+def load_index(client: Any, parent: Any) -> Index | None:
+    """The index on the sweep's ``parent`` run; None when absent or unusable."""
     from sweeper.readback import quiet_downloads
 
-    uri = f"{parent.info.artifact_uri.rstrip('/')}/{ARTIFACT_DIR}/{ARTIFACT_NAME}"
     with tempfile.TemporaryDirectory(prefix="sweeper-index-") as tmp, quiet_downloads():
         try:
-            path = download_artifacts(artifact_uri=uri, dst_path=tmp)
+            path = client.download_artifacts(parent.info.run_id, f"{ARTIFACT_DIR}/{ARTIFACT_NAME}", tmp)
             data = json.loads(gzip.decompress(Path(path).read_bytes()))
             if data.get("format") != FORMAT:
                 return None
