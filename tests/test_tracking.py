@@ -83,6 +83,16 @@ def test_child_run_is_found_by_trial_key_with_parent_params_and_role(mlflow_clie
     assert run.data.params == {"mode": "bn_only", "model.depth": "8", "train.lr": "0.1"}
 
 
+def test_every_run_is_found_page_by_page(mlflow_client, tracking_uri):
+    exp = _experiment(mlflow_client, tracking_uri)
+    parent = tracking.ensure_parent_run(mlflow_client, exp, "sweep-a", "x: 1\n", "h")
+    made = [tracking.ensure_child_run(mlflow_client, exp, parent, f"k{i}", f"trial-{i}", {}) for i in range(5)]
+    found = tracking.search_all_runs(mlflow_client, exp, tracking.TRIAL_RUNS,
+                                     order_by=["attributes.start_time ASC"], page_size=2)
+    assert [r.info.run_id for r in found] == made  # three pages, in order, the parent left out
+    assert [r.info.run_id for r in tracking.child_runs(mlflow_client, exp).values()] == made
+
+
 # --- idempotent, buffered logging ----------------------------------------------------------
 
 

@@ -81,7 +81,7 @@ def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = F
     if parent is None:
         raise SweepError(f"experiment {name!r} in {tracking_uri} has no sweep run "
                          f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
-    children = _search_all(client, experiment.experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'")
+    children = list(tracking.search_all_runs(client, experiment.experiment_id, tracking.TRIAL_RUNS))
     current, earlier = split_versions(children, keys)
     trials, params, metrics = _trials_table(children if all_versions else current)
     shown = children if all_versions else current
@@ -143,17 +143,6 @@ def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[
 
 
 # --- internals --------------------------------------------------------------------------------
-
-
-def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=readback.SEARCH_PAGE,
-                                  page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
 
 
 def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
