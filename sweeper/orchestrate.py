@@ -3,7 +3,7 @@
 Resume design (the simplest that survives a driver killed with SIGKILL and works with s3://):
 
 - MLflow is the record of what is done. A trial whose child run (found by ``sweeper.trial_key``)
-  carries ``status`` finished or diverged is never run again.
+  is done (sweeper.trial_record: finished, diverged or stopped early) is never run again.
 - Every other trial goes into a fresh ``Tuner`` (one grid point per remaining trial). We do not
   use ``Tuner.restore``: its pickled experiment state ties a resume to the exact param space of
   the first run, while our trial identities already live in MLflow and in the storage layout.
@@ -35,7 +35,9 @@ from sweeper.errors import SpecError, SweepError
 from sweeper.lease import DriverHold
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
+from sweeper.states import DONE, FAILED, INTERRUPTED, PENDING, RUNNING
 from sweeper.trial_events import progress_callback
+from sweeper.trial_record import mark_failed, mark_interrupted, state_of
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -110,7 +112,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
         for line in change.lines(spec.name):
             click.echo(line)
     states = _states(client, experiment_id)
-    remaining = [t for t in trials if states.get(t.key) not in tracking.TERMINAL_STATUSES]
+    remaining = [t for t in trials if states.get(t.key) not in DONE]
     optuna = algorithm(spec) == "optuna"
     sampled_todo = optuna_samples_left(spec, trials, states) if optuna else 0
 
@@ -123,7 +125,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     if dry_run:
         if not optuna:
             for i, t in enumerate(trials):
-                click.echo(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, 'pending')}")
+                click.echo(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, PENDING)}")
         return EXIT_OK
     if not remaining and not (optuna and sampled_todo):
         _close_parent(client, parent_id, EXIT_OK)
@@ -174,8 +176,8 @@ def _kill_running_children(client, experiment_id) -> None:
     try:
         with tracking.fast_fail_http():
             for run in tracking.child_runs(client, experiment_id).values():
-                if tracking.trial_state(run) == "running":
-                    client.set_terminated(run.info.run_id, "KILLED")
+                if state_of(run) == RUNNING:
+                    mark_interrupted(client, run.info.run_id)
     except Exception:  # noqa: BLE001 - tracking may be what failed; the next run sorts it out
         pass
 
@@ -271,21 +273,21 @@ def _scheduler(spec):
 
 def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
     runs = tracking.child_runs(client, experiment_id)
-    states = {key: tracking.trial_state(runs.get(key)) for key in keys}
+    states = {key: state_of(runs.get(key)) for key in keys}
     for key, state in states.items():
         run = runs.get(key)
-        if run is not None and state == "running":
+        if run is not None and state == RUNNING:
             # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
-            client.set_terminated(run.info.run_id, "KILLED")
-            states[key] = "interrupted"
-    unfinished = sum(1 for s in states.values() if s in ("interrupted", "pending"))
+            mark_interrupted(client, run.info.run_id)
+            states[key] = INTERRUPTED
+    unfinished = sum(1 for s in states.values() if s in (INTERRUPTED, PENDING))
     if (interrupted or unfinished) and not signalled:  # "interrupted" only after a real signal
         click.echo(driver_exit.unfinished_line(unfinished), err=True)
         return EXIT_FAILED
     if interrupted or unfinished:
         click.echo("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
-    if any(s == "failed" for s in states.values()):
+    if any(s == FAILED for s in states.values()):
         return EXIT_FAILED
     return EXIT_OK
 
@@ -322,14 +324,13 @@ def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None
     except KeyboardInterrupt:
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
-            client.set_terminated(run.info.run_id, "KILLED")
+            mark_interrupted(client, run.info.run_id)
         click.echo("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a trial that crashed is a result, not a traceback
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
-            client.set_tag(run.info.run_id, tracking.TAG_STATUS, "failed")
-            client.set_terminated(run.info.run_id, "FAILED")
+            mark_failed(client, run.info.run_id)
         click.echo(f"{payload.name}: failed: {type(e).__name__}: {e}", err=True)
         return EXIT_FAILED
     click.echo(f"{payload.name}: {final['status']}  test_acc={final.get('final_test_acc', float('nan')):.3f}")

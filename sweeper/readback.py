@@ -64,15 +64,16 @@ def trial_epoch(client: Any, run: Any, key: str = "test_acc") -> int | None:
 
 
 def trial_states(client: Any, experiment_id: str) -> dict[str, str]:
-    """trial_key -> state (``tracking.trial_state``) of every child run, the first run of a key
+    """trial_key -> state (``trial_record.state_of``) of every child run, the first run of a key
     by start time as ``tracking.child_runs`` picks it; what planning needs and nothing more: only
     a page of runs is held at a time."""
     from sweeper import tracking
+    from sweeper.trial_record import state_of
 
     states: dict[str, str] = {}
     for run in tracking.search_all_runs(client, experiment_id, tracking.TRIAL_RUNS,
                                         order_by=["attributes.start_time ASC"], page_size=PLAN_PAGE):
-        states.setdefault(run.data.tags.get(tracking.TAG_TRIAL_KEY), tracking.trial_state(run))
+        states.setdefault(run.data.tags.get(tracking.TAG_TRIAL_KEY), state_of(run))
     return states
 
 

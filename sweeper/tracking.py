@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.errors import SweepError
+from sweeper.states import DONE
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -39,9 +40,8 @@ TAG_PARENT = "mlflow.parentRunId"
 TAG_EARLY_STOPPED = "sweeper.early_stopped"
 TAG_LAST_ERROR = "sweeper.last_error"
 TRIAL_RUNS = f"tags.`{TAG_ROLE}` = 'trial'"  # the search filter of a sweep's child runs
+FINAL_STEP = 0  # final metrics are single values; step 0 keeps them out of the epoch axis
 SEARCH_PAGE = 10_000  # runs per search_runs page; MLflow accepts up to 50,000
-
-TERMINAL_STATUSES = ("finished", "diverged")  # a trial with one of these is never run again
 
 # MLflow's REST client retries for minutes by default (it is tuned for rate limits). Inside a
 # trial we would rather keep training and retry from our own buffer, so calls fail fast there.
@@ -360,15 +360,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too
 
 
+# Old names of sweeper.states.DONE and sweeper.trial_record.state_of, kept only while
+# sweeper/planning.py and sweeper/versions.py still use them; nothing else may.
+TERMINAL_STATUSES = DONE
+
+
 def trial_state(run) -> str:
-    """pending | running | finished | diverged | failed | interrupted, from a child run."""
-    if run is None:
-        return "pending"
-    status = run.data.tags.get(TAG_STATUS)
-    if status:
-        return status
-    if run.info.status == "RUNNING":
-        return "running"
-    if run.info.status == "FAILED":
-        return "failed"
-    return "interrupted"  # KILLED (Ctrl-C) or a run left behind by a killed driver
+    from sweeper.trial_record import state_of
+
+    return state_of(run)

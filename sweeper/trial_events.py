@@ -8,6 +8,8 @@ import time
 
 from sweeper import tracking
 from sweeper.planning import payload_from_config
+from sweeper.states import DONE, FAILED, STOPPED_EARLY
+from sweeper.trial_record import mark_failed, mark_stopped_early, state_of
 from sweeper.worker import TrialPayload, trial_notes
 
 
@@ -77,26 +79,18 @@ class TrialEnds:
         try:
             with tracking.fast_fail_http():
                 run = tracking.find_child_run(self.client, self.experiment_id, payload.key)
-                state = tracking.trial_state(run)
-                if run is not None and failed and state not in tracking.TERMINAL_STATUSES:
-                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "failed")
-                    self.client.set_terminated(run.info.run_id, "FAILED")
-                    state = "failed"
-                elif run is not None and not failed and state not in tracking.TERMINAL_STATUSES:
+                state = state_of(run)
+                if run is not None and failed and state not in DONE:
+                    mark_failed(self.client, run.info.run_id)
+                    state = FAILED
+                elif run is not None and not failed and state not in DONE:
                     # ended without finishing its epochs and without an error: a scheduler stop
-                    self.client.set_tag(run.info.run_id, tracking.TAG_EARLY_STOPPED, "true")
-                    history = self.client.get_metric_history(run.info.run_id, "test_acc")
-                    if history:
-                        accs = [m.value for m in sorted(history, key=lambda m: m.step)]
-                        self.client.log_metric(run.info.run_id, "final_test_acc", accs[-1], step=0)
-                        self.client.log_metric(run.info.run_id, "best_test_acc", max(accs), step=0)
-                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "finished")
-                    self.client.set_terminated(run.info.run_id, "FINISHED")
-                    state = "finished (stopped early)"
+                    mark_stopped_early(self.client, run.info.run_id)
+                    state = STOPPED_EARLY
                 acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run else None
                 notes = trial_notes(run)
         except Exception:  # noqa: BLE001 - progress output must never stop the sweep
-            state, acc, notes = ("failed" if failed else "ended"), None, {}
+            state, acc, notes = (FAILED if failed else "ended"), None, {}  # "ended": not known how
         where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
         self.monitor.ended(payload.key, payload.name, state, acc, where)
         if notes.get("set_aside"):

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sweeper import tracking
+from sweeper import tracking, trial_record
 from sweeper.readback import EPOCH_METRIC
+from sweeper.tracking import FINAL_STEP
 
 FINAL_KEYS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params",
               "gamma_near_zero_frac", "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1",
               "relu_zero_frac", "epochs_completed")
-FINAL_STEP = 0  # final metrics are single values; step 0 keeps them out of the epoch axis
 END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
 TAG_ATTEMPTS = "sweeper.attempts"
 TAG_CHECKPOINT_SET_ASIDE = "sweeper.checkpoint_set_aside"  # "<new path>: <why>" when one was moved
@@ -161,7 +161,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
         final = run_trial(payload.config, report, store.local_dir)
     except BaseException as e:  # SystemExit too: Ray stops an early-stopped trial that way
         if not isinstance(e, SystemExit):
-            logger.set_tags({tracking.TAG_LAST_ERROR: f"{type(e).__name__}: {e}"[:500]})
+            logger.set_tags(trial_record.error_tags(e))
         logger.flush(wait_s=10)
         store.close()
         raise
@@ -201,11 +201,10 @@ def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
             png = _gamma_histogram(gamma_json, Path(scratch))
             if png is not None:
                 ok = logger.log_artifact(png, "gamma", wait_s=END_FLUSH_WAIT_S)
-    # the status tag goes last: it is what marks the trial as done for every later run
     logger.set_tags({tracking.TAG_NODE_ID: node_id})
     ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S)
-    ok = ok and logger.set_tags({tracking.TAG_STATUS: final["status"]})
-    ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S) and logger.terminate("FINISHED", wait_s=END_FLUSH_WAIT_S)
+    # the end state goes last: it is what marks the trial as done for every later run
+    ok = ok and trial_record.mark_trained(logger, final["status"], wait_s=END_FLUSH_WAIT_S)
     if not ok:
         raise TrackingUnavailable(f"MLflow did not take the results of run {logger.run_id} "
                                   f"within {END_FLUSH_WAIT_S:.0f}s")

@@ -175,16 +175,6 @@ def test_flush_waits_for_a_server_that_comes_back(mlflow_client, tracking_uri):
     assert _steps(mlflow_client, run_id, "best_test_acc") == [0]
 
 
-def test_trial_state_reads_the_status_tag_then_the_run_status(mlflow_client, tracking_uri):
-    run_id = _child(mlflow_client, tracking_uri)
-    assert tracking.trial_state(None) == "pending"
-    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "running"
-    mlflow_client.set_terminated(run_id, "KILLED")
-    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "interrupted"
-    mlflow_client.set_tag(run_id, "status", "diverged")
-    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "diverged"
-
-
 # --- why we do not use Ray's stock MLflowLoggerCallback --------------------------------------
 
 

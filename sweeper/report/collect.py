@@ -23,24 +23,25 @@ import pandas as pd
 
 from sweeper import readback, tracking
 from sweeper.errors import SweepError
+from sweeper.states import PENDING, STATES
 from sweeper.trial import with_later_defaults
+from sweeper.trial_record import state_of
 
 # Where the sweep layer puts each trial's gammas (sweeper/worker.py logs the checkpoint folder,
 # gamma.json included, under "checkpoint/"); the bare name is accepted for hand-made stores.
 GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
 
-# A trial's state as the report sees it (sweeper.tracking.trial_state). Only "finished" runs
-# enter the means; "diverged" ones are counted next to them (their accuracy is chance, not a
+# A trial's state as the report sees it (sweeper.trial_record.state_of). Only finished runs
+# enter the means; diverged ones are counted next to them (their accuracy is chance, not a
 # measurement of the configuration); the rest are listed in the header and left out.
-# A trial an early-stopping scheduler (ASHA) ended is "stopped early": it has no final metrics
+# A trial an early-stopping scheduler (ASHA) ended is stopped early: it has no final metrics
 # and ran fewer epochs than its configuration says, so it stays out of the means too.
-FINISHED, DIVERGED, STOPPED, RUNNING, FAILED, INTERRUPTED = (
-    "finished", "diverged", "stopped early", "running", "failed", "interrupted")
-STATES = (FINISHED, DIVERGED, STOPPED, RUNNING, FAILED, INTERRUPTED)
+# A child run is never pending: the report counts the other states.
+REPORTED_STATES = tuple(s for s in STATES if s != PENDING)
 
 # When one trial key has several runs (it should not, but a store edited by hand may), keep the
-# most complete one.
-_STATE_RANK = {FINISHED: 0, DIVERGED: 1, STOPPED: 2, RUNNING: 3, INTERRUPTED: 4, FAILED: 5}
+# most complete one: STATES lists them from the most complete on.
+_STATE_RANK = {state: rank for rank, state in enumerate(STATES)}
 
 # Columns of the trials table that are not the trial's configuration.
 RUN_COLUMNS = ("run_id", "trial_key", "run_name", "status", "mlflow_status", "start_time", "end_time")
@@ -67,7 +68,7 @@ class SweepRuns:
 
     def counts(self) -> dict[str, int]:
         found = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
-        return {state: int(found.get(state, 0)) for state in STATES}
+        return {state: int(found.get(state, 0)) for state in REPORTED_STATES}
 
 
 def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = False,
@@ -130,8 +131,6 @@ def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
     return gammas
 
 
-
-
 def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[float] | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -153,7 +152,7 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
             "run_id": run.info.run_id,
             "trial_key": tags.get(tracking.TAG_TRIAL_KEY, run.info.run_id),
             "run_name": run.info.run_name or tags.get("mlflow.runName", ""),
-            "status": _state(run),
+            "status": state_of(run),
             "mlflow_status": run.info.status,
             "start_time": _timestamp(run.info.start_time),
             "end_time": _timestamp(run.info.end_time),
@@ -180,13 +179,6 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
         sort_keys = [k for k in ("mode", "model.depth", "model.width", "train.lr", "seed") if k in frame]
         frame = frame.sort_values(sort_keys + ["run_name"], kind="stable")
     return frame.reset_index(drop=True), params, metrics
-
-
-def _state(run: Any) -> str:
-    state = tracking.trial_state(run)
-    if state == FINISHED and run.data.tags.get(tracking.TAG_EARLY_STOPPED) == "true":
-        return STOPPED
-    return state
 
 
 def parse_param(text: str) -> Any:

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator, PercentFormatter
 
 from sweeper.report.tables import DEPTH, MODE, MODE_ORDER, WIDTH, reference_depth, reference_width, series
+from sweeper.states import FINISHED, STOPPED_EARLY
 
 DPI = 100
 SINGLE = (8.0, 5.0)  # inches: 800 x 500 pixels at DPI
@@ -217,11 +218,9 @@ def accuracy_curves(configs: pd.DataFrame, curves: pd.DataFrame, key: str = "tes
 def accuracy_vs_lr(trials: pd.DataFrame, paper_lr: float = 0.1) -> Figure | None:
     """One point per trial (finished or stopped early): its last test accuracy against its
     learning rate. Colour = mode, marker = depth, hollow = stopped early by the scheduler."""
-    from sweeper.report.collect import FINISHED, STOPPED
-
     if "train.lr" not in trials or "test_acc" not in trials or trials["train.lr"].nunique() < 2:
         return None
-    done = trials[trials["status"].isin([FINISHED, STOPPED]) & trials["test_acc"].notna()]
+    done = trials[trials["status"].isin([FINISHED, STOPPED_EARLY]) & trials["test_acc"].notna()]
     if done.empty:
         return None
     fig, ax = _single()
@@ -231,7 +230,7 @@ def accuracy_vs_lr(trials: pd.DataFrame, paper_lr: float = 0.1) -> Figure | None
         for i, depth in enumerate(depths):
             part = done[(done[MODE] == mode) & ((done[DEPTH] == depth) if depth is not None else True)]
             for stopped, face in ((False, mode_color(mode)), (True, "none")):
-                pts = part[(part["status"] == STOPPED) == stopped]
+                pts = part[(part["status"] == STOPPED_EARLY) == stopped]
                 if pts.empty:
                     continue
                 label = f"{mode_label(mode)}" + (f", depth {depth:g}" if depth is not None else "")

@@ -8,10 +8,11 @@ from typing import Sequence
 import pandas as pd
 
 from sweeper.report import tables
-from sweeper.report.collect import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED, SweepRuns
+from sweeper.report.collect import SweepRuns
 from sweeper.report.scorecard import (ACCURACY_METRICS, APPROXIMATE_ACCURACY_TOLERANCE, EXACT_ACCURACY_TOLERANCE,
                                       MARKDOWN_COLUMNS, ScoreRow)
 from sweeper.report.tables import DEPTH, MODE, WIDTH
+from sweeper.states import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED_EARLY
 
 
 def render(sweep: SweepRuns, configs: pd.DataFrame, score_rows: Sequence[ScoreRow], not_in_sweep: pd.DataFrame,
@@ -86,8 +87,8 @@ def _header(sweep: SweepRuns, generated: datetime, planned: int | None) -> str:
     elif sweep.left_out_versions:
         lines += ["", f"{sweep.left_out_versions} trials of earlier versions of the spec are left out "
                       "(`sweeper report --all` includes them)."]
-    if counts[STOPPED]:
-        lines.insert(5, f"- stopped early by the scheduler: {counts[STOPPED]} (left out of the means; "
+    if counts[STOPPED_EARLY]:
+        lines.insert(5, f"- stopped early by the scheduler: {counts[STOPPED_EARLY]} (left out of the means; "
                          "their last test accuracy is in `results.csv` and the learning-rate figure)")
     if counts[RUNNING] or (planned is not None and counts[FINISHED] + counts[DIVERGED] < planned):
         lines += ["", "**The sweep is not complete**: this report covers the trials finished so far; "

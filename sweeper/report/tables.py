@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from sweeper.report.collect import DIVERGED, FINISHED
+from sweeper.states import DIVERGED, FINISHED
 
 MODE_ORDER = ("full", "bn_only", "bn_output", "output_only", "random_params")
 AGGREGATED_METRICS = ("final_test_acc", "best_test_acc", "test_top5", "trainable_params", "total_params",
