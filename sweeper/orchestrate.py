@@ -35,12 +35,10 @@ from sweeper.errors import SpecError, SweepError
 from sweeper.lease import DriverHold
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
-from sweeper.states import DONE, FAILED, INTERRUPTED, PENDING, RUNNING
+from sweeper.states import DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING, RUNNING
 from sweeper.trial_events import progress_callback
 from sweeper.trial_record import mark_failed, mark_interrupted, state_of
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # --- tracking set-up shared by run and train -------------------------------------------------
@@ -295,7 +293,7 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, si
 def _close_parent(client, parent_id: str | None, code: int) -> None:
     if parent_id is None:
         return
-    status = {EXIT_OK: "FINISHED", EXIT_FAILED: "FAILED", EXIT_BAD_INPUT: "FAILED"}.get(code, "KILLED")
+    status = {EXIT_OK: "FINISHED", EXIT_INTERRUPTED: "KILLED"}.get(code, "FAILED")  # bad input too
     client.set_terminated(parent_id, status)
 
 

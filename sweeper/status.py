@@ -18,7 +18,7 @@ import click
 from sweeper import readback, tracking
 from sweeper.errors import SweepError
 from sweeper.preflight import check_store_exists
-from sweeper.states import FAILED, PENDING, STATES
+from sweeper.states import EXIT_OK, FAILED, PENDING, STATES
 from sweeper.trial_record import state_of
 from sweeper.versions import is_current
 
@@ -118,4 +118,4 @@ def status_command(spec_or_name: str, tracking_uri: str | None = None, all_versi
 
     for line in for_sweep(uri, name):
         click.echo(line)
-    return 0
+    return EXIT_OK

@@ -15,7 +15,7 @@ import click
 
 from sweeper import dashboard, links, tracking
 from sweeper.progress import LiveView, PlainView
-from sweeper.states import DONE, FAILED, PENDING, RUNNING
+from sweeper.states import DONE, EXIT_OK, FAILED, PENDING, RUNNING
 from sweeper.status import sweep_status
 from sweeper.sweep_state import SweepState, TrialLine
 
@@ -81,4 +81,4 @@ def watch_command(spec_or_name: str, tracking_uri: str | None = None, every_s: f
     finally:
         if isinstance(view, LiveView):
             view.close(state)
-    return 0
+    return EXIT_OK

@@ -1,5 +1,5 @@
 """A trial's state in MLflow: sweeper.trial_record reads it and writes every end, on a real sqlite
-store; and the sweep layer spells states only through sweeper.states."""
+store; and the sweep layer spells states and exit codes only through sweeper.states."""
 
 from __future__ import annotations
 
@@ -119,3 +119,11 @@ def test_no_sweep_module_spells_a_trial_state_itself():
                   if isinstance(node, ast.Constant) and node.value in states.STATES and id(node) not in skip]
     assert found == []  # import the state from sweeper.states
 
+
+def test_exit_codes_are_defined_once():
+    found = [f"{path.relative_to(SWEEPER.parent)}:{node.lineno}" for path in _modules()
+             for node in ast.walk(ast.parse(path.read_text(), str(path)))
+             if isinstance(node, (ast.Assign, ast.AnnAssign))
+             and any(isinstance(n, ast.Name) and n.id.startswith("EXIT_")
+                     for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) for n in ast.walk(t))]
+    assert found == []  # import them from sweeper.states
