@@ -28,10 +28,8 @@ from typing import Any, Callable
 from sweeper import tracking, trial_record
 from sweeper.readback import EPOCH_METRIC
 from sweeper.tracking import FINAL_STEP
+from trainables.names import FINAL_METRICS
 
-FINAL_KEYS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params",
-              "gamma_near_zero_frac", "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1",
-              "relu_zero_frac", "epochs_completed")
 END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
 TAG_ATTEMPTS = "sweeper.attempts"
 TAG_CHECKPOINT_SET_ASIDE = "sweeper.checkpoint_set_aside"  # "<new path>: <why>" when one was moved
@@ -172,7 +170,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     if tune_report is not None:
         last = deferred[-1] if deferred else {"epoch": final.get("epochs_completed", last_epoch),
                                               "test_acc": final.get("final_test_acc")}
-        tune_report({**last, **{k: v for k, v in final.items() if k in FINAL_KEYS}, "trial_key": payload.key})
+        tune_report({**last, **{k: v for k, v in final.items() if k in FINAL_METRICS}, "trial_key": payload.key})
     return final
 
 
@@ -193,7 +191,7 @@ def _set_aside_unusable_checkpoint(store: CheckpointStore, payload: TrialPayload
 
 
 def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
-    logger.log_metrics({k: final[k] for k in FINAL_KEYS if k in final}, step=FINAL_STEP)
+    logger.log_metrics({k: final[k] for k in FINAL_METRICS if k in final}, step=FINAL_STEP)
     gamma_json = checkpoint_dir / "gamma.json"
     ok = logger.log_artifacts(checkpoint_dir, "checkpoint", wait_s=END_FLUSH_WAIT_S)
     if ok and gamma_json.exists():

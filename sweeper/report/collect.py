@@ -26,10 +26,7 @@ from sweeper.errors import SweepError
 from sweeper.states import PENDING, STATES
 from sweeper.trial import with_later_defaults
 from sweeper.trial_record import state_of
-
-# Where the sweep layer puts each trial's gammas (sweeper/worker.py logs the checkpoint folder,
-# gamma.json included, under "checkpoint/"); the bare name is accepted for hand-made stores.
-GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
+from trainables.names import FINAL_METRICS, PER_EPOCH_METRICS
 
 # A trial's state as the report sees it (sweeper.trial_record.state_of). Only finished runs
 # enter the means; diverged ones are counted next to them (their accuracy is chance, not a
@@ -123,7 +120,7 @@ def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
     gammas: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="sweeper-report-") as tmp, readback.quiet_downloads():
         for run_id in run_ids:
-            for artifact in GAMMA_ARTIFACTS:
+            for artifact in readback.GAMMA_ARTIFACTS:
                 values = _read_gammas(client, run_id, artifact, Path(tmp) / run_id)
                 if values is not None:
                     gammas[run_id] = values
@@ -198,10 +195,6 @@ def parse_param(text: str) -> Any:
     return value if math.isfinite(value) else text
 
 
-# Final metrics first in the order design.md lists them, then the last value of each per-epoch one.
-FINAL_METRICS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params", "gamma_near_zero_frac",
-                 "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1", "relu_zero_frac", "epochs_completed")
-EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "images_per_s", "epoch_s")
 _PARAM_ORDER = ("mode", "seed", "dataset.name", "model.family", "model.depth", "model.width", "train.lr",
                 "train.epochs", "train.batch_size")
 
@@ -212,7 +205,8 @@ def _ordered_params(keys: set[str]) -> list[str]:
 
 
 def _ordered_metrics(keys: set[str]) -> list[str]:
-    first = [k for k in FINAL_METRICS + EPOCH_METRICS if k in keys]
+    """Final metrics first in the order design.md lists them, then the last value of each per-epoch one."""
+    first = [k for k in FINAL_METRICS + PER_EPOCH_METRICS if k in keys]
     return first + sorted(keys - set(first))
 
 
