@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -191,12 +190,14 @@ def _set_aside_unusable_checkpoint(store: CheckpointStore, payload: TrialPayload
 
 
 def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
+    from sweeper.report.gamma_figure import gamma_histogram
+
     logger.log_metrics({k: final[k] for k in FINAL_METRICS if k in final}, step=FINAL_STEP)
     gamma_json = checkpoint_dir / "gamma.json"
     ok = logger.log_artifacts(checkpoint_dir, "checkpoint", wait_s=END_FLUSH_WAIT_S)
     if ok and gamma_json.exists():
         with tempfile.TemporaryDirectory(prefix="sweeper-gamma-") as scratch:  # gone afterwards
-            png = _gamma_histogram(gamma_json, Path(scratch))
+            png = gamma_histogram(gamma_json, Path(scratch))
             if png is not None:
                 ok = logger.log_artifact(png, "gamma", wait_s=END_FLUSH_WAIT_S)
     logger.set_tags({tracking.TAG_NODE_ID: node_id})
@@ -206,32 +207,6 @@ def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
     if not ok:
         raise TrackingUnavailable(f"MLflow did not take the results of run {logger.run_id} "
                                   f"within {END_FLUSH_WAIT_S:.0f}s")
-
-
-def _gamma_histogram(gamma_json: Path, out_dir: Path) -> Path | None:
-    """A PNG of the distribution of BN gamma over all layers (the paper's Figure on disabled
-    features); None when the file holds no gammas."""
-    layers = json.loads(gamma_json.read_text()).get("layers", {})
-    values = [abs(float(g)) for gammas in layers.values() for g in gammas]
-    if not values:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    ax.hist(values, bins=50, color="#4c72b0")
-    for threshold in (0.01, 0.05, 0.1):
-        ax.axvline(threshold, color="#c44e52", lw=0.8, ls="--")
-    ax.set_xlabel("|gamma|")
-    ax.set_ylabel("BN channels")
-    ax.set_title(f"BatchNorm gamma ({len(values)} channels)")
-    fig.tight_layout()
-    out = out_dir / "gamma_hist.png"
-    fig.savefig(out)
-    plt.close(fig)
-    return out
 
 
 def _maybe_inject_fault(epoch: int) -> None:
