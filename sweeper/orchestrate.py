@@ -31,7 +31,7 @@ from pathlib import Path
 import click
 
 from sweeper import child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, readback, tracking, versions
-from sweeper.errors import SpecError, SweepError
+from sweeper.errors import SpecError
 from sweeper.lease import DriverHold
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
@@ -213,6 +213,8 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
 
 def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
          storage: str, started: float) -> tuple[set[str], bool]:
+    # ``started`` is no longer read (it timed a first epoch nobody used); it stays in the
+    # signature that sweeper.ray_client calls on the head
     from ray import tune
 
     optuna = algorithm(spec) == "optuna"
@@ -234,8 +236,9 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
     trainable = tune.with_resources(tune.with_parameters(_ray_trainable, ctx=ctx, grid=grid,
                                                          name_axes=spec.varying_axes()),
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
-    progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(), total=len(remaining) if not optuna else num_samples,
-                         started=started, sweep=spec.name, parent_run_id=ctx.parent_run_id)
+    progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(),
+                                 total=len(remaining) if not optuna else num_samples, sweep=spec.name,
+                                 parent_run_id=ctx.parent_run_id)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -258,15 +261,13 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
 
 def _scheduler(spec):
     section = spec.scheduler
-    if section.name == "fifo":
+    if section.name != "asha":  # fifo: the spec's schema admits no other
         return None
-    if section.name == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler
 
-        max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
-        return ASHAScheduler(time_attr="epoch", max_t=max_t,
-                             grace_period=section.grace_period, reduction_factor=section.reduction_factor)
-    raise SweepError(f"scheduler {section.name!r} is not supported")
+    max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
+    return ASHAScheduler(time_attr="epoch", max_t=max_t,
+                         grace_period=section.grace_period, reduction_factor=section.reduction_factor)
 
 
 def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:

@@ -4,8 +4,6 @@ it: a trial the scheduler stopped early, and a trial that failed for good after 
 
 from __future__ import annotations
 
-import time
-
 from sweeper import tracking
 from sweeper.planning import payload_from_config
 from sweeper.states import DONE, FAILED, STOPPED_EARLY
@@ -27,16 +25,13 @@ class TrialEnds:
     after all its retries."""
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 started: float, sweep: str = "sweep", parent_run_id: str | None = None):
+                 sweep: str = "sweep", parent_run_id: str | None = None):
         self.name_axes = name_axes
         self.client = client
         self.experiment_id = experiment_id
         self.grid = grid
-        self.total = total
-        self.started = started
         self.finished = 0
         self.keys: set[str] = set()
-        self.first_epoch_s: float | None = None
         from sweeper.progress import SweepMonitor
 
         self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
@@ -55,8 +50,6 @@ class TrialEnds:
         self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.first_epoch_s is None:
-            self.first_epoch_s = time.monotonic() - self.started
         p = self._payload_of(trial)
         self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
 
