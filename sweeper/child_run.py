@@ -13,16 +13,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Iterable, Mapping
 
-SHORT_PARAMS_TAG = "sweeper.short_params"
-NOTE_TAG = "mlflow.note.content"
+from sweeper.dashboard import NOTE_TAG
+from trainables.names import MODE_WORDS
 
-MODE_WORDS = {
-    "full": "all weights train",
-    "bn_only": "only BatchNorm gamma/beta train",
-    "bn_output": "BatchNorm and the output layer train",
-    "output_only": "only the output layer trains",
-    "random_params": "2 random weights per channel train",
-}
+SHORT_PARAMS_TAG = "sweeper.short_params"
 
 
 def short_params(params: Mapping[str, Any], axes: Iterable[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import sys
 import click
 
 from sweeper.errors import SpecError, SweepError
+from sweeper.states import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -88,13 +89,13 @@ def main() -> None:
         cli.main(standalone_mode=False)
     except (SpecError, SweepError) as e:
         click.echo(str(e), err=True)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as e:
         e.show()
-        sys.exit(2 if e.exit_code == 2 else e.exit_code)
+        sys.exit(e.exit_code)  # a usage error is click's 2, which is EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

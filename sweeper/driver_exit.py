@@ -20,8 +20,7 @@ import signal
 from typing import Callable, Iterator
 
 from sweeper.errors import SpecError, SweepError
-
-EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 1, 2, 130
+from sweeper.states import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 

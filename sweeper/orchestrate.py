@@ -3,7 +3,7 @@
 Resume design (the simplest that survives a driver killed with SIGKILL and works with s3://):
 
 - MLflow is the record of what is done. A trial whose child run (found by ``sweeper.trial_key``)
-  carries ``status`` finished or diverged is never run again.
+  is done (sweeper.trial_record: finished, diverged or stopped early) is never run again.
 - Every other trial goes into a fresh ``Tuner`` (one grid point per remaining trial). We do not
   use ``Tuner.restore``: its pickled experiment state ties a resume to the exact param space of
   the first run, while our trial identities already live in MLflow and in the storage layout.
@@ -31,14 +31,14 @@ from pathlib import Path
 import click
 
 from sweeper import child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, readback, tracking, versions
-from sweeper.errors import SpecError, SweepError
+from sweeper.errors import SpecError
 from sweeper.lease import DriverHold
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
+from sweeper.states import DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING, RUNNING
 from sweeper.trial_events import progress_callback
+from sweeper.trial_record import mark_failed, mark_interrupted, state_of
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 # --- tracking set-up shared by run and train -------------------------------------------------
@@ -110,7 +110,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
         for line in change.lines(spec.name):
             click.echo(line)
     states = _states(client, experiment_id)
-    remaining = [t for t in trials if states.get(t.key) not in tracking.TERMINAL_STATUSES]
+    remaining = [t for t in trials if states.get(t.key) not in DONE]
     optuna = algorithm(spec) == "optuna"
     sampled_todo = optuna_samples_left(spec, trials, states) if optuna else 0
 
@@ -123,7 +123,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     if dry_run:
         if not optuna:
             for i, t in enumerate(trials):
-                click.echo(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, 'pending')}")
+                click.echo(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, PENDING)}")
         return EXIT_OK
     if not remaining and not (optuna and sampled_todo):
         _close_parent(client, parent_id, EXIT_OK)
@@ -174,8 +174,8 @@ def _kill_running_children(client, experiment_id) -> None:
     try:
         with tracking.fast_fail_http():
             for run in tracking.child_runs(client, experiment_id).values():
-                if tracking.trial_state(run) == "running":
-                    client.set_terminated(run.info.run_id, "KILLED")
+                if state_of(run) == RUNNING:
+                    mark_interrupted(client, run.info.run_id)
     except Exception:  # noqa: BLE001 - tracking may be what failed; the next run sorts it out
         pass
 
@@ -213,6 +213,8 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
 
 def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
          storage: str, started: float) -> tuple[set[str], bool]:
+    # ``started`` is no longer read (it timed a first epoch nobody used); it stays in the
+    # signature that sweeper.ray_client calls on the head
     from ray import tune
 
     optuna = algorithm(spec) == "optuna"
@@ -234,8 +236,9 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
     trainable = tune.with_resources(tune.with_parameters(_ray_trainable, ctx=ctx, grid=grid,
                                                          name_axes=spec.varying_axes()),
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
-    progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(), total=len(remaining) if not optuna else num_samples,
-                         started=started, sweep=spec.name, parent_run_id=ctx.parent_run_id)
+    progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(),
+                                 total=len(remaining) if not optuna else num_samples, sweep=spec.name,
+                                 parent_run_id=ctx.parent_run_id)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -258,34 +261,32 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
 
 def _scheduler(spec):
     section = spec.scheduler
-    if section.name == "fifo":
+    if section.name != "asha":  # fifo: the spec's schema admits no other
         return None
-    if section.name == "asha":
-        from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler
 
-        max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
-        return ASHAScheduler(time_attr="epoch", max_t=max_t,
-                             grace_period=section.grace_period, reduction_factor=section.reduction_factor)
-    raise SweepError(f"scheduler {section.name!r} is not supported")
+    max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
+    return ASHAScheduler(time_attr="epoch", max_t=max_t,
+                         grace_period=section.grace_period, reduction_factor=section.reduction_factor)
 
 
 def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
     runs = tracking.child_runs(client, experiment_id)
-    states = {key: tracking.trial_state(runs.get(key)) for key in keys}
+    states = {key: state_of(runs.get(key)) for key in keys}
     for key, state in states.items():
         run = runs.get(key)
-        if run is not None and state == "running":
+        if run is not None and state == RUNNING:
             # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
-            client.set_terminated(run.info.run_id, "KILLED")
-            states[key] = "interrupted"
-    unfinished = sum(1 for s in states.values() if s in ("interrupted", "pending"))
+            mark_interrupted(client, run.info.run_id)
+            states[key] = INTERRUPTED
+    unfinished = sum(1 for s in states.values() if s in (INTERRUPTED, PENDING))
     if (interrupted or unfinished) and not signalled:  # "interrupted" only after a real signal
         click.echo(driver_exit.unfinished_line(unfinished), err=True)
         return EXIT_FAILED
     if interrupted or unfinished:
         click.echo("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
-    if any(s == "failed" for s in states.values()):
+    if any(s == FAILED for s in states.values()):
         return EXIT_FAILED
     return EXIT_OK
 
@@ -293,7 +294,7 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, si
 def _close_parent(client, parent_id: str | None, code: int) -> None:
     if parent_id is None:
         return
-    status = {EXIT_OK: "FINISHED", EXIT_FAILED: "FAILED", EXIT_BAD_INPUT: "FAILED"}.get(code, "KILLED")
+    status = {EXIT_OK: "FINISHED", EXIT_INTERRUPTED: "KILLED"}.get(code, "FAILED")  # bad input too
     client.set_terminated(parent_id, status)
 
 
@@ -322,14 +323,13 @@ def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None
     except KeyboardInterrupt:
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
-            client.set_terminated(run.info.run_id, "KILLED")
+            mark_interrupted(client, run.info.run_id)
         click.echo("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a trial that crashed is a result, not a traceback
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
-            client.set_tag(run.info.run_id, tracking.TAG_STATUS, "failed")
-            client.set_terminated(run.info.run_id, "FAILED")
+            mark_failed(client, run.info.run_id)
         click.echo(f"{payload.name}: failed: {type(e).__name__}: {e}", err=True)
         return EXIT_FAILED
     click.echo(f"{payload.name}: {final['status']}  test_acc={final.get('final_test_acc', float('nan')):.3f}")

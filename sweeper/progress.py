@@ -17,6 +17,7 @@ import time
 from typing import Any, Mapping, TextIO
 
 from sweeper import ray_output
+from sweeper.states import DONE, STOPPED_EARLY
 from sweeper.sweep_state import SweepState, TrialLine, duration
 
 PLAIN_EVERY_S = float(os.environ.get("SWEEPER_PROGRESS_EVERY_S", "30"))
@@ -48,9 +49,12 @@ def trial_summary(line: TrialLine) -> str:
     return f"{line.name}  epoch {line.epoch}{of}  test_acc {acc}{speed}"
 
 
+OUTCOME_WORDS = {STOPPED_EARLY: "finished (stopped early)"}  # it counts as finished in the sweep line
+
+
 def ended_line(state: SweepState, name: str, outcome: str, acc: float | None, where: str = "") -> str:
     acc_text = f"  test_acc={acc:.3f}" if isinstance(acc, float) else ""
-    return f"[{state.done}/{state.total}] {name}: {outcome}{acc_text}{where}"
+    return f"[{state.done}/{state.total}] {name}: {OUTCOME_WORDS.get(outcome, outcome)}{acc_text}{where}"
 
 
 def renderable(state: SweepState):
@@ -143,13 +147,14 @@ class SweepMonitor:
         """The state of the whole sweep: trials finished by earlier runs count as done."""
         from sweeper import tracking
         from sweeper.dashboard import Dashboard
+        from sweeper.trial_record import state_of
 
         epochs = {key: int(p["config"]["train"]["epochs"]) for key, p in grid.items()}
         state = SweepState(sweep, total, mean_epochs=(sum(epochs.values()) / len(epochs)) if epochs else 0.0)
         try:
             for key, run in tracking.child_runs(client, experiment_id).items():
-                outcome = tracking.trial_state(run)
-                if outcome in tracking.TERMINAL_STATUSES and key not in grid:
+                outcome = state_of(run)
+                if outcome in DONE and key not in grid:
                     state.total += 1
                     state.end(key, run.info.run_name or key, outcome, run.data.metrics.get("final_test_acc"))
         except Exception:  # noqa: BLE001 - the view starts from zero rather than not at all

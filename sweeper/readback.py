@@ -29,7 +29,6 @@ EPOCH_METRIC = "sweeper.epoch"  # value = step = the epoch a trial last reported
 BULK_RUNS = 100  # MLflow's limit of run ids per get-history-bulk-interval request
 BULK_POINTS = 2500  # MLflow's limit of points per run and request
 THREADS = 8  # per-run reads at once: enough to hide a round trip, few enough for a small server
-SEARCH_PAGE = 10_000  # runs per search_runs page; MLflow accepts up to 50,000
 PLAN_PAGE = 2_000  # planning keeps a state per trial, not the runs: smaller pages bound its memory
 GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
 
@@ -61,38 +60,21 @@ def trial_epoch(client: Any, run: Any, key: str = "test_acc") -> int | None:
     return epoch
 
 
-# --- all child runs in big pages --------------------------------------------------------------
-
-
-def search_all(client: Any, experiment_id: str, filter_string: str, order_by: list[str] | None = None) -> list[Any]:
-    """Every run matching ``filter_string``, in pages of SEARCH_PAGE (each page a request; MLflow
-    stores re-run the query with an offset per page, so few big pages beat many small ones)."""
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, order_by=order_by,
-                                  max_results=SEARCH_PAGE, page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
+# --- planning's trial states -----------------------------------------------------------------
 
 
 def trial_states(client: Any, experiment_id: str) -> dict[str, str]:
-    """trial_key -> state (``tracking.trial_state``) of every child run, the first run of a key
+    """trial_key -> state (``trial_record.state_of``) of every child run, the first run of a key
     by start time as ``tracking.child_runs`` picks it; what planning needs and nothing more: only
     a page of runs is held at a time."""
     from sweeper import tracking
+    from sweeper.trial_record import state_of
 
     states: dict[str, str] = {}
-    token = None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{tracking.TAG_ROLE}` = 'trial'",
-                                  order_by=["attributes.start_time ASC"], max_results=PLAN_PAGE, page_token=token)
-        for run in page:
-            states.setdefault(run.data.tags.get(tracking.TAG_TRIAL_KEY), tracking.trial_state(run))
-        token = page.token
-        if not token:
-            return states
+    for run in tracking.search_all_runs(client, experiment_id, tracking.TRIAL_RUNS,
+                                        order_by=["attributes.start_time ASC"], page_size=PLAN_PAGE):
+        states.setdefault(run.data.tags.get(tracking.TAG_TRIAL_KEY), state_of(run))
+    return states
 
 
 # --- learning curves --------------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """`sweeper status SPEC_OR_NAME`: a sweep's trials and their states, read back from MLflow.
 
 Given a spec file, every trial it defines is listed, with ``pending`` for those MLflow has not
-seen yet; given a bare sweep name, the trials MLflow holds for that experiment. States:
-pending, running, finished, diverged, failed, interrupted (stopped by Ctrl-C or a killed driver;
-the next `sweeper run` resumes it from its checkpoint).
+seen yet; given a bare sweep name, the trials MLflow holds for that experiment. States
+(sweeper.states, read by sweeper.trial_record): finished, diverged, stopped early (by the
+scheduler), running, interrupted (stopped by Ctrl-C or a killed driver; the next `sweeper run`
+resumes it from its checkpoint), failed, pending.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import click
 from sweeper import readback, tracking
 from sweeper.errors import SweepError
 from sweeper.preflight import check_store_exists
+from sweeper.states import EXIT_OK, FAILED, PENDING, STATES
+from sweeper.trial_record import state_of
 from sweeper.versions import is_current
 
-STATE_ORDER = ("finished", "diverged", "running", "interrupted", "failed", "pending")
+STATE_WIDTH = 11  # the state column; wider only when a longer state ("stopped early") is listed
 
 
 @dataclass(frozen=True)
@@ -79,28 +82,29 @@ def sweep_status(spec_or_name: str, tracking_uri: str | None = None,
 
 def _row(client, name: str, key: str, run) -> TrialStatus:
     if run is None:
-        return TrialStatus(name, key, "pending", None, None, None)
-    state = tracking.trial_state(run)
+        return TrialStatus(name, key, PENDING, None, None, None)
+    state = state_of(run)
     metrics = run.data.metrics
     acc = metrics.get("final_test_acc", metrics.get("test_acc"))
     epoch = readback.trial_epoch(client, run)  # from the search result; a request only for odd runs
     return TrialStatus(name, key, state, epoch, acc, run.info.run_id, superseded=not is_current(run),
-                       error=run.data.tags.get(tracking.TAG_LAST_ERROR) if state == "failed" else None)
+                       error=run.data.tags.get(tracking.TAG_LAST_ERROR) if state == FAILED else None)
 
 
 def format_table(name: str, rows: list[TrialStatus]) -> str:
     counts = Counter(r.state for r in rows)
-    order = [s for s in STATE_ORDER if counts[s]] + sorted(s for s in counts if s not in STATE_ORDER)
+    order = [s for s in STATES if counts[s]] + sorted(s for s in counts if s not in STATES)
     summary = ", ".join(f"{counts[s]} {s}" for s in order) or "no trials"
     old = sum(r.superseded for r in rows)
     summary += f" ({old} of them from earlier versions of the spec, marked 'old')" if old else ""
     width = max([len(r.name) for r in rows] + [5])
+    state_width = max([len(r.state) for r in rows] + [STATE_WIDTH])
     lines = [f"{name}: {len(rows)} trials: {summary}",
-             f"{'#':>4}  {'trial':<{width}}  {'state':<11}  {'epoch':>5}  {'test_acc':>8}  key"]
+             f"{'#':>4}  {'trial':<{width}}  {'state':<{state_width}}  {'epoch':>5}  {'test_acc':>8}  key"]
     for i, r in enumerate(rows):
         epoch = "" if r.epoch is None else str(r.epoch)
         acc = "" if r.test_acc is None else f"{r.test_acc:.3f}"
-        lines.append(f"{i:>4}  {r.name:<{width}}  {r.state:<11}  {epoch:>5}  {acc:>8}  {r.key}"
+        lines.append(f"{i:>4}  {r.name:<{width}}  {r.state:<{state_width}}  {epoch:>5}  {acc:>8}  {r.key}"
                      + ("  old" if r.superseded else ""))
         if r.error:
             lines.append(f"{'':>4}  error: {r.error}")
@@ -114,4 +118,4 @@ def status_command(spec_or_name: str, tracking_uri: str | None = None, all_versi
 
     for line in for_sweep(uri, name):
         click.echo(line)
-    return 0
+    return EXIT_OK

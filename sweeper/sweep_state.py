@@ -17,6 +17,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
+from sweeper.states import DIVERGED, FAILED, FINISHED, STOPPED_EARLY
+
 
 @dataclass
 class TrialLine:
@@ -70,16 +72,16 @@ class SweepState:
         self.concurrency = max(self.concurrency, len(self.running))
 
     def end(self, key: str, name: str, state: str, acc: float | None) -> None:
-        """A trial left the sweep: finished (possibly stopped early), diverged or failed."""
+        """A trial left the sweep: finished (or stopped early: it counts as finished), diverged or
+        failed; any other word (its end was not readable) only takes it off the running list."""
         self.running.pop(key, None)
-        if state.startswith("finished"):
+        if state in (FINISHED, STOPPED_EARLY):
             self.finished += 1
-        elif state == "diverged":
-            self.diverged += 1
-        elif state == "failed":
-            self.failed += 1
-        if state.startswith("finished"):
             self.offer_best(name, acc)
+        elif state == DIVERGED:
+            self.diverged += 1
+        elif state == FAILED:
+            self.failed += 1
         self.updated = time.time()
 
     def offer_best(self, name: str, acc: float | None) -> None:

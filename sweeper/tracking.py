@@ -24,9 +24,10 @@ import numbers
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.errors import SweepError
+from sweeper.states import DONE
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -38,8 +39,9 @@ TAG_STATUS = "status"  # design.md: finished | diverged | failed
 TAG_PARENT = "mlflow.parentRunId"
 TAG_EARLY_STOPPED = "sweeper.early_stopped"
 TAG_LAST_ERROR = "sweeper.last_error"
-
-TERMINAL_STATUSES = ("finished", "diverged")  # a trial with one of these is never run again
+TRIAL_RUNS = f"tags.`{TAG_ROLE}` = 'trial'"  # the search filter of a sweep's child runs
+FINAL_STEP = 0  # final metrics are single values; step 0 keeps them out of the epoch axis
+SEARCH_PAGE = 10_000  # runs per search_runs page; MLflow accepts up to 50,000
 
 # MLflow's REST client retries for minutes by default (it is tuned for rate limits). Inside a
 # trial we would rather keep training and retry from our own buffer, so calls fail fast there.
@@ -188,19 +190,28 @@ def find_child_run(client, experiment_id: str, trial_key: str):
     return runs[0] if runs else None
 
 
-def child_runs(client, experiment_id: str) -> dict[str, Any]:
-    """trial_key -> child run, for every trial MLflow knows in this experiment."""
-    found: dict[str, Any] = {}
+def search_all_runs(client, experiment_id: str, filter_string: str, order_by: list[str] | None = None,
+                    page_size: int = SEARCH_PAGE) -> Iterator[Any]:
+    """Every run matching ``filter_string``, one page (one request) at a time: a caller that keeps
+    less than the runs holds only a page. MLflow stores re-run the query with an offset per page,
+    so few big pages beat many small ones."""
     token = None
     while True:
-        page = client.search_runs([experiment_id], filter_string=f"tags.`{TAG_ROLE}` = 'trial'",
-                                  order_by=["attributes.start_time ASC"], max_results=1000,
-                                  page_token=token)
-        for run in page:
-            found.setdefault(run.data.tags.get(TAG_TRIAL_KEY), run)
+        page = client.search_runs([experiment_id], filter_string=filter_string, order_by=order_by,
+                                  max_results=page_size, page_token=token)
+        yield from page
         token = page.token
         if not token:
-            return found
+            return
+
+
+def child_runs(client, experiment_id: str) -> dict[str, Any]:
+    """trial_key -> child run, for every trial MLflow knows in this experiment (the first run of
+    a key by start time)."""
+    found: dict[str, Any] = {}
+    for run in search_all_runs(client, experiment_id, TRIAL_RUNS, order_by=["attributes.start_time ASC"]):
+        found.setdefault(run.data.tags.get(TAG_TRIAL_KEY), run)
+    return found
 
 
 def ensure_child_run(client, experiment_id: str, parent_run_id: str, trial_key: str,
@@ -260,9 +271,6 @@ class TrialLogger:
             keys = self.client.get_run(self.run_id).data.metrics.keys()
         return {(k, m.step) for k in keys for m in self.client.get_metric_history(self.run_id, k)}
 
-    def has(self, key: str, step: int) -> bool:
-        return (key, step) in self.logged
-
     def log_metrics(self, metrics: Mapping[str, Any], step: int) -> bool:
         from mlflow.entities import Metric
 
@@ -283,13 +291,7 @@ class TrialLogger:
         return len(self._pending_metrics) + len(self._pending_tags)
 
     def flush(self, wait_s: float = 0.0) -> bool:
-        deadline = time.monotonic() + wait_s
-        while True:
-            if self._try_send():
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(min(self.retry_every_s, max(0.0, deadline - time.monotonic())))
+        return retry(self._try_send, wait_s, self.retry_every_s)
 
     def _try_send(self) -> bool:
         from mlflow.entities import RunTag
@@ -320,41 +322,50 @@ class TrialLogger:
         return True
 
     def log_artifacts(self, local_dir: str | Path, artifact_path: str, wait_s: float = 0.0) -> bool:
-        return self._retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path), wait_s)
+        return self._call(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path), wait_s)
 
     def log_artifact(self, local_path: str | Path, artifact_path: str, wait_s: float = 0.0) -> bool:
-        return self._retry(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path), wait_s)
+        return self._call(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path), wait_s)
 
     def terminate(self, status: str, wait_s: float = 0.0) -> bool:
         """MLflow run status: FINISHED, FAILED or KILLED."""
-        return self._retry(lambda: self.client.set_terminated(self.run_id, status), wait_s)
+        return self._call(lambda: self.client.set_terminated(self.run_id, status), wait_s)
 
-    def _retry(self, call, wait_s: float) -> bool:
-        deadline = time.monotonic() + wait_s
-        while True:
-            try:
-                with fast_fail_http():
-                    call()
-                return True
-            except Exception:  # noqa: BLE001
-                if time.monotonic() >= deadline:
-                    return False
-                time.sleep(min(self.retry_every_s, max(0.0, deadline - time.monotonic())))
+    def _call(self, call: Callable[[], Any], wait_s: float) -> bool:
+        return retry(lambda: _succeeds(call), wait_s, self.retry_every_s)
+
+
+def retry(attempt: Callable[[], bool], wait_s: float, every_s: float) -> bool:
+    """Call ``attempt`` until it returns True, every ``every_s`` seconds for at most ``wait_s``
+    (once when 0); whether it succeeded in time."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if attempt():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
+
+
+def _succeeds(call: Callable[[], Any]) -> bool:
+    try:
+        with fast_fail_http():
+            call()
+    except Exception:  # noqa: BLE001 - any tracking failure: the caller decides whether to wait
+        return False
+    return True
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too
 
 
+# Old names of sweeper.states.DONE and sweeper.trial_record.state_of, kept only while
+# sweeper/planning.py and sweeper/versions.py still use them; nothing else may.
+TERMINAL_STATUSES = DONE
+
+
 def trial_state(run) -> str:
-    """pending | running | finished | diverged | failed | interrupted, from a child run."""
-    if run is None:
-        return "pending"
-    status = run.data.tags.get(TAG_STATUS)
-    if status:
-        return status
-    if run.info.status == "RUNNING":
-        return "running"
-    if run.info.status == "FAILED":
-        return "failed"
-    return "interrupted"  # KILLED (Ctrl-C) or a run left behind by a killed driver
+    from sweeper.trial_record import state_of
+
+    return state_of(run)

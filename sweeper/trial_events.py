@@ -4,10 +4,10 @@ it: a trial the scheduler stopped early, and a trial that failed for good after 
 
 from __future__ import annotations
 
-import time
-
 from sweeper import tracking
 from sweeper.planning import payload_from_config
+from sweeper.states import DONE, FAILED, STOPPED_EARLY
+from sweeper.trial_record import mark_failed, mark_stopped_early, state_of
 from sweeper.worker import TrialPayload, trial_notes
 
 
@@ -25,16 +25,13 @@ class TrialEnds:
     after all its retries."""
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 started: float, sweep: str = "sweep", parent_run_id: str | None = None):
+                 sweep: str = "sweep", parent_run_id: str | None = None):
         self.name_axes = name_axes
         self.client = client
         self.experiment_id = experiment_id
         self.grid = grid
-        self.total = total
-        self.started = started
         self.finished = 0
         self.keys: set[str] = set()
-        self.first_epoch_s: float | None = None
         from sweeper.progress import SweepMonitor
 
         self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
@@ -53,8 +50,6 @@ class TrialEnds:
         self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if self.first_epoch_s is None:
-            self.first_epoch_s = time.monotonic() - self.started
         p = self._payload_of(trial)
         self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
 
@@ -77,26 +72,18 @@ class TrialEnds:
         try:
             with tracking.fast_fail_http():
                 run = tracking.find_child_run(self.client, self.experiment_id, payload.key)
-                state = tracking.trial_state(run)
-                if run is not None and failed and state not in tracking.TERMINAL_STATUSES:
-                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "failed")
-                    self.client.set_terminated(run.info.run_id, "FAILED")
-                    state = "failed"
-                elif run is not None and not failed and state not in tracking.TERMINAL_STATUSES:
+                state = state_of(run)
+                if run is not None and failed and state not in DONE:
+                    mark_failed(self.client, run.info.run_id)
+                    state = FAILED
+                elif run is not None and not failed and state not in DONE:
                     # ended without finishing its epochs and without an error: a scheduler stop
-                    self.client.set_tag(run.info.run_id, tracking.TAG_EARLY_STOPPED, "true")
-                    history = self.client.get_metric_history(run.info.run_id, "test_acc")
-                    if history:
-                        accs = [m.value for m in sorted(history, key=lambda m: m.step)]
-                        self.client.log_metric(run.info.run_id, "final_test_acc", accs[-1], step=0)
-                        self.client.log_metric(run.info.run_id, "best_test_acc", max(accs), step=0)
-                    self.client.set_tag(run.info.run_id, tracking.TAG_STATUS, "finished")
-                    self.client.set_terminated(run.info.run_id, "FINISHED")
-                    state = "finished (stopped early)"
+                    mark_stopped_early(self.client, run.info.run_id)
+                    state = STOPPED_EARLY
                 acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run else None
                 notes = trial_notes(run)
         except Exception:  # noqa: BLE001 - progress output must never stop the sweep
-            state, acc, notes = ("failed" if failed else "ended"), None, {}
+            state, acc, notes = (FAILED if failed else "ended"), None, {}  # "ended": not known how
         where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
         self.monitor.ended(payload.key, payload.name, state, acc, where)
         if notes.get("set_aside"):

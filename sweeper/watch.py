@@ -15,15 +15,15 @@ import click
 
 from sweeper import dashboard, links, tracking
 from sweeper.progress import LiveView, PlainView
+from sweeper.states import DONE, EXIT_OK, FAILED, PENDING, RUNNING
 from sweeper.status import sweep_status
 from sweeper.sweep_state import SweepState, TrialLine
-
 
 
 def _open(rows, driver_live: bool) -> bool:
     """Something may still change: a trial runs, or a live driver has trials left to start.
     (A sweep stopped with trials pending waits for the next `sweeper run`, not for this view.)"""
-    return any(r.state == "running" for r in rows) or (driver_live and any(r.state == "pending" for r in rows))
+    return any(r.state == RUNNING for r in rows) or (driver_live and any(r.state == PENDING for r in rows))
 
 
 def state_from(name: str, rows, snapshot: SweepState | None) -> SweepState:
@@ -37,12 +37,12 @@ def state_from(name: str, rows, snapshot: SweepState | None) -> SweepState:
         state.ended, state.updated = snapshot.ended, snapshot.updated
     measured = {line.name: line for line in (snapshot.running.values() if snapshot else ())}
     for row in rows:
-        if row.state == "running":
+        if row.state == RUNNING:
             seen = measured.get(row.name)
             state.running[row.key] = TrialLine(row.name, epoch=row.epoch or 0,
                                                epochs=seen.epochs if seen else None, test_acc=row.test_acc,
                                                images_per_s=seen.images_per_s if seen else None)
-        elif row.state in ("finished", "diverged", "failed"):
+        elif row.state in DONE or row.state == FAILED:
             state.end(row.key, row.name, row.state, row.test_acc)
     return state
 
@@ -81,4 +81,4 @@ def watch_command(spec_or_name: str, tracking_uri: str | None = None, every_s: f
     finally:
         if isinstance(view, LiveView):
             view.close(state)
-    return 0
+    return EXIT_OK

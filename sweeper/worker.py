@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,13 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from sweeper import tracking
+from sweeper import tracking, trial_record
 from sweeper.readback import EPOCH_METRIC
+from sweeper.tracking import FINAL_STEP
+from trainables.names import FINAL_METRICS
 
-FINAL_KEYS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params",
-              "gamma_near_zero_frac", "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1",
-              "relu_zero_frac", "epochs_completed")
-FINAL_STEP = 0  # final metrics are single values; step 0 keeps them out of the epoch axis
 END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
 TAG_ATTEMPTS = "sweeper.attempts"
 TAG_CHECKPOINT_SET_ASIDE = "sweeper.checkpoint_set_aside"  # "<new path>: <why>" when one was moved
@@ -161,7 +158,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
         final = run_trial(payload.config, report, store.local_dir)
     except BaseException as e:  # SystemExit too: Ray stops an early-stopped trial that way
         if not isinstance(e, SystemExit):
-            logger.set_tags({tracking.TAG_LAST_ERROR: f"{type(e).__name__}: {e}"[:500]})
+            logger.set_tags(trial_record.error_tags(e))
         logger.flush(wait_s=10)
         store.close()
         raise
@@ -172,7 +169,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     if tune_report is not None:
         last = deferred[-1] if deferred else {"epoch": final.get("epochs_completed", last_epoch),
                                               "test_acc": final.get("final_test_acc")}
-        tune_report({**last, **{k: v for k, v in final.items() if k in FINAL_KEYS}, "trial_key": payload.key})
+        tune_report({**last, **{k: v for k, v in final.items() if k in FINAL_METRICS}, "trial_key": payload.key})
     return final
 
 
@@ -193,48 +190,23 @@ def _set_aside_unusable_checkpoint(store: CheckpointStore, payload: TrialPayload
 
 
 def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
-    logger.log_metrics({k: final[k] for k in FINAL_KEYS if k in final}, step=FINAL_STEP)
+    from sweeper.report.gamma_figure import gamma_histogram
+
+    logger.log_metrics({k: final[k] for k in FINAL_METRICS if k in final}, step=FINAL_STEP)
     gamma_json = checkpoint_dir / "gamma.json"
     ok = logger.log_artifacts(checkpoint_dir, "checkpoint", wait_s=END_FLUSH_WAIT_S)
     if ok and gamma_json.exists():
         with tempfile.TemporaryDirectory(prefix="sweeper-gamma-") as scratch:  # gone afterwards
-            png = _gamma_histogram(gamma_json, Path(scratch))
+            png = gamma_histogram(gamma_json, Path(scratch))
             if png is not None:
                 ok = logger.log_artifact(png, "gamma", wait_s=END_FLUSH_WAIT_S)
-    # the status tag goes last: it is what marks the trial as done for every later run
     logger.set_tags({tracking.TAG_NODE_ID: node_id})
     ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S)
-    ok = ok and logger.set_tags({tracking.TAG_STATUS: final["status"]})
-    ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S) and logger.terminate("FINISHED", wait_s=END_FLUSH_WAIT_S)
+    # the end state goes last: it is what marks the trial as done for every later run
+    ok = ok and trial_record.mark_trained(logger, final["status"], wait_s=END_FLUSH_WAIT_S)
     if not ok:
         raise TrackingUnavailable(f"MLflow did not take the results of run {logger.run_id} "
                                   f"within {END_FLUSH_WAIT_S:.0f}s")
-
-
-def _gamma_histogram(gamma_json: Path, out_dir: Path) -> Path | None:
-    """A PNG of the distribution of BN gamma over all layers (the paper's Figure on disabled
-    features); None when the file holds no gammas."""
-    layers = json.loads(gamma_json.read_text()).get("layers", {})
-    values = [abs(float(g)) for gammas in layers.values() for g in gammas]
-    if not values:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=100)
-    ax.hist(values, bins=50, color="#4c72b0")
-    for threshold in (0.01, 0.05, 0.1):
-        ax.axvline(threshold, color="#c44e52", lw=0.8, ls="--")
-    ax.set_xlabel("|gamma|")
-    ax.set_ylabel("BN channels")
-    ax.set_title(f"BatchNorm gamma ({len(values)} channels)")
-    fig.tight_layout()
-    out = out_dir / "gamma_hist.png"
-    fig.savefig(out)
-    plt.close(fig)
-    return out
 
 
 def _maybe_inject_fault(epoch: int) -> None:

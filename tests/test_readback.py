@@ -29,11 +29,12 @@ from sweeper.planning import expected_payloads
 from sweeper.report import build_report
 from sweeper.report import figures as fig
 from sweeper.report.build import write_results
-from sweeper.report.collect import FINISHED, load_gammas, load_sweep
+from sweeper.report.collect import load_gammas, load_sweep
 from sweeper.report.markdown import render
 from sweeper.report.scorecard import score
 from sweeper.report.tables import aggregate
 from sweeper.spec import load_spec
+from sweeper.states import FINISHED
 from sweeper.status import sweep_status
 
 EPOCHS = 4

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import tracking, versions
+from sweeper import states, tracking, versions
 from sweeper.errors import SweepError
 from sweeper.orchestrate import run_command, train_command
 from sweeper.planning import expected_payloads
@@ -131,7 +131,7 @@ def test_a_driver_that_fails_mid_sweep_ends_the_parent_run_failed_and_releases_t
     monkeypatch.setattr(orchestrate, "_fit", crash)
     spec = write_spec(workdir, "crashy", modes=("bn_only",))
     code = run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results"))
-    assert code == orchestrate.EXIT_FAILED  # a failure, named as one: not "interrupted"
+    assert code == states.EXIT_FAILED  # a failure, named as one: not "interrupted"
     assert "failed: RuntimeError: the driver broke" in capsys.readouterr().err
     parent = _parent(mlflow_client, "crashy")
     assert parent.info.status == "FAILED"

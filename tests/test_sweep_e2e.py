@@ -18,6 +18,7 @@ import pytest
 
 from sweeper import tracking
 from sweeper.orchestrate import run_command, train_command
+from sweeper.trial_record import state_of
 from sweeper.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG, START_EPOCH_METRIC
 
 pytestmark = pytest.mark.slow
@@ -159,7 +160,7 @@ def test_a_driver_killed_with_sigkill_mid_sweep_completes_on_the_next_run(workdi
     finally:
         kill_session(driver.pid)
         driver.wait(timeout=60)
-    states_at_kill = Counter(tracking.trial_state(r) for r in children(mlflow_client, "killed").values())
+    states_at_kill = Counter(state_of(r) for r in children(mlflow_client, "killed").values())
     assert states_at_kill["finished"] < 3  # it really was killed mid-sweep
 
     assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0

@@ -83,6 +83,16 @@ def test_child_run_is_found_by_trial_key_with_parent_params_and_role(mlflow_clie
     assert run.data.params == {"mode": "bn_only", "model.depth": "8", "train.lr": "0.1"}
 
 
+def test_every_run_is_found_page_by_page(mlflow_client, tracking_uri):
+    exp = _experiment(mlflow_client, tracking_uri)
+    parent = tracking.ensure_parent_run(mlflow_client, exp, "sweep-a", "x: 1\n", "h")
+    made = [tracking.ensure_child_run(mlflow_client, exp, parent, f"k{i}", f"trial-{i}", {}) for i in range(5)]
+    found = tracking.search_all_runs(mlflow_client, exp, tracking.TRIAL_RUNS,
+                                     order_by=["attributes.start_time ASC"], page_size=2)
+    assert [r.info.run_id for r in found] == made  # three pages, in order, the parent left out
+    assert [r.info.run_id for r in tracking.child_runs(mlflow_client, exp).values()] == made
+
+
 # --- idempotent, buffered logging ----------------------------------------------------------
 
 
@@ -163,16 +173,6 @@ def test_flush_waits_for_a_server_that_comes_back(mlflow_client, tracking_uri):
     threading.Timer(0.3, lambda: setattr(flaky, "down", False)).start()
     assert logger.flush(wait_s=20)
     assert _steps(mlflow_client, run_id, "best_test_acc") == [0]
-
-
-def test_trial_state_reads_the_status_tag_then_the_run_status(mlflow_client, tracking_uri):
-    run_id = _child(mlflow_client, tracking_uri)
-    assert tracking.trial_state(None) == "pending"
-    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "running"
-    mlflow_client.set_terminated(run_id, "KILLED")
-    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "interrupted"
-    mlflow_client.set_tag(run_id, "status", "diverged")
-    assert tracking.trial_state(mlflow_client.get_run(run_id)) == "diverged"
 
 
 # --- why we do not use Ray's stock MLflowLoggerCallback --------------------------------------

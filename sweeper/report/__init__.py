@@ -26,6 +26,7 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     import click
 
     from sweeper import tracking
+    from sweeper.states import DIVERGED, FINISHED, RUNNING
 
     name, spec_uri, planned, keys = _target(spec_or_name)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
@@ -35,8 +36,8 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     report = build_report(client, name, uri, out, planned=None if all_versions else planned,
                           all_versions=all_versions, keys=keys)
     counts = report.sweep.counts()
-    click.echo(f"report: {out / 'report.md'} ({counts['finished']} finished, {counts['diverged']} diverged, "
-               f"{counts['running']} running trials; {len(report.figures)} figures)")
+    click.echo(f"report: {out / 'report.md'} ({counts[FINISHED]} finished, {counts[DIVERGED]} diverged, "
+               f"{counts[RUNNING]} running trials; {len(report.figures)} figures)")
     click.echo(f"stored on MLflow run {report.sweep.parent_run_id} under report/")
     from sweeper.links import lines
 

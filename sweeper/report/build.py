@@ -9,13 +9,14 @@ from typing import Any
 
 import pandas as pd
 
+from sweeper import readback
 from sweeper.errors import SweepError
 from sweeper.report import figures as fig
-from sweeper import readback
-from sweeper.report.collect import FINISHED, SweepRuns, load_curves, load_sweep
+from sweeper.report.collect import SweepRuns, load_curves, load_sweep
 from sweeper.report.markdown import render
 from sweeper.report.scorecard import ScoreRow, score
 from sweeper.report.tables import aggregate
+from sweeper.states import FINISHED
 
 REPORT_MD, RESULTS_CSV = "report.md", "results.csv"
 ARTIFACT_PATH = "report"  # on the sweep's parent run

@@ -23,24 +23,22 @@ import pandas as pd
 
 from sweeper import readback, tracking
 from sweeper.errors import SweepError
+from sweeper.states import PENDING, STATES
 from sweeper.trial import with_later_defaults
+from sweeper.trial_record import state_of
+from trainables.names import FINAL_METRICS, PER_EPOCH_METRICS
 
-# Where the sweep layer puts each trial's gammas (sweeper/worker.py logs the checkpoint folder,
-# gamma.json included, under "checkpoint/"); the bare name is accepted for hand-made stores.
-GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
-
-# A trial's state as the report sees it (sweeper.tracking.trial_state). Only "finished" runs
-# enter the means; "diverged" ones are counted next to them (their accuracy is chance, not a
+# A trial's state as the report sees it (sweeper.trial_record.state_of). Only finished runs
+# enter the means; diverged ones are counted next to them (their accuracy is chance, not a
 # measurement of the configuration); the rest are listed in the header and left out.
-# A trial an early-stopping scheduler (ASHA) ended is "stopped early": it has no final metrics
+# A trial an early-stopping scheduler (ASHA) ended is stopped early: it has no final metrics
 # and ran fewer epochs than its configuration says, so it stays out of the means too.
-FINISHED, DIVERGED, STOPPED, RUNNING, FAILED, INTERRUPTED = (
-    "finished", "diverged", "stopped early", "running", "failed", "interrupted")
-STATES = (FINISHED, DIVERGED, STOPPED, RUNNING, FAILED, INTERRUPTED)
+# A child run is never pending: the report counts the other states.
+REPORTED_STATES = tuple(s for s in STATES if s != PENDING)
 
 # When one trial key has several runs (it should not, but a store edited by hand may), keep the
-# most complete one.
-_STATE_RANK = {FINISHED: 0, DIVERGED: 1, STOPPED: 2, RUNNING: 3, INTERRUPTED: 4, FAILED: 5}
+# most complete one: STATES lists them from the most complete on.
+_STATE_RANK = {state: rank for rank, state in enumerate(STATES)}
 
 # Columns of the trials table that are not the trial's configuration.
 RUN_COLUMNS = ("run_id", "trial_key", "run_name", "status", "mlflow_status", "start_time", "end_time")
@@ -67,7 +65,7 @@ class SweepRuns:
 
     def counts(self) -> dict[str, int]:
         found = self.trials["status"].value_counts().to_dict() if len(self.trials) else {}
-        return {state: int(found.get(state, 0)) for state in STATES}
+        return {state: int(found.get(state, 0)) for state in REPORTED_STATES}
 
 
 def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = False,
@@ -81,7 +79,7 @@ def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = F
     if parent is None:
         raise SweepError(f"experiment {name!r} in {tracking_uri} has no sweep run "
                          f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
-    children = _search_all(client, experiment.experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'")
+    children = list(tracking.search_all_runs(client, experiment.experiment_id, tracking.TRIAL_RUNS))
     current, earlier = split_versions(children, keys)
     trials, params, metrics = _trials_table(children if all_versions else current)
     shown = children if all_versions else current
@@ -122,14 +120,12 @@ def load_gammas(client: Any, run_ids: Iterable[str]) -> dict[str, list[float]]:
     gammas: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="sweeper-report-") as tmp, readback.quiet_downloads():
         for run_id in run_ids:
-            for artifact in GAMMA_ARTIFACTS:
+            for artifact in readback.GAMMA_ARTIFACTS:
                 values = _read_gammas(client, run_id, artifact, Path(tmp) / run_id)
                 if values is not None:
                     gammas[run_id] = values
                     break
     return gammas
-
-
 
 
 def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[float] | None:
@@ -145,17 +141,6 @@ def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[
 # --- internals --------------------------------------------------------------------------------
 
 
-def _search_all(client: Any, experiment_id: str, filter_string: str) -> list[Any]:
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, max_results=readback.SEARCH_PAGE,
-                                  page_token=token)
-        runs.extend(page)
-        token = page.token
-        if not token:
-            return runs
-
-
 def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
     rows, param_keys, metric_keys = [], set(), set()
     for run in runs:
@@ -164,7 +149,7 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
             "run_id": run.info.run_id,
             "trial_key": tags.get(tracking.TAG_TRIAL_KEY, run.info.run_id),
             "run_name": run.info.run_name or tags.get("mlflow.runName", ""),
-            "status": _state(run),
+            "status": state_of(run),
             "mlflow_status": run.info.status,
             "start_time": _timestamp(run.info.start_time),
             "end_time": _timestamp(run.info.end_time),
@@ -193,13 +178,6 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
     return frame.reset_index(drop=True), params, metrics
 
 
-def _state(run: Any) -> str:
-    state = tracking.trial_state(run)
-    if state == FINISHED and run.data.tags.get(tracking.TAG_EARLY_STOPPED) == "true":
-        return STOPPED
-    return state
-
-
 def parse_param(text: str) -> Any:
     """MLflow stores params as strings; give numbers back their type so tables sort and group."""
     if not isinstance(text, str):
@@ -217,10 +195,6 @@ def parse_param(text: str) -> Any:
     return value if math.isfinite(value) else text
 
 
-# Final metrics first in the order design.md lists them, then the last value of each per-epoch one.
-FINAL_METRICS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params", "gamma_near_zero_frac",
-                 "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1", "relu_zero_frac", "epochs_completed")
-EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "images_per_s", "epoch_s")
 _PARAM_ORDER = ("mode", "seed", "dataset.name", "model.family", "model.depth", "model.width", "train.lr",
                 "train.epochs", "train.batch_size")
 
@@ -231,7 +205,8 @@ def _ordered_params(keys: set[str]) -> list[str]:
 
 
 def _ordered_metrics(keys: set[str]) -> list[str]:
-    first = [k for k in FINAL_METRICS + EPOCH_METRICS if k in keys]
+    """Final metrics first in the order design.md lists them, then the last value of each per-epoch one."""
+    first = [k for k in FINAL_METRICS + PER_EPOCH_METRICS if k in keys]
     return first + sorted(keys - set(first))
 
 

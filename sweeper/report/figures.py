@@ -16,18 +16,20 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator, PercentFormatter
 
-from sweeper.report.tables import DEPTH, MODE, MODE_ORDER, WIDTH, reference_depth, reference_width, series
+from sweeper.report.tables import DEPTH, MODE, WIDTH, reference_depth, reference_width, series
+from sweeper.states import FINISHED, STOPPED_EARLY
+from trainables.names import BN_ONLY, BN_OUTPUT, FULL, GAMMA_THRESHOLDS, MODES, OUTPUT_ONLY, RANDOM_PARAMS
 
 DPI = 100
 SINGLE = (8.0, 5.0)  # inches: 800 x 500 pixels at DPI
-GAMMA_THRESHOLDS = (0.01, 0.05, 0.1)
 
-MODE_STYLE = {  # colour-blind-safe Okabe-Ito colours, one per training mode, the same in every figure
-    "full": ("#0072B2", "full (all weights)"),
-    "bn_only": ("#D55E00", "BN only (γ, β)"),
-    "bn_output": ("#009E73", "BN + output layer"),
-    "output_only": ("#CC79A7", "output layer only"),
-    "random_params": ("#7F7F7F", "random params (as many as BN)"),
+MODE_STYLE = {  # colour-blind-safe Okabe-Ito colours, one per training mode, the same in every figure;
+    # the labels are short legend words (trainables.names.MODE_WORDS says it in a sentence)
+    FULL: ("#0072B2", "full (all weights)"),
+    BN_ONLY: ("#D55E00", "BN only (γ, β)"),
+    BN_OUTPUT: ("#009E73", "BN + output layer"),
+    OUTPUT_ONLY: ("#CC79A7", "output layer only"),
+    RANDOM_PARAMS: ("#7F7F7F", "random params (as many as BN)"),
 }
 CHANCE = {"cifar10": 10.0, "digits": 10.0, "cifar100": 1.0, "imagenet": 0.1}
 
@@ -147,7 +149,8 @@ def gamma_distribution(configs: pd.DataFrame, gammas: dict[str, Sequence[float]]
         ax.set_xlabel("|γ| (BN scale, log scale)")
         ax.set_title(mode_label(mode), fontsize=10, color=mode_color(mode), pad=14)
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(title="share |γ| < 0.01 / 0.05 / 0.1", fontsize=8, title_fontsize=8, loc="upper left")
+        ax.legend(title=f"share |γ| < {' / '.join(f'{t:g}' for t in GAMMA_THRESHOLDS)}", fontsize=8,
+                  title_fontsize=8, loc="upper left")
     axes[0].set_ylabel("share of BN channels with |γ| ≤ x")
     fig.suptitle(f"How many features does BN switch off? Distribution of |γ| per {_axis_word(along)} "
                  f"(seeds pooled{_fixed_text(fixed)})", fontsize=11)
@@ -217,11 +220,9 @@ def accuracy_curves(configs: pd.DataFrame, curves: pd.DataFrame, key: str = "tes
 def accuracy_vs_lr(trials: pd.DataFrame, paper_lr: float = 0.1) -> Figure | None:
     """One point per trial (finished or stopped early): its last test accuracy against its
     learning rate. Colour = mode, marker = depth, hollow = stopped early by the scheduler."""
-    from sweeper.report.collect import FINISHED, STOPPED
-
     if "train.lr" not in trials or "test_acc" not in trials or trials["train.lr"].nunique() < 2:
         return None
-    done = trials[trials["status"].isin([FINISHED, STOPPED]) & trials["test_acc"].notna()]
+    done = trials[trials["status"].isin([FINISHED, STOPPED_EARLY]) & trials["test_acc"].notna()]
     if done.empty:
         return None
     fig, ax = _single()
@@ -231,7 +232,7 @@ def accuracy_vs_lr(trials: pd.DataFrame, paper_lr: float = 0.1) -> Figure | None
         for i, depth in enumerate(depths):
             part = done[(done[MODE] == mode) & ((done[DEPTH] == depth) if depth is not None else True)]
             for stopped, face in ((False, mode_color(mode)), (True, "none")):
-                pts = part[(part["status"] == STOPPED) == stopped]
+                pts = part[(part["status"] == STOPPED_EARLY) == stopped]
                 if pts.empty:
                     continue
                 label = f"{mode_label(mode)}" + (f", depth {depth:g}" if depth is not None else "")
@@ -264,7 +265,7 @@ def _single() -> tuple[Figure, object]:
 
 def _modes(rows: pd.DataFrame) -> list[str]:
     present = set(rows[MODE]) if MODE in rows else set()
-    return [m for m in MODE_ORDER if m in present] + sorted(present - set(MODE_ORDER))
+    return [m for m in MODES if m in present] + sorted(present - set(MODES))
 
 
 def _mode_lines(ax, rows: pd.DataFrame, along: str, metric: str, scale: float) -> None:

@@ -8,10 +8,12 @@ from typing import Sequence
 import pandas as pd
 
 from sweeper.report import tables
-from sweeper.report.collect import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED, SweepRuns
-from sweeper.report.scorecard import (ACCURACY_METRICS, APPROXIMATE_ACCURACY_TOLERANCE, EXACT_ACCURACY_TOLERANCE,
-                                      MARKDOWN_COLUMNS, ScoreRow)
+from sweeper.report.collect import SweepRuns
+from sweeper.report.scorecard import (APPROXIMATE_ACCURACY_TOLERANCE, EXACT_ACCURACY_TOLERANCE, MARKDOWN_COLUMNS,
+                                      ScoreRow)
 from sweeper.report.tables import DEPTH, MODE, WIDTH
+from sweeper.states import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED_EARLY
+from trainables.names import ACCURACY_METRICS, GAMMA_METRICS, GAMMA_THRESHOLDS
 
 
 def render(sweep: SweepRuns, configs: pd.DataFrame, score_rows: Sequence[ScoreRow], not_in_sweep: pd.DataFrame,
@@ -43,7 +45,8 @@ def render(sweep: SweepRuns, configs: pd.DataFrame, score_rows: Sequence[ScoreRo
     out += _figure(figures, "accuracy_vs_params")
 
     out += ["## Disabled features: BN scales near zero", "",
-            "Share of BN channels with |γ| below 0.01 / 0.05 / 0.1 (%), mean over finished seeds. "
+            f"Share of BN channels with |γ| below {' / '.join(f'{t:g}' for t in GAMMA_THRESHOLDS)} (%), "
+            "mean over finished seeds. "
             "The paper reports that BN-only training disables roughly a quarter to a third of the "
             "random features.", "",
             tables.markdown_table(tables.pivot(by_depth, DEPTH, _gamma_cell), "mode \\ depth"), ""]
@@ -86,8 +89,8 @@ def _header(sweep: SweepRuns, generated: datetime, planned: int | None) -> str:
     elif sweep.left_out_versions:
         lines += ["", f"{sweep.left_out_versions} trials of earlier versions of the spec are left out "
                       "(`sweeper report --all` includes them)."]
-    if counts[STOPPED]:
-        lines.insert(5, f"- stopped early by the scheduler: {counts[STOPPED]} (left out of the means; "
+    if counts[STOPPED_EARLY]:
+        lines.insert(5, f"- stopped early by the scheduler: {counts[STOPPED_EARLY]} (left out of the means; "
                          "their last test accuracy is in `results.csv` and the learning-rate figure)")
     if counts[RUNNING] or (planned is not None and counts[FINISHED] + counts[DIVERGED] < planned):
         lines += ["", "**The sweep is not complete**: this report covers the trials finished so far; "
@@ -126,8 +129,7 @@ def _figure(figures: dict[str, str], role: str, missing: str = "_nothing to draw
 
 
 def _gamma_cell(row: pd.Series) -> str:
-    keys = ["gamma_near_zero_frac", "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1"]
-    values = [row.get(f"{k}_mean") for k in keys]
+    values = [row.get(f"{k}_mean") for k in GAMMA_METRICS]
     if all(v is None or pd.isna(v) for v in values):
         return ""
     return " / ".join("?" if v is None or pd.isna(v) else f"{100 * v:.0f}" for v in values)

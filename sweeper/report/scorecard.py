@@ -29,8 +29,8 @@ from typing import Any
 import pandas as pd
 
 from sweeper.report.tables import DEPTH, MODE, WIDTH, percent
+from trainables.names import ACCURACY_METRICS
 
-ACCURACY_METRICS = ("final_test_acc", "best_test_acc", "test_acc", "test_top5")
 EXACT_ACCURACY_TOLERANCE = 0.02
 APPROXIMATE_ACCURACY_TOLERANCE = 0.05
 APPROXIMATE_COUNT_TOLERANCE = 0.01  # relative

@@ -12,12 +12,13 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from sweeper.report.collect import DIVERGED, FINISHED
+from sweeper.states import DIVERGED, FINISHED
+from trainables.names import ACCURACY_METRICS, FINAL_METRICS, MODES
 
-MODE_ORDER = ("full", "bn_only", "bn_output", "output_only", "random_params")
-AGGREGATED_METRICS = ("final_test_acc", "best_test_acc", "test_top5", "trainable_params", "total_params",
-                      "gamma_near_zero_frac", "gamma_near_zero_frac_0.05", "gamma_near_zero_frac_0.1",
-                      "relu_zero_frac")
+# What a configuration's seeds are averaged over: the accuracies a trial ends with (test_acc's
+# last value is final_test_acc again), then every other final metric but the epoch count.
+AGGREGATED_METRICS = (tuple(m for m in ACCURACY_METRICS if m != "test_acc")
+                      + tuple(m for m in FINAL_METRICS if m not in ACCURACY_METRICS and m != "epochs_completed"))
 DEPTH, WIDTH, MODE = "model.depth", "model.width", "mode"
 # Params that identify a run rather than its configuration.
 NOT_CONFIG = ("seed",)
@@ -52,7 +53,7 @@ def aggregate(trials: pd.DataFrame, param_columns: Sequence[str]) -> pd.DataFram
 def sort_configs(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty:
         return frame
-    order = {m: i for i, m in enumerate(MODE_ORDER)}
+    order = {m: i for i, m in enumerate(MODES)}
     frame = frame.assign(_mode=frame[MODE].map(lambda m: order.get(m, len(order))) if MODE in frame else 0)
     keys = ["_mode"] + [k for k in (MODE, DEPTH, WIDTH) if k in frame]
     return frame.sort_values(keys, kind="stable").drop(columns="_mode").reset_index(drop=True)
@@ -107,7 +108,7 @@ def pivot(rows: pd.DataFrame, column: str, cell: Any) -> pd.DataFrame:
     """mode x ``column`` table of ``cell(row)`` strings; blank where the grid has no result yet."""
     if rows.empty:
         return pd.DataFrame()
-    modes = [m for m in MODE_ORDER if m in set(rows[MODE])] + sorted(set(rows[MODE]) - set(MODE_ORDER))
+    modes = [m for m in MODES if m in set(rows[MODE])] + sorted(set(rows[MODE]) - set(MODES))
     columns = sorted(rows[column].unique())
     table = pd.DataFrame("", index=modes, columns=columns)
     for _, row in rows.iterrows():
