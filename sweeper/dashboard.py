@@ -8,7 +8,8 @@
   parent run began, so they chart over time, resumes included), the ``SweepState`` as JSON (``sweeper.live``, which
   ``status --watch`` draws) and a markdown summary as the run's description
   (``mlflow.note.content``, which MLflow shows on the run page). One ``log_batch`` at most every
-  ``SWEEPER_DASHBOARD_EVERY_S`` seconds (default 15), whatever the number of trials and epochs.
+  ``SWEEPER_DASHBOARD_EVERY_S`` seconds (default 15), whatever the number of trials and epochs;
+  every ``SWEEPER_INDEX_EVERY_S`` (default 600) also the run index (``sweeper.run_index``).
 - ``report_note``: what `sweeper report` puts in the description instead (summary + scorecard).
 """
 
@@ -28,6 +29,9 @@ LIVE_TAG = "sweeper.live"
 BEST_TRIAL_TAG = "sweeper.best_trial"
 MAX_TAG = 8000  # MLflow's limit on a tag value
 EVERY_S = float(os.environ.get("SWEEPER_DASHBOARD_EVERY_S", "15"))
+# How often a running driver rewrites the run index (sweeper.run_index), so that status and report
+# on a long sweep read only the runs that ended since; a few seconds' work at 10,000 trials.
+INDEX_EVERY_S = float(os.environ.get("SWEEPER_INDEX_EVERY_S", "600"))
 
 # The parent's metrics: name -> how to read it from the state.
 METRICS = {
@@ -74,9 +78,12 @@ def prepare(client, experiment_id: str, parent_run_id: str, spec, trials: int) -
 
 
 class Dashboard:
-    def __init__(self, client, parent_run_id: str, every_s: float = EVERY_S):
+    def __init__(self, client, parent_run_id: str, every_s: float = EVERY_S, experiment_id: str | None = None,
+                 index_every_s: float = INDEX_EVERY_S):
         self.client, self.parent_run_id, self.every_s = client, parent_run_id, every_s
+        self.experiment_id, self.index_every_s = experiment_id, index_every_s
         self.last_write = float("-inf")
+        self.last_index = time.monotonic()  # the driver wrote one as it started
         self.params: dict[str, str] | None = None
         self.origin_ms = 0
         self.writes = 0
@@ -90,6 +97,12 @@ class Dashboard:
         self.last_write = now
         try:
             self._write(state)
+            if self.experiment_id is not None and now - self.last_index >= self.index_every_s:
+                self.last_index = now
+                from sweeper import run_index, tracking
+
+                with tracking.fast_fail_http():
+                    run_index.write_index(self.client, self.experiment_id, self.parent_run_id)
         except Exception:  # noqa: BLE001
             return False
         self.writes += 1

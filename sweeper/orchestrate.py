@@ -30,7 +30,8 @@ from pathlib import Path
 
 import click
 
-from sweeper import child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, readback, tracking, versions
+from sweeper import (child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, run_index, tracking,
+                     versions)
 from sweeper.errors import SpecError
 from sweeper.lease import DriverHold
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
@@ -74,12 +75,6 @@ def _gpus(spec) -> float:
     return float(spec.resources.gpu)
 
 
-def _states(client, experiment_id: str | None) -> dict[str, str]:
-    if experiment_id is None:
-        return {}
-    return readback.trial_states(client, experiment_id)  # one paged search, a state per trial kept
-
-
 # --- sweeper run ---------------------------------------------------------------------------
 
 
@@ -106,10 +101,15 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
     if not dry_run:
         parent_id = hold.take(client, experiment_id, parent_id, spec.name)
-        change = versions.apply(client, parent_id, spec, trials, tracking.child_runs(client, experiment_id))
+    # read after the lease: from here on no other driver changes these runs
+    runs = run_index.child_runs(client, experiment_id) if experiment_id is not None else []
+    by_key = run_index.by_trial_key(runs)
+    if not dry_run:
+        change = versions.apply(client, parent_id, spec, trials, by_key)
         for line in change.lines(spec.name):
             click.echo(line)
-    states = _states(client, experiment_id)
+        _write_run_index(client, experiment_id, parent_id, runs)  # with the version tags just written
+    states = {key: state_of(run) for key, run in by_key.items()}
     remaining = [t for t in trials if states.get(t.key) not in DONE]
     optuna = algorithm(spec) == "optuna"
     sampled_todo = optuna_samples_left(spec, trials, states) if optuna else 0
@@ -126,7 +126,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
                 click.echo(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, PENDING)}")
         return EXIT_OK
     if not remaining and not (optuna and sampled_todo):
-        _close_parent(client, parent_id, EXIT_OK)
+        _close_parent(client, parent_id, EXIT_OK)  # the index was written a moment ago
         click.echo("nothing to do: every trial is finished")
         return EXIT_OK
 
@@ -153,7 +153,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
         _kill_running_children(client, experiment_id)
     finally:
         signals.restore()
-    _close_parent(client, parent_id, code)
+    _close_parent(client, parent_id, code, experiment_id)
     return code
 
 
@@ -173,7 +173,7 @@ def _kill_running_children(client, experiment_id) -> None:
     """After a driver failure: child runs it left RUNNING become KILLED (they resume next time)."""
     try:
         with tracking.fast_fail_http():
-            for run in tracking.child_runs(client, experiment_id).values():
+            for run in run_index.trial_runs(client, experiment_id).values():
                 if state_of(run) == RUNNING:
                     mark_interrupted(client, run.info.run_id)
     except Exception:  # noqa: BLE001 - tracking may be what failed; the next run sorts it out
@@ -271,7 +271,7 @@ def _scheduler(spec):
 
 
 def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
-    runs = tracking.child_runs(client, experiment_id)
+    runs = run_index.trial_runs(client, experiment_id)
     states = {key: state_of(runs.get(key)) for key in keys}
     for key, state in states.items():
         run = runs.get(key)
@@ -291,9 +291,21 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, si
     return EXIT_OK
 
 
-def _close_parent(client, parent_id: str | None, code: int) -> None:
+def _write_run_index(client, experiment_id: str, parent_id: str, runs=None) -> None:
+    """The run index (sweeper.run_index) of this sweep, so that status and report read only what
+    changed since. It only saves time: a failure to write it is not the sweep's failure."""
+    try:
+        with tracking.fast_fail_http():
+            run_index.write_index(client, experiment_id, parent_id, runs)
+    except Exception:  # noqa: BLE001 - readers fall back to listing every run
+        pass
+
+
+def _close_parent(client, parent_id: str | None, code: int, experiment_id: str | None = None) -> None:
     if parent_id is None:
         return
+    if experiment_id is not None:
+        _write_run_index(client, experiment_id, parent_id)  # the sweep's last word on its trials
     status = {EXIT_OK: "FINISHED", EXIT_INTERRUPTED: "KILLED"}.get(code, "FAILED")  # bad input too
     client.set_terminated(parent_id, status)
 

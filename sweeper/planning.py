@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sweeper import tracking
+from sweeper import run_index
+from sweeper.states import DONE
+from sweeper.trial_record import state_of
 from sweeper.axes import sampled_trial
 from sweeper.worker import TrialPayload
 
@@ -85,15 +87,15 @@ def optuna_samples_left(spec, grid: list[TrialPayload], states: dict[str, str]) 
     (``states``: trial key -> state, as planning read them)."""
     grid_keys = {t.key for t in grid}
     done = sum(1 for key, state in states.items()
-               if key not in grid_keys and state in tracking.TERMINAL_STATUSES)
+               if key not in grid_keys and state in DONE)
     return max(0, spec.sampled_trial_count() - done)
 
 
 def unfinished_optuna_points(client, experiment_id, base: dict) -> list[dict]:
     """Sampled trials an earlier run left unfinished, as Optuna points: they resume by key."""
     points = []
-    for key, run in tracking.child_runs(client, experiment_id).items():
-        if key in base or tracking.trial_state(run) in tracking.TERMINAL_STATUSES:
+    for key, run in run_index.trial_runs(client, experiment_id).items():
+        if key in base or state_of(run) in DONE:
             continue
         grid_key = run.data.tags.get("sweeper.grid_key")
         sampled = run.data.tags.get("sweeper.sampled")

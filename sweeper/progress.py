@@ -145,21 +145,21 @@ class SweepMonitor:
     def start(cls, client, experiment_id: str, parent_run_id: str | None, sweep: str, grid: Mapping[str, dict],
               total: int) -> "SweepMonitor":
         """The state of the whole sweep: trials finished by earlier runs count as done."""
-        from sweeper import tracking
+        from sweeper import run_index
         from sweeper.dashboard import Dashboard
         from sweeper.trial_record import state_of
 
         epochs = {key: int(p["config"]["train"]["epochs"]) for key, p in grid.items()}
         state = SweepState(sweep, total, mean_epochs=(sum(epochs.values()) / len(epochs)) if epochs else 0.0)
         try:
-            for key, run in tracking.child_runs(client, experiment_id).items():
+            for key, run in run_index.trial_runs(client, experiment_id).items():
                 outcome = state_of(run)
                 if outcome in DONE and key not in grid:
                     state.total += 1
                     state.end(key, run.info.run_name or key, outcome, run.data.metrics.get("final_test_acc"))
         except Exception:  # noqa: BLE001 - the view starts from zero rather than not at all
             pass
-        dashboard = Dashboard(client, parent_run_id) if parent_run_id else None
+        dashboard = Dashboard(client, parent_run_id, experiment_id=experiment_id) if parent_run_id else None
         return cls(state, dashboard, epochs)
 
     def open(self) -> None:

@@ -1,8 +1,9 @@
 """Reading a big sweep back from MLflow in a number of requests that does not grow per trial.
 
-A trial's facts that `sweeper status`, `sweeper report` and planning need mostly come with the
-one paged ``search_runs`` that lists the sweep's child runs (params, tags and the latest value and
-step of every metric). What does not is read here in bulk:
+A trial's facts that `sweeper status`, `sweeper report` and planning need mostly come with its
+child run as ``sweeper.run_index`` reads it (params, tags and the latest value and step of every
+metric: from the run index, or from ``search_runs`` for what changed since). What does not is
+read here in bulk:
 
 - the epoch a trial has reached: the worker logs ``sweeper.epoch`` in each epoch's batch; a run
   logged before that metric existed still carries the step of its latest ``test_acc`` in the
@@ -29,7 +30,6 @@ EPOCH_METRIC = "sweeper.epoch"  # value = step = the epoch a trial last reported
 BULK_RUNS = 100  # MLflow's limit of run ids per get-history-bulk-interval request
 BULK_POINTS = 2500  # MLflow's limit of points per run and request
 THREADS = 8  # per-run reads at once: enough to hide a round trip, few enough for a small server
-PLAN_PAGE = 2_000  # planning keeps a state per trial, not the runs: smaller pages bound its memory
 GAMMA_ARTIFACTS = ("checkpoint/gamma.json", "gamma.json")
 
 
@@ -61,20 +61,6 @@ def trial_epoch(client: Any, run: Any, key: str = "test_acc") -> int | None:
 
 
 # --- planning's trial states -----------------------------------------------------------------
-
-
-def trial_states(client: Any, experiment_id: str) -> dict[str, str]:
-    """trial_key -> state (``trial_record.state_of``) of every child run, the first run of a key
-    by start time as ``tracking.child_runs`` picks it; what planning needs and nothing more: only
-    a page of runs is held at a time."""
-    from sweeper import tracking
-    from sweeper.trial_record import state_of
-
-    states: dict[str, str] = {}
-    for run in tracking.search_all_runs(client, experiment_id, tracking.TRIAL_RUNS,
-                                        order_by=["attributes.start_time ASC"], page_size=PLAN_PAGE):
-        states.setdefault(run.data.tags.get(tracking.TAG_TRIAL_KEY), state_of(run))
-    return states
 
 
 # --- learning curves --------------------------------------------------------------------------

@@ -37,8 +37,7 @@ ARTIFACT_DIR = "sweeper"
 ARTIFACT_NAME = "runs.json.gz"
 FORMAT = 1  # bump when the layout below changes; an index of another format is not used
 SLACK_MS = 15 * 60 * 1000  # runs that ended this long before the index was written are read again
-SEARCH_PAGE = 10_000  # runs per search_runs page; MLflow accepts up to 50,000
-_TRIALS = f"tags.`{tracking.TAG_ROLE}` = 'trial'"
+_TRIALS = tracking.TRIAL_RUNS
 
 
 @dataclass
@@ -112,6 +111,19 @@ def child_runs(client: Any, experiment_id: str, parent: Any = None) -> list[Inde
     return _read(client, experiment_id, parent)[0]
 
 
+def trial_runs(client: Any, experiment_id: str, parent: Any = None) -> dict[str, Any]:
+    """trial_key -> its child run, for every trial MLflow knows in this experiment."""
+    return by_trial_key(child_runs(client, experiment_id, parent))
+
+
+def by_trial_key(runs: Iterable[Any]) -> dict[str, Any]:
+    """trial_key -> its run; should a key have several (a store edited by hand), the oldest."""
+    found: dict[str, Any] = {}
+    for run in sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)):
+        found.setdefault(run.data.tags.get(tracking.TAG_TRIAL_KEY), run)
+    return found
+
+
 def _read(client: Any, experiment_id: str, parent: Any) -> tuple[list[IndexedRun], set[str]]:
     """(the runs, the ids of the deleted child runs)."""
     if parent is None:
@@ -175,19 +187,7 @@ def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Itera
 
 
 def search(client: Any, experiment_id: str, filter_string: str, deleted: bool = False) -> list[IndexedRun]:
-    """Every run matching ``filter_string``, in pages of SEARCH_PAGE (MLflow stores re-run the
-    query with an offset per page, so few big pages beat many small ones)."""
-    from mlflow.entities import ViewType
-
-    view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
-    runs, token = [], None
-    while True:
-        page = client.search_runs([experiment_id], filter_string=filter_string, run_view_type=view,
-                                  max_results=SEARCH_PAGE, page_token=token)
-        runs += [IndexedRun.of(r) for r in page]
-        token = page.token
-        if not token:
-            return runs
+    return [IndexedRun.of(r) for r in tracking.search_all_runs(client, experiment_id, filter_string, deleted=deleted)]
 
 
 def _get_active(client: Any, run_id: str) -> IndexedRun | None:

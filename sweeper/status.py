@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from sweeper import readback, tracking
+from sweeper import readback, run_index, tracking
 from sweeper.errors import SweepError
 from sweeper.preflight import check_store_exists
 from sweeper.states import EXIT_OK, FAILED, PENDING, STATES
@@ -62,7 +62,7 @@ def sweep_status(spec_or_name: str, tracking_uri: str | None = None,
     experiment = client.get_experiment_by_name(name)
     if experiment is None and spec is None:
         raise SweepError(f"no sweep named {name!r} in MLflow at {uri}")
-    runs = tracking.child_runs(client, experiment.experiment_id) if experiment is not None else {}
+    runs = run_index.trial_runs(client, experiment.experiment_id) if experiment is not None else {}
 
     rows: list[TrialStatus] = []
     listed: set[str] = set()

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.errors import SweepError
-from sweeper.states import DONE
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -191,27 +190,21 @@ def find_child_run(client, experiment_id: str, trial_key: str):
 
 
 def search_all_runs(client, experiment_id: str, filter_string: str, order_by: list[str] | None = None,
-                    page_size: int = SEARCH_PAGE) -> Iterator[Any]:
-    """Every run matching ``filter_string``, one page (one request) at a time: a caller that keeps
-    less than the runs holds only a page. MLflow stores re-run the query with an offset per page,
-    so few big pages beat many small ones."""
+                    page_size: int = SEARCH_PAGE, deleted: bool = False) -> Iterator[Any]:
+    """Every run matching ``filter_string`` (the deleted ones with ``deleted``), one page (one
+    request) at a time: a caller that keeps less than the runs holds only a page. MLflow stores
+    re-run the query with an offset per page, so few big pages beat many small ones."""
+    from mlflow.entities import ViewType
+
+    view = ViewType.DELETED_ONLY if deleted else ViewType.ACTIVE_ONLY
     token = None
     while True:
         page = client.search_runs([experiment_id], filter_string=filter_string, order_by=order_by,
-                                  max_results=page_size, page_token=token)
+                                  run_view_type=view, max_results=page_size, page_token=token)
         yield from page
         token = page.token
         if not token:
             return
-
-
-def child_runs(client, experiment_id: str) -> dict[str, Any]:
-    """trial_key -> child run, for every trial MLflow knows in this experiment (the first run of
-    a key by start time)."""
-    found: dict[str, Any] = {}
-    for run in search_all_runs(client, experiment_id, TRIAL_RUNS, order_by=["attributes.start_time ASC"]):
-        found.setdefault(run.data.tags.get(TAG_TRIAL_KEY), run)
-    return found
 
 
 def ensure_child_run(client, experiment_id: str, parent_run_id: str, trial_key: str,
@@ -358,14 +351,3 @@ def _succeeds(call: Callable[[], Any]) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool)  # numpy scalars too
-
-
-# Old names of sweeper.states.DONE and sweeper.trial_record.state_of, kept only while
-# sweeper/planning.py and sweeper/versions.py still use them; nothing else may.
-TERMINAL_STATUSES = DONE
-
-
-def trial_state(run) -> str:
-    from sweeper.trial_record import state_of
-
-    return state_of(run)

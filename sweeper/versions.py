@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from sweeper import tracking
+from sweeper.states import DONE
+from sweeper.trial_record import state_of
 
 TAG_SUPERSEDED = "sweeper.superseded"
 TAG_SPEC_HISTORY = "sweeper.spec_history"
@@ -60,7 +61,9 @@ def current_keys(spec, trials: Iterable[Any], runs: dict[str, Any]) -> set[str]:
 
 def apply(client, parent_run_id: str, spec, trials: list[Any], runs: dict[str, Any],
           write: bool = True) -> VersionChange:
-    """Record this spec version on the parent run, (un)mark child runs, and say what changed."""
+    """Record this spec version on the parent run, (un)mark child runs, and say what changed.
+    ``runs`` (trial key -> run, as ``run_index`` reads them) get the tags written to them too, so
+    that the driver's next run index holds them."""
     keys = current_keys(spec, trials, runs)
     short = spec.spec_hash[:_SHORT]
     history = client.get_run(parent_run_id).data.tags.get(TAG_SPEC_HISTORY, "")
@@ -74,10 +77,12 @@ def apply(client, parent_run_id: str, spec, trials: list[Any], runs: dict[str, A
         if key in keys:
             if write and not is_current(run):
                 client.delete_tag(run.info.run_id, TAG_SUPERSEDED)
+                del run.data.tags[TAG_SUPERSEDED]
             continue
         gone += 1
-        gone_finished += tracking.trial_state(run) in tracking.TERMINAL_STATUSES
+        gone_finished += state_of(run) in DONE
         if write and is_current(run):
             client.set_tag(run.info.run_id, TAG_SUPERSEDED, spec.spec_hash)
+            run.data.tags[TAG_SUPERSEDED] = spec.spec_hash
     kept = sum(1 for key in keys if key in runs)
     return VersionChange(previous, kept, len(keys) - kept, gone, gone_finished)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import links, tracking
+from sweeper import links, run_index, tracking
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ max_concurrent: 2
     experiment = mlflow_client.get_experiment_by_name("ui_demo")
     parent = tracking.find_parent_run(mlflow_client, experiment.experiment_id)
     trials = {r.info.run_name: r.data.metrics["final_test_acc"]
-              for r in tracking.child_runs(mlflow_client, experiment.experiment_id).values()}
+              for r in run_index.trial_runs(mlflow_client, experiment.experiment_id).values()}
     return experiment.experiment_id, parent.info.run_id, trials
 
 

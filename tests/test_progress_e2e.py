@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import dashboard, tracking
+from sweeper import dashboard, run_index, tracking
 
 pytestmark = pytest.mark.slow
 
@@ -158,7 +158,7 @@ def test_in_a_pipe_progress_is_plain_lines_and_the_parent_run_counts_trials_whil
                              cwd=workdir, env=env, capture_output=True, text=True, timeout=400)
     assert resumed.returncode == 0, resumed.stderr
     final = parent_run(mlflow_client, "piped")
-    children = tracking.child_runs(mlflow_client, final.info.experiment_id)
+    children = run_index.trial_runs(mlflow_client, final.info.experiment_id)
     best = max(r.data.metrics["final_test_acc"] for r in children.values())
     assert final.data.metrics["trials_finished"] == 3 and final.data.metrics["trials_running"] == 0
     assert final.data.metrics["best_test_acc_so_far"] == pytest.approx(best)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import tracking
+from sweeper import run_index, tracking
 from sweeper.orchestrate import run_command, train_command
 from sweeper.trial_record import state_of
 from sweeper.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG, START_EPOCH_METRIC
@@ -45,7 +45,7 @@ checkpoint: {{every_epochs: 1}}
 
 def children(client, name):
     experiment = client.get_experiment_by_name(name)
-    return tracking.child_runs(client, experiment.experiment_id) if experiment else {}
+    return run_index.trial_runs(client, experiment.experiment_id) if experiment else {}
 
 
 def metric_points(client, run_id, key):
@@ -76,6 +76,9 @@ def test_a_sweep_lands_as_one_parent_and_n_children_and_a_second_run_adds_nothin
     assert len(parents) == 1
     parent = parents[0]
     assert parent.data.tags[tracking.TAG_SPEC_HASH] and parent.info.status == "FINISHED"
+    # the driver's last word on its trials: the run index holds all three, FINISHED
+    index = run_index.load_index(mlflow_client, parent)
+    assert {r.info.run_id for r in index.runs.values()} == {r.info.run_id for r in runs.values()}
     for key, run in runs.items():
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
         assert tags[tracking.TAG_PARENT] == parent.info.run_id

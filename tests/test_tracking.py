@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sweeper import tracking
+from sweeper import run_index, tracking
 from sweeper.errors import SweepError
 
 
@@ -74,7 +74,7 @@ def test_child_run_is_found_by_trial_key_with_parent_params_and_role(mlflow_clie
     b = tracking.ensure_child_run(mlflow_client, exp, parent, "key-1", "bn_only-d8", params)
     other = tracking.ensure_child_run(mlflow_client, exp, parent, "key-2", "full-d8", params)
     assert a == b != other
-    children = tracking.child_runs(mlflow_client, exp)
+    children = run_index.trial_runs(mlflow_client, exp)
     assert set(children) == {"key-1", "key-2"}
     run = mlflow_client.get_run(a)
     assert run.data.tags[tracking.TAG_PARENT] == parent
@@ -90,7 +90,7 @@ def test_every_run_is_found_page_by_page(mlflow_client, tracking_uri):
     found = tracking.search_all_runs(mlflow_client, exp, tracking.TRIAL_RUNS,
                                      order_by=["attributes.start_time ASC"], page_size=2)
     assert [r.info.run_id for r in found] == made  # three pages, in order, the parent left out
-    assert [r.info.run_id for r in tracking.child_runs(mlflow_client, exp).values()] == made
+    assert [r.info.run_id for r in run_index.trial_runs(mlflow_client, exp).values()] == made
 
 
 # --- idempotent, buffered logging ----------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from sweeper import readback, tracking
+from sweeper import readback, run_index, tracking
 from sweeper.errors import SweepError
 from sweeper.states import PENDING, STATES
 from sweeper.trial import with_later_defaults
@@ -79,7 +79,7 @@ def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = F
     if parent is None:
         raise SweepError(f"experiment {name!r} in {tracking_uri} has no sweep run "
                          f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
-    children = list(tracking.search_all_runs(client, experiment.experiment_id, tracking.TRIAL_RUNS))
+    children = run_index.child_runs(client, experiment.experiment_id, parent)
     current, earlier = split_versions(children, keys)
     trials, params, metrics = _trials_table(children if all_versions else current)
     shown = children if all_versions else current
