@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from sweeper.errors import SpecError, SweepError
+from sweeper.states import EXIT_BAD_INPUT
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
 STORAGE = "./sweeper_results"
@@ -36,7 +37,7 @@ def main(spec_path: str = str(QUICKSTART)) -> int:
         after_sweep(spec_path, TRACKING_URI)
     except (SpecError, SweepError) as e:
         click.echo(str(e), err=True)
-        return 2
+        return EXIT_BAD_INPUT
     here = Path.cwd()
     click.echo(f"\nResults: MLflow store {here / 'mlflow.db'} (artifacts in {here / 'mlartifacts'}), "
                f"trial checkpoints in {here / 'sweeper_results'}")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -89,7 +88,6 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
               storage: str, dry_run: bool) -> int:
     from sweeper.spec import load_spec
 
-    started = time.monotonic()
     spec = load_spec(spec_path)
     trials = expected_payloads(spec)
     if not dry_run:  # refuses what the cluster cannot reach, then probes a ray:// head
@@ -141,7 +139,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
         signals.install()  # ray.init put a SIGTERM handler of its own in place
         try:
             keys, interrupted = _fit_here_or_on_head(address, signals, spec, ctx, client, remaining,
-                                                     sampled_todo, storage, started)
+                                                     sampled_todo, storage)
         finally:
             if started_ray:
                 import ray
@@ -157,16 +155,15 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     return code
 
 
-def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage, started):
+def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage):
     """Tune's loop here, or, through Ray Client, in a task on the head (sweeper.ray_client)."""
     if cluster_address.is_ray_client(address):
         from sweeper import ray_client
 
         return ray_client.fit_on_head(_fit, signals, spec=spec, ctx=ctx, remaining=remaining,
-                                      sampled_todo=sampled_todo, storage_root=_storage_root(storage),
-                                      started=started)
+                                      sampled_todo=sampled_todo, storage_root=_storage_root(storage))
     with signals.stopping_tune_here():
-        return _fit(spec, ctx, client, remaining, sampled_todo, storage, started)
+        return _fit(spec, ctx, client, remaining, sampled_todo, storage)
 
 
 def _kill_running_children(client, experiment_id) -> None:
@@ -212,9 +209,7 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
 
 
 def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
-         storage: str, started: float) -> tuple[set[str], bool]:
-    # ``started`` is no longer read (it timed a first epoch nobody used); it stays in the
-    # signature that sweeper.ray_client calls on the head
+         storage: str) -> tuple[set[str], bool]:
     from ray import tune
 
     optuna = algorithm(spec) == "optuna"

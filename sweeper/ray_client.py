@@ -58,8 +58,8 @@ def connect(address: str) -> None:
 
 
 def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_todo: int,
-                storage_root: str, started: float) -> tuple[set[str], bool]:
-    """Run ``fit(spec, ctx, client, remaining, sampled_todo, storage_root, started)`` in a Ray
+                storage_root: str) -> tuple[set[str], bool]:
+    """Run ``fit(spec, ctx, client, remaining, sampled_todo, storage_root)`` in a Ray
     task on the head, relaying its output here; returns what ``fit`` returns."""
     import ray
     from ray.util.queue import Queue
@@ -67,8 +67,7 @@ def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_t
     on_head = {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
     lines, stop = Queue(actor_options=on_head), Queue(maxsize=1, actor_options=on_head)
     task = ray.remote(max_retries=0, **on_head)(_fit_task).options(name="sweeper_fit_on_head")
-    ref = task.remote(fit, spec, ctx, remaining, sampled_todo, storage_root,
-                      time.monotonic() - started, lines, stop)
+    ref = task.remote(fit, spec, ctx, remaining, sampled_todo, storage_root, lines, stop)
     signals.graceful = lambda: None  # the loop below forwards the stop to the head
     stop_sent = False
     try:
@@ -120,7 +119,7 @@ def _result(ref) -> Any:
 
 
 def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, storage_root: str,
-              elapsed: float, lines, stop) -> tuple[set[str], bool]:
+              lines, stop) -> tuple[set[str], bool]:
     import logging
 
     from sweeper import tracking
@@ -128,7 +127,6 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
     logging.getLogger("ray").setLevel(logging.WARNING)  # as ray.init(logging_level=...) in a driver
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # Tune passes it on to the trials
     os.environ.update(ctx.tracking_env)  # the callbacks log with the driver's MLflow credentials
-    started = time.monotonic() - elapsed  # monotonic clocks differ between machines
     # Until Tune installs its SIGUSR1 handler, a stop request waits (the default would kill us).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     finished = threading.Event()
@@ -138,7 +136,7 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
     sys.stdout, sys.stderr = _Relay(lines, "out", saved[0]), _Relay(lines, "err", saved[1])
     try:
         client = tracking.connect(ctx.tracking_uri)
-        return fit(spec, ctx, client, remaining, sampled_todo, storage_root, started)
+        return fit(spec, ctx, client, remaining, sampled_todo, storage_root)
     finally:
         sys.stdout, sys.stderr = saved
         finished.set()

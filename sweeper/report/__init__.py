@@ -14,10 +14,10 @@ from pathlib import Path
 from sweeper.errors import SpecError, SweepError
 from sweeper.report.build import Report, build_report
 from sweeper.report.scorecard import load_reference
+from sweeper.spec import NAME_PATTERN
 
 __all__ = ["Report", "build_report", "load_reference", "report_command"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: str | None = None,
@@ -61,7 +61,7 @@ def _target(spec_or_name: str) -> tuple[str, str | None, int | None, set[str] | 
         planned = spec.sampled_trial_count() or len(spec.trials())
         keys = {t.key for t in expected_payloads(spec)} | {t.key for t in spec.trials()}
         return spec.name, spec.tracking.uri, planned, keys
-    if not _NAME.match(spec_or_name):
+    if not re.match(NAME_PATTERN, spec_or_name):
         raise SpecError(None, None, f"{spec_or_name!r} is neither a spec file nor a sweep name ([A-Za-z0-9_.-]+)")
     return spec_or_name, None, None, None
 
