@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from sweeper.states import DIVERGED, FINISHED
@@ -33,16 +34,28 @@ def aggregate(trials: pd.DataFrame, param_columns: Sequence[str]) -> pd.DataFram
     columns = keys + ["n", "n_diverged", "run_ids"] + [f"{m}_{s}" for m in metrics for s in ("mean", "std")]
     if counted.empty:
         return pd.DataFrame(columns=columns)
+    # One pass over numpy columns: per group pandas ops cost ~1 ms each, seconds at 10,000 trials.
+    if keys:
+        grouped = counted.groupby(keys, dropna=False, sort=False)
+        codes = grouped.ngroup().to_numpy()  # 0, 1, ... in the order the groups are first seen
+        labels = [k if isinstance(k, tuple) else (k,) for k in grouped.size().index]  # the same order
+    else:
+        codes, labels = np.zeros(len(counted), dtype=int), [()]
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+    status = counted["status"].to_numpy()
+    run_ids = counted["run_id"].to_numpy()
+    values = {m: counted[m].astype(float).to_numpy() for m in metrics}
     rows = []
-    for values, group in counted.groupby(keys, dropna=False, sort=False) if keys else [((), counted)]:
-        values = values if isinstance(values, tuple) else (values,)
-        finished = group[group["status"] == FINISHED]
-        row: dict[str, Any] = dict(zip(keys, values))
+    for label, idx in zip(labels, np.split(order, starts[1:])):
+        finished = idx[status[idx] == FINISHED]
+        row: dict[str, Any] = dict(zip(keys, label))
         row["n"] = len(finished)
-        row["n_diverged"] = int((group["status"] == DIVERGED).sum())
-        row["run_ids"] = list(finished["run_id"])
+        row["n_diverged"] = int((status[idx] == DIVERGED).sum())
+        row["run_ids"] = list(run_ids[finished])
         for m in metrics:
-            seeds = finished[m].dropna()
+            seeds = values[m][finished]
+            seeds = seeds[~np.isnan(seeds)]
             row[f"{m}_mean"] = float(seeds.mean()) if len(seeds) else math.nan
             row[f"{m}_std"] = float(seeds.std(ddof=1)) if len(seeds) > 1 else math.nan
         rows.append(row)
