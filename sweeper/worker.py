@@ -132,6 +132,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     logger.set_tags({TAG_DEVICE: trial_device(payload.config)})  # proof of where it trained (GPU packing)
     store = CheckpointStore(ctx.trials_root, payload.key)
     _set_aside_unusable_checkpoint(store, payload, logger)
+    _log_saved_history(store, logger)
     first_epoch_seen: list[int] = []
     last_epoch = int(payload.config["train"]["epochs"])
     deferred: list[dict] = []
@@ -143,8 +144,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
             logger.log_metrics({START_EPOCH_METRIC: epoch}, step=attempt)
         if checkpoint is not None:
             store.upload()  # before anything that may stop this process
-        # the epoch goes in the same batch, as a metric search_runs returns (status reads it there)
-        logger.log_metrics({**{k: v for k, v in metrics.items() if k != "epoch"}, EPOCH_METRIC: epoch}, step=epoch)
+        _log_epoch(logger, metrics)
         _maybe_inject_fault(epoch)
         if tune_report is not None:
             if epoch == last_epoch:
@@ -187,6 +187,23 @@ def _set_aside_unusable_checkpoint(store: CheckpointStore, payload: TrialPayload
           flush=True)
     logger.set_tags({TAG_CHECKPOINT_SET_ASIDE: note[:500]})
     store.upload()
+
+
+def _log_epoch(logger, metrics: dict) -> None:
+    epoch = int(metrics["epoch"])
+    # the epoch goes in the same batch, as a metric search_runs returns (status reads it there)
+    logger.log_metrics({**{k: v for k, v in metrics.items() if k != "epoch"}, EPOCH_METRIC: epoch}, step=epoch)
+
+
+def _log_saved_history(store: CheckpointStore, logger) -> None:
+    """The epochs a checkpoint holds, logged again before the trial resumes from it: a process
+    killed between saving an epoch's checkpoint and logging that epoch would otherwise leave the
+    epoch out of MLflow for good. The logger skips the (metric, step) pairs the run already has."""
+    from trainables.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(store.local_dir)  # readable: an unusable one was just set aside
+    for metrics in saved["history"] if saved is not None else ():
+        _log_epoch(logger, metrics)
 
 
 def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:

@@ -85,6 +85,30 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_trial_trains_from_scratch
     assert metric_points(mlflow_client, run.info.run_id, "test_acc") == [1, 2]
 
 
+def test_an_epoch_checkpointed_but_never_logged_reaches_mlflow_when_the_trial_resumes(
+        workdir, tracking_uri, mlflow_client):
+    """A trial killed after saving epoch 1's checkpoint and before logging epoch 1 resumes at
+    epoch 2; epoch 1 still reaches its run, once."""
+    from trainables import run_trial
+
+    storage = workdir / "results"
+    spec = write_spec(workdir, "gap", modes=("bn_only",), epochs=2)
+    (trial,) = expected_payloads(load_spec(spec))
+
+    def killed_before_logging(metrics, checkpoint):
+        assert checkpoint is not None  # epoch 1's checkpoint is on disk, its metrics are not in MLflow
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_trial(trial.config, killed_before_logging, storage / "gap" / "trials" / trial.key)
+    assert train_command(str(spec), 0, tracking_uri=tracking_uri, storage=str(storage)) == 0
+    (run,) = children(mlflow_client, "gap").values()
+    assert run.data.tags[tracking.TAG_STATUS] == "finished"
+    assert metric_points(mlflow_client, run.info.run_id, "test_acc") == [1, 2]
+    assert metric_points(mlflow_client, run.info.run_id, "sweeper.start_epoch") == [1]  # it did resume at 2...
+    assert mlflow_client.get_metric_history(run.info.run_id, "sweeper.start_epoch")[0].value == 2
+
+
 def test_a_failed_trial_prints_its_real_cause_in_one_line_and_status_shows_it(
         workdir, tracking_uri, mlflow_client, ray_local, capsys):
     empty = workdir / "no-cifar-here"
