@@ -13,6 +13,9 @@ trials are written straight into the sqlite file and the gamma files into the se
 folder, which is what the server itself would have stored; the commands then read everything
 back through the server over HTTP, as a user's laptop would.
 
+After fabricating, the bench writes the run index (``sweeper.run_index``) as the driver of a
+finished sweep does as it ends; ``--without-index`` hides it, to measure a sweep without one.
+
 ``--code DIR`` runs the three commands with ``PYTHONPATH=DIR`` (e.g. an unchanged checkout of
 main, to measure "before"); fabrication always uses this tree. Each command runs in its own
 process, under a small wrapper that reports the command's peak resident memory

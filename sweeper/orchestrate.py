@@ -100,7 +100,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     if not dry_run:
         parent_id = hold.take(client, experiment_id, parent_id, spec.name)
     # read after the lease: from here on no other driver changes these runs
-    runs = run_index.child_runs(client, experiment_id) if experiment_id is not None else []
+    runs = run_index.child_runs(client, experiment_id, parent_id) if experiment_id is not None else []
     by_key = run_index.by_trial_key(runs)
     if not dry_run:
         change = versions.apply(client, parent_id, spec, trials, by_key)

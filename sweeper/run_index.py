@@ -104,16 +104,16 @@ class Index:
 # --- reading ------------------------------------------------------------------------------
 
 
-def child_runs(client: Any, experiment_id: str, parent: Any = None) -> list[IndexedRun]:
+def child_runs(client: Any, experiment_id: str, parent_run_id: str | None = None) -> list[IndexedRun]:
     """Every active child run of the sweep, oldest first: the index plus what changed since,
-    or every run listed when there is no usable index. ``parent``: the sweep's parent run, when
-    the caller has it (saves a search)."""
-    return _read(client, experiment_id, parent)[0]
+    or every run listed when there is no usable index. ``parent_run_id``: the sweep's parent
+    run, when the caller knows it (saves a search)."""
+    return _read(client, experiment_id, parent_run_id)[0]
 
 
-def trial_runs(client: Any, experiment_id: str, parent: Any = None) -> dict[str, Any]:
+def trial_runs(client: Any, experiment_id: str, parent_run_id: str | None = None) -> dict[str, Any]:
     """trial_key -> its child run, for every trial MLflow knows in this experiment."""
-    return by_trial_key(child_runs(client, experiment_id, parent))
+    return by_trial_key(child_runs(client, experiment_id, parent_run_id))
 
 
 def by_trial_key(runs: Iterable[Any]) -> dict[str, Any]:
@@ -124,11 +124,12 @@ def by_trial_key(runs: Iterable[Any]) -> dict[str, Any]:
     return found
 
 
-def _read(client: Any, experiment_id: str, parent: Any) -> tuple[list[IndexedRun], set[str]]:
+def _read(client: Any, experiment_id: str, parent_run_id: str | None) -> tuple[list[IndexedRun], set[str]]:
     """(the runs, the ids of the deleted child runs)."""
-    if parent is None:
+    if parent_run_id is None:
         parent = tracking.find_parent_run(client, experiment_id)
-    index = load_index(client, parent) if parent is not None else None
+        parent_run_id = parent.info.run_id if parent is not None else None
+    index = load_index(client, parent_run_id) if parent_run_id is not None else None
     deleted = {r.info.run_id for r in search(client, experiment_id, _TRIALS, deleted=True)}
     if index is None:
         return _oldest_first(search(client, experiment_id, _TRIALS)), deleted
@@ -144,13 +145,13 @@ def _read(client: Any, experiment_id: str, parent: Any) -> tuple[list[IndexedRun
     return _oldest_first(runs.values()), deleted
 
 
-def load_index(client: Any, parent: Any) -> Index | None:
-    """The index on the sweep's ``parent`` run; None when absent or unusable."""
+def load_index(client: Any, parent_run_id: str) -> Index | None:
+    """The index on the sweep's parent run; None when absent or unusable."""
     from sweeper.readback import quiet_downloads
 
     with tempfile.TemporaryDirectory(prefix="sweeper-index-") as tmp, quiet_downloads():
         try:
-            path = client.download_artifacts(parent.info.run_id, f"{ARTIFACT_DIR}/{ARTIFACT_NAME}", tmp)
+            path = client.download_artifacts(parent_run_id, f"{ARTIFACT_DIR}/{ARTIFACT_NAME}", tmp)
             data = json.loads(gzip.decompress(Path(path).read_bytes()))
             if data.get("format") != FORMAT:
                 return None
@@ -168,9 +169,8 @@ def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Itera
     run as it is now, when the caller holds them (after changing their tags); else they are
     read (the last index plus what changed since)."""
     as_of = int(time.time() * 1000)
-    parent = client.get_run(parent_run_id)
     if runs is None:
-        listed, deleted = _read(client, experiment_id, parent)
+        listed, deleted = _read(client, experiment_id, parent_run_id)
     else:
         listed = [IndexedRun.of(r) for r in runs]
         deleted = {r.info.run_id for r in search(client, experiment_id, _TRIALS, deleted=True)}

@@ -79,7 +79,7 @@ def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = F
     if parent is None:
         raise SweepError(f"experiment {name!r} in {tracking_uri} has no sweep run "
                          f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
-    children = run_index.child_runs(client, experiment.experiment_id, parent)
+    children = run_index.child_runs(client, experiment.experiment_id, parent.info.run_id)
     current, earlier = split_versions(children, keys)
     trials, params, metrics = _trials_table(children if all_versions else current)
     shown = children if all_versions else current
