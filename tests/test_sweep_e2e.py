@@ -77,7 +77,7 @@ def test_a_sweep_lands_as_one_parent_and_n_children_and_a_second_run_adds_nothin
     parent = parents[0]
     assert parent.data.tags[tracking.TAG_SPEC_HASH] and parent.info.status == "FINISHED"
     # the driver's last word on its trials: the run index holds all three, FINISHED
-    index = run_index.load_index(mlflow_client, parent)
+    index = run_index.load_index(mlflow_client, parent.info.run_id)
     assert {r.info.run_id for r in index.runs.values()} == {r.info.run_id for r in runs.values()}
     for key, run in runs.items():
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
