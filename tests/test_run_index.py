@@ -16,9 +16,10 @@ from mlflow.entities import Metric, Param, RunTag
 from sweeper import run_index, tracking
 
 
-def _sweep(client, trials: int = 6):
-    """A parent run and ``trials`` finished child runs with params, metrics and a status tag."""
-    experiment_id = client.create_experiment("idx")
+def _sweep(client, root: Path, trials: int = 6):
+    """A parent run and ``trials`` finished child runs with params, metrics and a status tag;
+    artifacts under ``root`` (MLflow's default is ./mlruns in the working folder)."""
+    experiment_id = client.create_experiment("idx", artifact_location=(root / "artifacts").as_uri())
     parent = client.create_run(experiment_id, run_name="idx", tags={tracking.TAG_ROLE: "sweep"})
     ids = [_child(client, experiment_id, parent.info.run_id, i) for i in range(trials)]
     for run_id in ids:
@@ -64,8 +65,8 @@ class CountingClient:
         return getattr(self.client, name)
 
 
-def test_without_an_index_every_run_is_listed(mlflow_client):
-    experiment_id, _, ids = _sweep(mlflow_client)
+def test_without_an_index_every_run_is_listed(mlflow_client, tmp_path: Path):
+    experiment_id, _, ids = _sweep(mlflow_client, tmp_path)
     counting = CountingClient(mlflow_client)
     runs = run_index.child_runs(counting, experiment_id)
     assert [r.info.run_id for r in runs] == ids  # oldest first
@@ -73,8 +74,9 @@ def test_without_an_index_every_run_is_listed(mlflow_client):
     assert counting.runs_sent == len(ids) + 1  # the children and the parent
 
 
-def test_with_an_index_finished_runs_come_from_it_and_only_changes_are_searched(mlflow_client, monkeypatch):
-    experiment_id, parent_id, ids = _sweep(mlflow_client)
+def test_with_an_index_finished_runs_come_from_it_and_only_changes_are_searched(mlflow_client, tmp_path: Path,
+                                                                                 monkeypatch):
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     running = _child(mlflow_client, experiment_id, parent_id, 99)  # running when the index is written
     assert run_index.write_index(mlflow_client, experiment_id, parent_id) == len(ids)
     # Later than the slack: the finished runs' end_time is well before the index's as_of.
@@ -86,8 +88,8 @@ def test_with_an_index_finished_runs_come_from_it_and_only_changes_are_searched(
     assert {r.info.run_id: r.info.status for r in runs}[running] == "RUNNING"
 
 
-def test_changes_after_the_index_are_seen(mlflow_client, monkeypatch):
-    experiment_id, parent_id, ids = _sweep(mlflow_client)
+def test_changes_after_the_index_are_seen(mlflow_client, tmp_path: Path, monkeypatch):
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     running = _child(mlflow_client, experiment_id, parent_id, 50)
     restored = ids[1]
     mlflow_client.delete_run(restored)
@@ -107,8 +109,9 @@ def test_changes_after_the_index_are_seen(mlflow_client, monkeypatch):
     assert runs[running].data.metrics["final_test_acc"] == 0.3
 
 
-def test_a_tag_the_driver_changes_on_finished_runs_is_in_the_rewritten_index(mlflow_client, monkeypatch):
-    experiment_id, parent_id, ids = _sweep(mlflow_client)
+def test_a_tag_the_driver_changes_on_finished_runs_is_in_the_rewritten_index(mlflow_client, tmp_path: Path,
+                                                                             monkeypatch):
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
     runs = run_index.child_runs(mlflow_client, experiment_id)
@@ -119,7 +122,7 @@ def test_a_tag_the_driver_changes_on_finished_runs_is_in_the_rewritten_index(mlf
 
 
 def test_an_index_cut_short_is_ignored(mlflow_client, tmp_path: Path):
-    experiment_id, parent_id, ids = _sweep(mlflow_client)
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     _finish(mlflow_client, _child(mlflow_client, experiment_id, parent_id, 7))
     whole = gzip.compress(b'{"format": 1, "as_of": 1, "deleted": [], "runs": [')
@@ -130,8 +133,8 @@ def test_an_index_cut_short_is_ignored(mlflow_client, tmp_path: Path):
     assert _as_compared(run_index.child_runs(mlflow_client, experiment_id)) == _truth(mlflow_client, experiment_id)
 
 
-def test_indexed_runs_read_like_mlflow_runs(mlflow_client):
-    experiment_id, parent_id, ids = _sweep(mlflow_client, trials=1)
+def test_indexed_runs_read_like_mlflow_runs(mlflow_client, tmp_path: Path):
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path, trials=1)
     real = mlflow_client.get_run(ids[0])
     indexed = run_index.IndexedRun.from_json(run_index.IndexedRun.of(real).to_json())
     assert indexed.info.run_id == real.info.run_id and indexed.info.artifact_uri == real.info.artifact_uri
