@@ -29,8 +29,8 @@ from pathlib import Path
 
 import click
 
-from sweeper import (child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, run_index, tracking,
-                     versions)
+from sweeper import (child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, run_index,
+                     tracking, versions)
 from sweeper.errors import SpecError
 from sweeper.lease import DriverHold
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
@@ -100,13 +100,14 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     if not dry_run:
         parent_id = hold.take(client, experiment_id, parent_id, spec.name)
     # read after the lease: from here on no other driver changes these runs
+    read_at_ms = run_index.now_ms()
     runs = run_index.child_runs(client, experiment_id, parent_id) if experiment_id is not None else []
     by_key = run_index.by_trial_key(runs)
     if not dry_run:
         change = versions.apply(client, parent_id, spec, trials, by_key)
         for line in change.lines(spec.name):
             click.echo(line)
-        _write_run_index(client, experiment_id, parent_id, runs)  # with the version tags just written
+        _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)  # with the version tags just written
     states = {key: state_of(run) for key, run in by_key.items()}
     remaining = [t for t in trials if states.get(t.key) not in DONE]
     optuna = algorithm(spec) == "optuna"
@@ -286,12 +287,12 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, si
     return EXIT_OK
 
 
-def _write_run_index(client, experiment_id: str, parent_id: str, runs=None) -> None:
+def _write_run_index(client, experiment_id: str, parent_id: str, runs=None, read_at_ms: int | None = None) -> None:
     """The run index (sweeper.run_index) of this sweep, so that status and report read only what
     changed since. It only saves time: a failure to write it is not the sweep's failure."""
     try:
         with tracking.fast_fail_http():
-            run_index.write_index(client, experiment_id, parent_id, runs)
+            run_index.write_index(client, experiment_id, parent_id, runs, read_at_ms)
     except Exception:  # noqa: BLE001 - readers fall back to listing every run
         pass
 

@@ -164,11 +164,13 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
 # --- writing (the driver) -----------------------------------------------------------------
 
 
-def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Iterable[Any] | None = None) -> int:
+def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Iterable[Any] | None = None,
+                read_at_ms: int | None = None) -> int:
     """Record the FINISHED child runs on the parent run; returns how many. ``runs``: every child
-    run as it is now, when the caller holds them (after changing their tags); else they are
-    read (the last index plus what changed since)."""
-    as_of = int(time.time() * 1000)
+    run as it is now, when the caller holds them (after changing their tags), and
+    ``read_at_ms``, the time (``now_ms()``) before it read them; else they are read here (the last
+    index plus what changed since)."""
+    as_of = read_at_ms if runs is not None and read_at_ms is not None else now_ms()
     if runs is None:
         listed, deleted = _read(client, experiment_id, parent_run_id)
     else:
@@ -181,6 +183,10 @@ def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Itera
         path.write_bytes(gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6))
         client.log_artifact(parent_run_id, str(path), ARTIFACT_DIR)
     return len(finished)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 # --- searching ----------------------------------------------------------------------------

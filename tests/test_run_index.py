@@ -114,10 +114,12 @@ def test_a_tag_the_driver_changes_on_finished_runs_is_in_the_rewritten_index(mlf
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
+    read_at = run_index.now_ms()
     runs = run_index.child_runs(mlflow_client, experiment_id)
     mlflow_client.set_tag(ids[2], "sweeper.superseded", "abc")  # what sweeper.versions does
     runs[2].data.tags["sweeper.superseded"] = "abc"
-    run_index.write_index(mlflow_client, experiment_id, parent_id, runs=runs)
+    run_index.write_index(mlflow_client, experiment_id, parent_id, runs=runs, read_at_ms=read_at)
+    assert run_index.load_index(mlflow_client, parent_id).as_of == read_at
     assert _as_compared(run_index.child_runs(mlflow_client, experiment_id)) == _truth(mlflow_client, experiment_id)
 
 
