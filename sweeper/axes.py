@@ -140,11 +140,9 @@ def grid_blocks(raw: Any, error: ErrorAt) -> list[GridBlock]:
     return blocks
 
 
-def expand(blocks: Sequence[GridBlock], base: Mapping[str, Any], sampled: Iterable[str],
-           error: ErrorAt) -> tuple[list[Trial], tuple[str, ...]]:
-    """The trials of ``blocks`` over the ``base`` trial config, in a stable order (blocks in order,
-    each block's cartesian product in the order typed, a point an earlier block listed dropped),
-    and the axes their names show: grid axes whose values differ, then the ``sampled`` paths."""
+def grid_size(blocks: Sequence[GridBlock], error: ErrorAt) -> int:
+    """The grid points ``blocks`` list (before duplicates are dropped), counted without expanding
+    them; more than MAX_TRIALS is an error naming the block (or the grid) that is too large."""
     total = 0
     for block in blocks:
         size = math.prod(len(a.values) for a in block.axes)
@@ -153,7 +151,27 @@ def expand(blocks: Sequence[GridBlock], base: Mapping[str, Any], sampled: Iterab
         total += size
     if total > MAX_TRIALS:
         raise error("grid", f"expands to {total:,} trials; a sweep may have at most {MAX_TRIALS:,}")
+    return total
 
+
+def check_plan_size(blocks: Sequence[GridBlock], samples: int, error: ErrorAt) -> int:
+    """Every trial a spec defines, counted before anything is expanded: the grid points, times
+    ``samples`` draws of the search space for each (random and optuna; 0 without sampled axes).
+    The one cap, MAX_TRIALS, holds for all of them alike; returns the count."""
+    points = grid_size(blocks, error)
+    if samples and points * samples > MAX_TRIALS:
+        per = f"{points:,} grid point{'s' if points != 1 else ''} x {samples:,} samples"
+        raise error("search.num_samples", f"{per} = {points * samples:,} trials; a sweep may have at most "
+                                          f"{MAX_TRIALS:,}")
+    return points * samples if samples else points
+
+
+def expand(blocks: Sequence[GridBlock], base: Mapping[str, Any], sampled: Iterable[str],
+           error: ErrorAt) -> tuple[list[Trial], tuple[str, ...]]:
+    """The trials of ``blocks`` over the ``base`` trial config, in a stable order (blocks in order,
+    each block's cartesian product in the order typed, a point an earlier block listed dropped),
+    and the axes their names show: grid axes whose values differ, then the ``sampled`` paths."""
+    grid_size(blocks, error)
     resolved: dict[str, dict[str, Any]] = {}  # key -> resolved config, the first grid point of each key
     for block in blocks:
         for indices in itertools.product(*(range(len(a.values)) for a in block.axes)):

@@ -28,8 +28,8 @@ from typing import Annotated, Any, Literal, Mapping, Optional, Union
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
-from sweeper.axes import (AXES, MAX_TRIALS, GridAxis, GridBlock, check_space_bounds, expand, grid_blocks,
-                          resolve_axis, sampled_trial)
+from sweeper.axes import (AXES, MAX_TRIALS, GridAxis, GridBlock, check_plan_size, check_space_bounds, expand,
+                          grid_blocks, resolve_axis, sampled_trial)
 from sweeper.errors import SpecError, kind_of
 from sweeper.spec_errors import schema_error
 from sweeper.trial import Trial
@@ -261,6 +261,8 @@ class Spec(_Schema):
         self._blocks = tuple(grid_blocks(self.grid, self._error))
         self._check_search()
         space = self.search.space if self.search is not None else {}
+        # grid points x samples, counted before the grid is expanded or a sample drawn
+        check_plan_size(self._blocks, self.search.num_samples if space else 0, self._error)
         trials, self._name_axes = expand(self._blocks, self._base_config(), space, self._error)
         self._trials = tuple(trials)
         check_space_bounds(space, self._trials, self._space_key, self._error)

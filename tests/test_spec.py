@@ -167,3 +167,12 @@ def test_asha_takes_the_search_metric_and_defaults():
 def test_resources_allow_fractional_gpus():
     s = spec("resources: {cpu: 2, gpu: 0.25}\nmax_concurrent: 8\nmax_failures: 0\n")
     assert (s.resources.cpu, s.resources.gpu, s.max_concurrent, s.max_failures) == (2.0, 0.25, 8, 0)
+
+
+def test_a_plan_of_exactly_max_trials_grid_points_times_samples_is_accepted():
+    from sweeper.spec import MAX_TRIALS, parse_spec
+
+    spec = parse_spec("name: t\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\n"
+                      "train: {epochs: 2}\ngrid: {seed: [0, 1, 2, 3]}\n"
+                      "search: {algorithm: optuna, num_samples: 2500, space: {lr: {loguniform: [0.01, 1.0]}}}\n")
+    assert spec.sampled_trial_count() == MAX_TRIALS

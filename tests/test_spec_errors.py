@@ -141,6 +141,15 @@ CORPUS = [
     ("grid too large", with_base("grid: {seed: [" + ", ".join(map(str, range(101))) + "], "
                                  "batch_size: [" + ", ".join(map(str, range(1, 101))) + "]}\n"),
      "x.yaml: grid: expands to 10,100 trials; a sweep may have at most 10,000 (line 5)"),
+    ("random samples too many", with_base("search: {algorithm: random, num_samples: 10001, "
+                                          "space: {lr: {loguniform: [0.01, 1.0]}}}\n"),
+     "x.yaml: search.num_samples: 1 grid point x 10,001 samples = 10,001 trials; a sweep may have at most "
+     "10,000 (line 5)"),
+    ("optuna samples x grid too many", with_base("grid: {seed: [0, 1, 2, 3]}\n"
+                                                 "search: {algorithm: optuna, num_samples: 2501, "
+                                                 "space: {lr: {loguniform: [0.01, 1.0]}}}\n"),
+     "x.yaml: search.num_samples: 4 grid points x 2,501 samples = 10,004 trials; a sweep may have at most "
+     "10,000 (line 6)"),
     ("base value wrong for one grid point", replacing("lr: 0.1", "warmup_epochs: 1") + "grid: {epochs: [2, 1]}\n",
      "x.yaml: train.warmup_epochs: must be in [0, epochs), got 1.0 [in grid: epochs=1] (line 4)"),
     ("base depth wrong for a grid family", with_base("grid: {family: [cifar_resnet, vgg]}\n"),

@@ -156,3 +156,39 @@ def test_measure_times_every_architecture_and_mode_and_gives_the_cost_from_those
 def test_without_measure_the_output_says_the_flop_estimate_is_shown():
     result = CliRunner().invoke(cli, ["validate", str(SMALL)])
     assert result.output.splitlines()[-1].startswith("shown: the FLOP estimate")
+
+
+HUGE_RANDOM = """\
+name: huge
+dataset: {name: digits}
+model: {family: cifar_resnet, depth: 8}
+train: {epochs: 1}
+search:
+  algorithm: random
+  num_samples: 100000000
+  space: {lr: {loguniform: [0.01, 1.0]}}
+"""
+# The command runs with the grid's expansion and the random plan made to fail: a refused plan
+# must be refused from its counts alone, before a trial is built or a sample drawn.
+NO_EXPANSION = """\
+import sys
+import sweeper.axes, sweeper.planning, sweeper.spec
+def never(*args, **kwargs):
+    raise AssertionError("expanded a plan it should have refused")
+sweeper.axes.expand = sweeper.spec.expand = never
+sweeper.planning.expected_payloads = never
+from sweeper.cli import main
+main()
+"""
+
+
+def test_a_random_search_of_10_to_the_8_samples_is_refused_in_one_line_without_expanding(tmp_path):
+    (tmp_path / "huge.yaml").write_text(HUGE_RANDOM)
+    root = Path(__file__).resolve().parents[1]
+    line = ("huge.yaml: search.num_samples: 1 grid point x 100,000,000 samples = 100,000,000 trials; "
+            "a sweep may have at most 10,000 (line 7)")
+    for command in (["validate", "huge.yaml"], ["run", "--dry-run", "huge.yaml"]):
+        proc = subprocess.run([sys.executable, "-c", NO_EXPANSION, *command], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+        assert (proc.returncode, proc.stdout, proc.stderr) == (2, "", line + "\n"), command
+    assert not (tmp_path / "mlflow.db").exists()  # the dry run stopped before tracking, too
