@@ -415,6 +415,16 @@ def test_missing_store_is_refused_without_creating_one(tmp_path, monkeypatch, ca
     assert not db.exists()
 
 
+@pytest.mark.parametrize("uri", ["./missing", "file:./missing"])
+def test_a_missing_folder_store_is_named_as_status_names_it(tmp_path, monkeypatch, capsys, uri):
+    monkeypatch.chdir(tmp_path)
+    assert _sweeper(monkeypatch, "report", "x", "--tracking-uri", uri) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("no sweep named 'x': no MLflow store at ") and err.rstrip().endswith("missing"), err
+    assert "maintenance mode" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "missing").exists()
+
+
 def test_load_sweep_refuses_an_experiment_without_a_sweep_run(tmp_path, store):
     uri, client, _, _ = store
     client.create_experiment("hand_made", artifact_location=(tmp_path / "art").as_uri())

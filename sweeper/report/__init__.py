@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sweeper.errors import SpecError, SweepError
+from sweeper.errors import SpecError
 from sweeper.report.build import Report, build_report
 from sweeper.report.scorecard import load_reference
 from sweeper.spec import NAME_PATTERN
@@ -26,11 +26,12 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     import click
 
     from sweeper import tracking
+    from sweeper.preflight import check_store_exists
     from sweeper.states import DIVERGED, FINISHED, RUNNING
 
     name, spec_uri, planned, keys = _target(spec_or_name)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
-    _refuse_missing_local_store(uri, name)
+    check_store_exists(uri, name)  # as status does: reading must not create a store, nor open a missing one
     client = tracking.connect(uri)
     out = Path(out_dir) if out_dir else Path("reports") / name
     report = build_report(client, name, uri, out, planned=None if all_versions else planned,
@@ -64,11 +65,3 @@ def _target(spec_or_name: str) -> tuple[str, str | None, int | None, set[str] | 
     if not re.match(NAME_PATTERN, spec_or_name):
         raise SpecError(None, None, f"{spec_or_name!r} is neither a spec file nor a sweep name ([A-Za-z0-9_.-]+)")
     return spec_or_name, None, None, None
-
-
-def _refuse_missing_local_store(uri: str, name: str) -> None:
-    """Opening a sqlite URI creates the database; a report must not leave an empty one behind."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if str(db) != ":memory:" and not db.exists():
-            raise SweepError(f"no sweep named {name!r}: no MLflow store at {db}")
