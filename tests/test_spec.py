@@ -176,3 +176,14 @@ def test_a_plan_of_exactly_max_trials_grid_points_times_samples_is_accepted():
                       "train: {epochs: 2}\ngrid: {seed: [0, 1, 2, 3]}\n"
                       "search: {algorithm: optuna, num_samples: 2500, space: {lr: {loguniform: [0.01, 1.0]}}}\n")
     assert spec.sampled_trial_count() == MAX_TRIALS
+
+
+@pytest.mark.parametrize("uri", ["http://mlflow:5000", "https://mlflow.example.org", "sqlite:///mlflow.db",
+                                 "sqlite:////abs/m.db", "postgresql+psycopg2://u:p@db:5432/mlflow", "./mlruns",
+                                 "file:///srv/mlruns", "databricks", "databricks://profile"])
+def test_tracking_uris_mlflow_can_use_are_accepted(uri):
+    from sweeper.spec import parse_spec
+
+    spec = parse_spec("name: t\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\n"
+                      f"train: {{epochs: 2}}\ntracking: {{uri: '{uri}'}}\n")
+    assert spec.tracking.uri == uri

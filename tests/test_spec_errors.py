@@ -87,6 +87,14 @@ CORPUS = [
      "x.yaml: max_failures: must be an integer, got float 1.5 (line 5)"),
     ("checkpoint every 0", with_base("checkpoint: {every_epochs: 0}\n"),
      "x.yaml: checkpoint.every_epochs: must be >= 1, got 0 (line 5)"),
+    ("tracking uri without a host", with_base("tracking: {uri: 'http://'}\n"),
+     "x.yaml: tracking.uri: http:// needs a host (http://host:port), got 'http://' (line 5)"),
+    ("tracking uri of an unknown scheme", with_base("tracking: {uri: 'ftp://files.example/mlruns'}\n"),
+     "x.yaml: tracking.uri: MLflow has no tracking store for ftp://; the scheme must be one of file, sqlite, "
+     "http, https, postgresql, mysql, mssql, databricks, databricks-uc, uc (or a folder path), "
+     "got 'ftp://files.example/mlruns' (line 5)"),
+    ("tracking uri sqlite without a file", with_base("tracking: {uri: 'sqlite://'}\n"),
+     "x.yaml: tracking.uri: a sqlite URI needs a database file (sqlite:///mlflow.db), got 'sqlite://' (line 5)"),
     ("tracking url", with_base("tracking: {url: http://mlflow:5000}\n"),
      "x.yaml: tracking.url: unknown key (did you mean 'uri'?) (line 5)"),
     # --- the base trial config (TrialConfig) ---
