@@ -94,23 +94,43 @@ def test_checkpoint_errors_cross_process_boundaries_with_their_message():
     assert (copy.directory, copy.message) == (error.directory, error.message)
 
 
-@pytest.mark.parametrize("content", ["garbage", "truncated", "foreign"])
+@pytest.mark.parametrize("content", ["garbage", "truncated", "truncated_to_10", "empty", "pickle", "foreign"])
 def test_an_unusable_checkpoint_is_set_aside_not_deleted(tmp_path, content):
     path = tmp_path / checkpoint.CHECKPOINT_FILE
     mine = trial(lr=0.1)
-    if content == "garbage":
-        path.write_bytes(b"not a checkpoint")
+    if content in ("garbage", "empty", "pickle"):
+        import pickle
+
+        path.write_bytes({"garbage": b"not a checkpoint", "empty": b"", "pickle": pickle.dumps(object)}[content])
     else:
         other = trial(lr=0.3) if content == "foreign" else mine
         checkpoint.save_checkpoint(tmp_path, {"config": other.to_dict(), "config_hash": checkpoint.config_hash(other)})
-        if content == "truncated":
-            path.write_bytes(path.read_bytes()[:100])
+        if content.startswith("truncated"):
+            path.write_bytes(path.read_bytes()[:10 if content == "truncated_to_10" else 100])
     before = path.read_bytes()
     aside, why = checkpoint.set_aside_if_unusable(tmp_path, mine)
     assert not path.exists() and aside.read_bytes() == before
     assert aside.parent == tmp_path and aside.name.startswith("checkpoint.pt.unusable-")
     assert ("another trial" in why) if content == "foreign" else ("not a readable" in why)
     assert checkpoint.set_aside_if_unusable(tmp_path, mine) is None  # nothing left to set aside
+
+
+@pytest.mark.parametrize("error", [MemoryError(), OSError(5, "Input/output error"), TimeoutError("nfs")])
+def test_a_transient_error_while_reading_propagates_and_leaves_a_good_checkpoint(tmp_path, monkeypatch, error):
+    mine = trial(lr=0.1)
+    checkpoint.save_checkpoint(tmp_path, {"config": mine.to_dict(), "config_hash": checkpoint.config_hash(mine)})
+    before = (tmp_path / checkpoint.CHECKPOINT_FILE).read_bytes()
+
+    def failing_load(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torch, "load", failing_load)
+    with pytest.raises(type(error)):
+        checkpoint.set_aside_if_unusable(tmp_path, mine)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == [checkpoint.CHECKPOINT_FILE]
+    assert (tmp_path / checkpoint.CHECKPOINT_FILE).read_bytes() == before
+    assert checkpoint.set_aside_if_unusable(tmp_path, mine) is None  # read again once it passes: kept
 
 
 def test_a_usable_checkpoint_stays_where_it_is(tmp_path):

@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import random
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -293,8 +295,18 @@ def save_checkpoint(directory: str | Path, payload: Mapping[str, Any]) -> Path:
     return path
 
 
+# What reading a file that is not (or no longer) a checkpoint of ours raises: torch's zip reader
+# on a truncated file (RuntimeError), the weights-only unpickler on a foreign one (UnpicklingError,
+# EOFError, KeyError), our own checks on another format or layout. Anything else (MemoryError, an
+# OSError of the disk or the network) says nothing about the file: it propagates, the trial fails
+# with the checkpoint in place, and Ray retries it.
+UNREADABLE = (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, KeyError, IndexError, TypeError,
+              AttributeError, zipfile.BadZipFile)
+
+
 def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
-    """The payload saved in ``directory``, or None when it holds no checkpoint."""
+    """The payload saved in ``directory``, or None when it holds no checkpoint. CheckpointError
+    when the file is unreadable (``UNREADABLE``); a transient error (memory, I/O) propagates."""
     path = Path(directory) / CHECKPOINT_FILE
     if not path.is_file():
         return None
@@ -303,14 +315,16 @@ def load_checkpoint(directory: str | Path) -> dict[str, Any] | None:
         if record.get("format") != FORMAT_VERSION:
             raise ValueError(f"format {record.get('format')!r}, expected {FORMAT_VERSION}")
         return _unpack(record["skeleton"], record["tensors"])
-    except Exception as e:  # a foreign or damaged file: say so in one line
+    except UNREADABLE as e:  # a foreign or damaged file: say so in one line
         raise CheckpointError(directory, f"{CHECKPOINT_FILE} is not a readable trainables checkpoint "
                                          f"({_cause(e)})") from e
 
 
 def set_aside_if_unusable(directory: str | Path, config: TrialConfig | Mapping[str, Any]) -> tuple[Path, str] | None:
     """Move an unreadable or foreign ``checkpoint.pt`` out of the way (renamed, never deleted) so
-    the trial starts from scratch instead of failing on every run; (new path, why) or None."""
+    the trial starts from scratch instead of failing on every run; (new path, why) or None. Only
+    a CheckpointError (the file itself is bad) sets it aside: an error while reading it (memory,
+    I/O) propagates and leaves a good checkpoint where it is."""
     config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     try:
         saved = load_checkpoint(directory)
