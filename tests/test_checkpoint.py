@@ -101,7 +101,7 @@ def test_an_unusable_checkpoint_is_set_aside_not_deleted(tmp_path, content):
     if content in ("garbage", "empty", "pickle"):
         import pickle
 
-        path.write_bytes({"garbage": b"not a checkpoint", "empty": b"", "pickle": pickle.dumps(object)}[content])
+        path.write_bytes({"garbage": b"not a checkpoint", "empty": b"", "pickle": pickle.dumps(object, protocol=2)}[content])
     else:
         other = trial(lr=0.3) if content == "foreign" else mine
         checkpoint.save_checkpoint(tmp_path, {"config": other.to_dict(), "config_hash": checkpoint.config_hash(other)})
