@@ -85,6 +85,9 @@ def report(spec_or_name: str, tracking_uri: str | None, out_dir: str | None, all
 
 
 def main() -> None:
+    from sweeper.logs import configure_cli
+
+    configure_cli()  # what a handler that keeps going logged, as a line on stderr (sweeper.logs)
     try:
         cli.main(standalone_mode=False)
     except (SpecError, SweepError) as e:

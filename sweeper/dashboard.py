@@ -15,12 +15,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
 import time
 from datetime import datetime, timezone
+from sweeper.logs import cause
 from sweeper.sweep_state import SweepState, duration
+
+log = logging.getLogger(__name__)
 
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"
@@ -87,6 +91,7 @@ class Dashboard:
         self.params: dict[str, str] | None = None
         self.origin_ms = 0
         self.writes = 0
+        self.failing = False  # the last write failed: the outage is logged once, its end too
 
     def maybe_write(self, state: SweepState, force: bool = False) -> bool:
         """Write when forced or when ``every_s`` has passed since the last write. Never raises:
@@ -103,8 +108,15 @@ class Dashboard:
 
                 with tracking.fast_fail_http():
                     run_index.write_index(self.client, self.experiment_id, self.parent_run_id)
-        except Exception:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - the dashboard is a view: the next write carries the newer state
+            if not self.failing:
+                log.warning("could not update the sweep's dashboard on parent run %s (%s); trying again in %.0fs",
+                            self.parent_run_id, cause(e), self.every_s)
+            self.failing = True
             return False
+        if self.failing:
+            log.info("the sweep's dashboard on parent run %s is updated again", self.parent_run_id)
+        self.failing = False
         self.writes += 1
         return True
 

@@ -8,6 +8,12 @@ so for those the command comes first and the links point at its default address.
 
 from __future__ import annotations
 
+import logging
+
+from sweeper.logs import cause
+
+log = logging.getLogger(__name__)
+
 LOCAL_UI = "http://127.0.0.1:5000"
 
 
@@ -60,6 +66,7 @@ def for_sweep(tracking_uri: str, name: str) -> list[str]:
         if experiment is None:
             return []
         parent = tracking.find_parent_run(client, experiment.experiment_id)
-    except Exception:  # noqa: BLE001 - links are a convenience; the command's answer stands
+    except Exception as e:  # noqa: BLE001 - links are a convenience; the command's answer stands
+        log.debug("no MLflow links for %s (%s)", name, cause(e))
         return []
     return lines(tracking_uri, experiment.experiment_id, parent.info.run_id if parent else None)

@@ -23,22 +23,26 @@ an earlier run are handed back to Optuna as ``points_to_evaluate`` so they resum
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
 from pathlib import Path
 
 import click
 
-from sweeper import (child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, run_index,
-                     tracking, versions)
+from sweeper import (child_run, cluster_address, dashboard, driver_exit, links, logs, preflight, ray_output,
+                     run_index, tracking, versions)
 from sweeper.errors import SpecError
 from sweeper.lease import DriverHold
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
 from sweeper.states import DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING, RUNNING
 from sweeper.trial_events import progress_callback
-from sweeper.trial_record import mark_failed, mark_interrupted, state_of
+from sweeper.trial_record import PendingEnds, mark_failed, mark_interrupted, settle_pending, state_of
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
+
+log = logging.getLogger(__name__)
 
 
 # --- tracking set-up shared by run and train -------------------------------------------------
@@ -66,6 +70,11 @@ def _storage_root(storage: str) -> str:
     return str(Path(storage).expanduser().resolve())
 
 
+def _pending_ends(storage: str, sweep: str) -> PendingEnds:
+    """Trial ends the driver saw and MLflow has not confirmed (sweeper.trial_record)."""
+    return PendingEnds(f"{_storage_root(storage)}/{sweep}/pending-ends")
+
+
 def _cpus(spec) -> float:
     return float(spec.resources.cpu)
 
@@ -79,13 +88,14 @@ def _gpus(spec) -> float:
 
 def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str | None = None,
                 storage: str = "./sweeper_results", dry_run: bool = False) -> int:
-    with DriverHold() as hold:  # one driver per sweep; the parent run never stays RUNNING
+    # the driver's log file, once the spec names it, outlives the lease (its release logs too)
+    with contextlib.ExitStack() as log_file, DriverHold() as hold:  # one driver per sweep; the parent run never stays RUNNING
         return _run_held(hold, spec_path, address=address, tracking_uri=tracking_uri, storage=storage,
-                         dry_run=dry_run)
+                         dry_run=dry_run, log_file=log_file)
 
 
 def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking_uri: str | None,
-              storage: str, dry_run: bool) -> int:
+              storage: str, dry_run: bool, log_file: contextlib.ExitStack) -> int:
     from sweeper.spec import load_spec
 
     spec = load_spec(spec_path)
@@ -94,7 +104,8 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
         cluster_address.check_address(address, storage, tracking_uri, _spec_tracking_uri(spec))
     preflight.check_tracking_location(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
     preflight.check_storage(storage, create=not dry_run)  # before Ray, before MLflow is written
-    if not dry_run:
+    if not dry_run:  # the sweeper log records go beside Ray's output (sweeper.logs)
+        log_file.enter_context(logs.to_file(ray_output.log_path_for(_storage_root(storage), spec.name)))
         preflight.create_sqlite_store_once(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
     if not dry_run:
@@ -103,12 +114,19 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     read_at_ms = run_index.now_ms()
     runs = run_index.child_runs(client, experiment_id, parent_id) if experiment_id is not None else []
     by_key = run_index.by_trial_key(runs)
+    # ends an earlier driver saw but MLflow did not take: written now, before anything is planned
+    pending = _pending_ends(storage, spec.name)
+    fresh, unwritten = settle_pending(client, by_key, pending, write=not dry_run)
+    if fresh:
+        runs = [fresh.get(r.info.run_id, r) for r in runs]
+        by_key = run_index.by_trial_key(runs)
     if not dry_run:
         change = versions.apply(client, parent_id, spec, trials, by_key)
         for line in change.lines(spec.name):
             click.echo(line)
         _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)  # with the version tags just written
     states = {key: state_of(run) for key, run in by_key.items()}
+    states.update(unwritten)  # a stop MLflow has not taken yet is still a stop: never trained again
     remaining = [t for t in trials if states.get(t.key) not in DONE]
     optuna = algorithm(spec) == "optuna"
     sampled_todo = optuna_samples_left(spec, trials, states) if optuna else 0
@@ -146,8 +164,9 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
                 import ray
 
                 ray.shutdown()
-        code = _exit_code(client, experiment_id, keys, interrupted, signalled=signals.received)
-    except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every end of the driver gets its name
+        code = _exit_code(client, experiment_id, keys, interrupted, signalled=signals.received, pending=pending)
+    except (Exception, KeyboardInterrupt) as e:  # every end of the driver gets its name, and the log its traceback
+        log.info("the driver stopped on %s", logs.cause(e), exc_info=not isinstance(e, KeyboardInterrupt))
         code = driver_exit.failure_exit(e, signals)
         _kill_running_children(client, experiment_id)
     finally:
@@ -174,8 +193,8 @@ def _kill_running_children(client, experiment_id) -> None:
             for run in run_index.trial_runs(client, experiment_id).values():
                 if state_of(run) == RUNNING:
                     mark_interrupted(client, run.info.run_id)
-    except Exception:  # noqa: BLE001 - tracking may be what failed; the next run sorts it out
-        pass
+    except Exception as e:  # noqa: BLE001 - tracking may be what failed; the next run sorts it out (logged)
+        log.warning("could not mark the trials left running as interrupted (%s); the next run does", logs.cause(e))
 
 
 def _init_ray(address: str | None) -> bool:
@@ -204,6 +223,7 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
     import ray
     from ray import tune
 
+    logs.configure_worker()  # the worker's sweeper records to its stderr, Ray's worker log
     payload = child_run.presented(payload_from_config(config, grid, name_axes), name_axes)
     node_id = ray.get_runtime_context().get_node_id()
     run_tracked_trial(ctx, payload, node_id, tune_report=tune.report)
@@ -234,7 +254,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
     progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(),
                                  total=len(remaining) if not optuna else num_samples, sweep=spec.name,
-                                 parent_run_id=ctx.parent_run_id)
+                                 parent_run_id=ctx.parent_run_id, pending_ends=_pending_ends(storage, spec.name).root)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -266,9 +286,14 @@ def _scheduler(spec):
                          grace_period=section.grace_period, reduction_factor=section.reduction_factor)
 
 
-def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
+def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True,
+               pending: PendingEnds | None = None) -> int:
     runs = run_index.trial_runs(client, experiment_id)
-    states = {key: state_of(runs.get(key)) for key in keys}
+    unwritten: dict[str, str] = {}
+    if pending is not None:  # ends MLflow did not take during the run: one more try before giving up
+        fresh, unwritten = settle_pending(client, runs, pending)
+        runs.update({key: fresh[run.info.run_id] for key, run in runs.items() if run.info.run_id in fresh})
+    states = {key: unwritten.get(key) or state_of(runs.get(key)) for key in keys}
     for key, state in states.items():
         run = runs.get(key)
         if run is not None and state == RUNNING:
@@ -282,6 +307,10 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, si
     if interrupted or unfinished:
         click.echo("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
+    if unwritten:
+        click.echo(f"{len(unwritten)} trial end{'s' if len(unwritten) != 1 else ''} could not be written to MLflow; "
+                   f"kept in {pending.root}, they are written by the next `sweeper run`", err=True)
+        return EXIT_FAILED
     if any(s == FAILED for s in states.values()):
         return EXIT_FAILED
     return EXIT_OK
@@ -293,8 +322,9 @@ def _write_run_index(client, experiment_id: str, parent_id: str, runs=None, read
     try:
         with tracking.fast_fail_http():
             run_index.write_index(client, experiment_id, parent_id, runs, read_at_ms)
-    except Exception:  # noqa: BLE001 - readers fall back to listing every run
-        pass
+    except Exception as e:  # noqa: BLE001 - readers fall back to listing every run (logged)
+        log.info("could not write the run index of parent run %s (%s); readers list every run", parent_id,
+                 logs.cause(e))
 
 
 def _close_parent(client, parent_id: str | None, code: int, experiment_id: str | None = None) -> None:

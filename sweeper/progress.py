@@ -12,13 +12,17 @@ and the parent run's dashboard (sweeper.dashboard).
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import Any, Mapping, TextIO
 
 from sweeper import ray_output
+from sweeper.logs import cause
 from sweeper.states import DONE, STOPPED_EARLY
 from sweeper.sweep_state import SweepState, TrialLine, duration
+
+log = logging.getLogger(__name__)
 
 PLAIN_EVERY_S = float(os.environ.get("SWEEPER_PROGRESS_EVERY_S", "30"))
 
@@ -157,8 +161,8 @@ class SweepMonitor:
                 if outcome in DONE and key not in grid:
                     state.total += 1
                     state.end(key, run.info.run_name or key, outcome, run.data.metrics.get("final_test_acc"))
-        except Exception:  # noqa: BLE001 - the view starts from zero rather than not at all
-            pass
+        except Exception as e:  # noqa: BLE001 - the view starts from zero rather than not at all (logged)
+            log.info("the live view starts without the trials done before (%s)", cause(e))
         dashboard = Dashboard(client, parent_run_id, experiment_id=experiment_id) if parent_run_id else None
         return cls(state, dashboard, epochs)
 

@@ -20,11 +20,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
+
+from sweeper.logs import cause
+
+log = logging.getLogger(__name__)
 
 EPOCH_METRIC = "sweeper.epoch"  # value = step = the epoch a trial last reported
 BULK_RUNS = 100  # MLflow's limit of run ids per get-history-bulk-interval request
@@ -106,7 +111,8 @@ def _bulk_interval(client: Any, run_ids: list[str], key: str) -> list[tuple[str,
                     for m in response.json().get("metrics", [])]
         points = store.get_metric_history_bulk_interval(run_ids, key, BULK_POINTS, None, None)
         return [(m.run_id, int(m.step), float(m.value), int(m.timestamp)) for m in points]
-    except Exception:  # noqa: BLE001 - an older server or a store without it: fall back per run
+    except Exception as e:  # noqa: BLE001 - an older server or a store without it: fall back per run
+        log.info("bulk metric history unavailable (%s); reading it run by run", cause(e))
         return None
 
 
@@ -139,7 +145,8 @@ def _read_gammas(artifact_uri: str, folder: Path) -> list[float] | None:
             path = download_artifacts(artifact_uri=f"{artifact_uri.rstrip('/')}/{artifact}", dst_path=str(folder))
             layers = json.loads(Path(path).read_text())["layers"]
             return [float(g) for values in layers.values() for g in values]
-        except Exception:  # noqa: BLE001 - missing or unreadable: try the next name, else no distribution
+        except Exception as e:  # noqa: BLE001 - missing or unreadable: try the next name, else no distribution
+            log.debug("no %s under %s (%s)", artifact, artifact_uri, cause(e))
             continue
     return None
 

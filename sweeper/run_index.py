@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ from types import SimpleNamespace
 from typing import Any, Iterable
 
 from sweeper import tracking
+from sweeper.logs import cause
+
+log = logging.getLogger(__name__)
 
 ARTIFACT_DIR = "sweeper"
 ARTIFACT_NAME = "runs.json.gz"
@@ -149,15 +153,23 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
     """The index on the sweep's parent run; None when absent or unusable."""
     from sweeper.readback import quiet_downloads
 
+    where = f"{ARTIFACT_DIR}/{ARTIFACT_NAME} on parent run {parent_run_id}"
     with tempfile.TemporaryDirectory(prefix="sweeper-index-") as tmp, quiet_downloads():
         try:
             path = client.download_artifacts(parent_run_id, f"{ARTIFACT_DIR}/{ARTIFACT_NAME}", tmp)
+        except Exception as e:  # noqa: BLE001 - no index yet (or not reachable): list every run instead
+            log.info("no run index read (%s): %s; listing every run", where, cause(e))
+            return None
+        try:
             data = json.loads(gzip.decompress(Path(path).read_bytes()))
             if data.get("format") != FORMAT:
+                log.info("run index %s is of format %r, not %r; listing every run", where, data.get("format"), FORMAT)
                 return None
             return Index(int(data["as_of"]), {row["id"]: IndexedRun.from_json(row) for row in data["runs"]},
                          set(data["deleted"]))
-        except Exception:  # noqa: BLE001 - no index yet, or one cut short: list every run instead
+        except Exception as e:  # noqa: BLE001 - one cut short or damaged: list every run instead (logged)
+            log.warning("run index %s is unreadable (%s); listing every run instead (slower, never wrong)",
+                        where, cause(e))
             return None
 
 

@@ -20,6 +20,7 @@ kill training.
 from __future__ import annotations
 
 import contextlib
+import logging
 import numbers
 import os
 import time
@@ -27,6 +28,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.errors import SweepError
+from sweeper.logs import cause
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -141,7 +145,7 @@ def ensure_experiment(client, name: str, uri: str) -> str:
         return experiment.experiment_id
     try:
         return client.create_experiment(name, artifact_location=artifact_location_for(uri))
-    except Exception:  # another process created it between our two calls
+    except Exception:  # another process created it between our two calls (else re-raised)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             raise
@@ -179,7 +183,8 @@ def _has_artifact(client, run_id: str, path: str) -> bool:
     folder, _, _ = path.rpartition("/")
     try:
         return any(a.path == path for a in client.list_artifacts(run_id, folder or None))
-    except Exception:  # noqa: BLE001 - an unreadable artifact store just means "log it again"
+    except Exception as e:  # noqa: BLE001 - an unreadable artifact store just means "log it again"
+        log.debug("could not list the artifacts of run %s (%s)", run_id, cause(e))
         return False
 
 
@@ -307,10 +312,15 @@ class TrialLogger:
                 for chunk in _chunks(tags, 100):
                     self.client.log_batch(self.run_id, tags=chunk)
                 self._pending_tags.clear()
-        except Exception:  # noqa: BLE001 - any tracking failure: keep the buffer, keep training
-            if self._failed_since is None:
+        except Exception as e:  # noqa: BLE001 - any tracking failure: keep the buffer, keep training (logged)
+            if self._failed_since is None:  # once per outage, not once per retry
                 self._failed_since = time.monotonic()
+                log.warning("MLflow did not take the logs of run %s (%s); %d kept and sent again later",
+                            self.run_id, cause(e), self.pending)
             return False
+        if self._failed_since is not None:
+            log.info("MLflow took the logs of run %s again after %.0fs", self.run_id,
+                     time.monotonic() - self._failed_since)
         self._failed_since = None
         return True
 
@@ -325,7 +335,11 @@ class TrialLogger:
         return self._call(lambda: self.client.set_terminated(self.run_id, status), wait_s)
 
     def _call(self, call: Callable[[], Any], wait_s: float) -> bool:
-        return retry(lambda: _succeeds(call), wait_s, self.retry_every_s)
+        errors: list[BaseException] = []
+        ok = retry(lambda: _succeeds(call, errors), wait_s, self.retry_every_s)
+        if not ok:
+            log.warning("MLflow refused a write to run %s for %.0fs (%s)", self.run_id, wait_s, cause(errors[-1]))
+        return ok
 
 
 def retry(attempt: Callable[[], bool], wait_s: float, every_s: float) -> bool:
@@ -340,11 +354,13 @@ def retry(attempt: Callable[[], bool], wait_s: float, every_s: float) -> bool:
         time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
 
 
-def _succeeds(call: Callable[[], Any]) -> bool:
+def _succeeds(call: Callable[[], Any], errors: list[BaseException] | None = None) -> bool:
     try:
         with fast_fail_http():
             call()
-    except Exception:  # noqa: BLE001 - any tracking failure: the caller decides whether to wait
+    except Exception as e:  # noqa: BLE001 - any tracking failure: the caller decides whether to wait (and logs)
+        if errors is not None:
+            errors.append(e)
         return False
     return True
 

@@ -4,11 +4,15 @@ it: a trial the scheduler stopped early, and a trial that failed for good after 
 
 from __future__ import annotations
 
-from sweeper import tracking
+import logging
+
+from sweeper.logs import cause
 from sweeper.planning import payload_from_config
-from sweeper.states import DONE, FAILED, STOPPED_EARLY
-from sweeper.trial_record import mark_failed, mark_stopped_early, state_of
+from sweeper.states import FAILED
+from sweeper.trial_record import COMPLETED, ERRORED, PendingEnds, settle_driver_end
 from sweeper.worker import TrialPayload, trial_notes
+
+log = logging.getLogger(__name__)
 
 
 def progress_callback(*args, **kwargs):
@@ -25,8 +29,9 @@ class TrialEnds:
     after all its retries."""
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 sweep: str = "sweep", parent_run_id: str | None = None):
+                 sweep: str = "sweep", parent_run_id: str | None = None, pending_ends: str | None = None):
         self.name_axes = name_axes
+        self.pending = PendingEnds(pending_ends) if pending_ends else None  # <storage>/<sweep>/pending-ends
         self.client = client
         self.experiment_id = experiment_id
         self.grid = grid
@@ -69,21 +74,20 @@ class TrialEnds:
         self.finished += 1
         payload = payload_from_config(trial.config, self.grid, self.name_axes)
         self.keys.add(payload.key)
+        # the state write first, retried and kept in PendingEnds until MLflow has it; never
+        # inside the display code below, whose failures must not lose a trial's end
+        state, run = settle_driver_end(self.client, self.experiment_id, payload.key,
+                                       ERRORED if failed else COMPLETED, self.pending)
         try:
-            with tracking.fast_fail_http():
-                run = tracking.find_child_run(self.client, self.experiment_id, payload.key)
-                state = state_of(run)
-                if run is not None and failed and state not in DONE:
-                    mark_failed(self.client, run.info.run_id)
-                    state = FAILED
-                elif run is not None and not failed and state not in DONE:
-                    # ended without finishing its epochs and without an error: a scheduler stop
-                    mark_stopped_early(self.client, run.info.run_id)
-                    state = STOPPED_EARLY
-                acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run else None
-                notes = trial_notes(run)
-        except Exception:  # noqa: BLE001 - progress output must never stop the sweep
-            state, acc, notes = (FAILED if failed else "ended"), None, {}  # "ended": not known how
+            self._show_end(trial, payload, failed, state, run)
+        except Exception as e:  # noqa: BLE001 - progress output must never stop the sweep (logged)
+            log.warning("could not show the end of trial %s (%s)", payload.name, cause(e))
+
+    def _show_end(self, trial, payload: TrialPayload, failed: bool, state: str | None, run) -> None:
+        if state is None:
+            state = FAILED if failed else "ended"  # "ended": MLflow could not be read to say how
+        acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run is not None else None
+        notes = trial_notes(run)
         where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
         self.monitor.ended(payload.key, payload.name, state, acc, where)
         if notes.get("set_aside"):

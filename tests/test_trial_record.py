@@ -127,3 +127,85 @@ def test_exit_codes_are_defined_once():
              and any(isinstance(n, ast.Name) and n.id.startswith("EXIT_")
                      for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) for n in ast.walk(t))]
     assert found == []  # import them from sweeper.states
+
+
+# --- the driver's ends survive a store that fails at the moment of the stop ----------------------
+
+
+class SetTagFails:
+    """An MlflowClient whose set_tag fails while ``down`` is set (the store hiccups at the stop)."""
+
+    def __init__(self, client):
+        self.client, self.down, self.failures = client, False, 0
+
+    def set_tag(self, *args, **kwargs):
+        if self.down:
+            self.failures += 1
+            raise ConnectionError("tracking server went away")
+        return self.client.set_tag(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def _experiment(client):
+    return client.get_experiment_by_name("sweep-a").experiment_id
+
+
+def test_a_stop_is_written_with_retries_and_leaves_no_pending_end(mlflow_client, tracking_uri, tmp_path):
+    run_id = _child(mlflow_client, tracking_uri)
+    pending = trial_record.PendingEnds(str(tmp_path / "pending-ends"))
+    state, run = trial_record.settle_driver_end(mlflow_client, _experiment(mlflow_client), "k",
+                                                trial_record.COMPLETED, pending, wait_s=0)
+    assert (state, run.info.run_id) == (states.STOPPED_EARLY, run_id)
+    assert _state(mlflow_client, run_id) == states.STOPPED_EARLY
+    assert pending.pending() == {}
+
+
+def test_a_trial_its_worker_recorded_as_trained_is_left_as_it_is(mlflow_client, tracking_uri, tmp_path):
+    run_id = _child(mlflow_client, tracking_uri)
+    assert trial_record.mark_trained(tracking.TrialLogger(mlflow_client, run_id), states.FINISHED, wait_s=0)
+    pending = trial_record.PendingEnds(str(tmp_path / "pending-ends"))
+    state, _ = trial_record.settle_driver_end(mlflow_client, _experiment(mlflow_client), "k",
+                                              trial_record.COMPLETED, pending, wait_s=0)
+    assert state == states.FINISHED and tracking.TAG_EARLY_STOPPED not in mlflow_client.get_run(run_id).data.tags
+    assert pending.pending() == {}
+
+
+def test_a_stop_the_store_refused_is_kept_logged_and_written_by_the_next_run(mlflow_client, tracking_uri, tmp_path,
+                                                                               caplog):
+    run_id = _child(mlflow_client, tracking_uri)
+    flaky = SetTagFails(mlflow_client)
+    flaky.down = True
+    pending = trial_record.PendingEnds(str(tmp_path / "pending-ends"))
+    with caplog.at_level("WARNING", logger="sweeper"):
+        state, _ = trial_record.settle_driver_end(flaky, _experiment(mlflow_client), "k", trial_record.COMPLETED,
+                                                  pending, wait_s=0.05)
+    assert state == states.STOPPED_EARLY and flaky.failures >= 2  # retried
+    assert _state(mlflow_client, run_id) == states.RUNNING  # what the exit path would mark interrupted
+    assert pending.pending() == {"k": trial_record.COMPLETED}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"could not record run {run_id} as stopped early" in w and "ConnectionError" in w for w in warnings)
+    assert any("the next `sweeper run` records it before planning" in w for w in warnings)
+
+    mlflow_client.set_terminated(run_id, "KILLED")  # the driver's exit path: interrupted
+    by_key = {"k": mlflow_client.get_run(run_id)}
+    # a dry run plans with it and writes nothing
+    assert trial_record.settle_pending(mlflow_client, by_key, pending, write=False) == ({}, {"k": states.STOPPED_EARLY})
+    assert _state(mlflow_client, run_id) == states.INTERRUPTED
+    # the store still down at the next run's start: planned as stopped, still kept
+    assert trial_record.settle_pending(flaky, by_key, pending, wait_s=0)[1] == {"k": states.STOPPED_EARLY}
+    assert pending.pending() == {"k": trial_record.COMPLETED}
+    flaky.down = False
+    fresh, unwritten = trial_record.settle_pending(flaky, by_key, pending, wait_s=0)
+    assert unwritten == {} and state_of(fresh[run_id]) == states.STOPPED_EARLY
+    assert _state(mlflow_client, run_id) == states.STOPPED_EARLY and pending.pending() == {}
+
+
+def test_a_torn_pending_end_is_ignored_with_a_warning(tmp_path, caplog):
+    folder = tmp_path / "pending-ends"
+    folder.mkdir()
+    (folder / "abc.json").write_text('{"key": "abc", "ray_')
+    with caplog.at_level("WARNING", logger="sweeper"):
+        assert trial_record.PendingEnds(str(folder)).pending() == {}
+    assert any("ignoring unreadable" in r.getMessage() for r in caplog.records)

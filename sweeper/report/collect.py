@@ -13,6 +13,7 @@ read by the report only for the runs its figures draw, in bulk (sweeper/readback
 from __future__ import annotations
 
 import json
+import logging
 import math
 import tempfile
 from dataclasses import dataclass, field
@@ -27,6 +28,9 @@ from sweeper.states import PENDING, STATES
 from sweeper.trial import with_later_defaults
 from sweeper.trial_record import state_of
 from trainables.names import FINAL_METRICS, PER_EPOCH_METRICS
+from sweeper.logs import cause
+
+log = logging.getLogger(__name__)
 
 # A trial's state as the report sees it (sweeper.trial_record.state_of). Only finished runs
 # enter the means; diverged ones are counted next to them (their accuracy is chance, not a
@@ -134,7 +138,8 @@ def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[
         path = client.download_artifacts(run_id, artifact, str(folder))
         layers = json.loads(Path(path).read_text())["layers"]
         return [float(g) for values in layers.values() for g in values]
-    except Exception:  # noqa: BLE001 - missing or unreadable: no distribution for this run
+    except Exception as e:  # noqa: BLE001 - missing or unreadable: no distribution for this run
+        log.debug("no %s on run %s (%s)", artifact, run_id, cause(e))
         return None
 
 
