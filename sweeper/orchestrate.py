@@ -291,15 +291,17 @@ def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, si
     runs = run_index.trial_runs(client, experiment_id)
     unwritten: dict[str, str] = {}
     if pending is not None:  # ends MLflow did not take during the run: one more try before giving up
-        fresh, unwritten = settle_pending(client, runs, pending)
+        fresh, unwritten = settle_pending(client, runs, pending, level=logging.INFO)  # the last line says it
         runs.update({key: fresh[run.info.run_id] for key, run in runs.items() if run.info.run_id in fresh})
-    states = {key: unwritten.get(key) or state_of(runs.get(key)) for key in keys}
+    states = {key: state_of(runs.get(key)) for key in keys}
     for key, state in states.items():
         run = runs.get(key)
         if run is not None and state == RUNNING:
             # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
+            # (a kept end, below, is written over it by the next run)
             mark_interrupted(client, run.info.run_id)
             states[key] = INTERRUPTED
+    states.update({key: state for key, state in unwritten.items() if key in states})
     unfinished = sum(1 for s in states.values() if s in (INTERRUPTED, PENDING))
     if (interrupted or unfinished) and not signalled:  # "interrupted" only after a real signal
         click.echo(driver_exit.unfinished_line(unfinished), err=True)

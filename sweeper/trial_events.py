@@ -77,7 +77,7 @@ class TrialEnds:
         # the state write first, retried and kept in PendingEnds until MLflow has it; never
         # inside the display code below, whose failures must not lose a trial's end
         state, run = settle_driver_end(self.client, self.experiment_id, payload.key,
-                                       ERRORED if failed else COMPLETED, self.pending)
+                                       ERRORED if failed else COMPLETED, self.pending, name=payload.name)
         try:
             self._show_end(trial, payload, failed, state, run)
         except Exception as e:  # noqa: BLE001 - progress output must never stop the sweep (logged)

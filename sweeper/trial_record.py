@@ -129,9 +129,9 @@ def _write_end(client, run_id: str, state: str) -> None:
 
 
 def write_end_retried(client, run_id: str, state: str, wait_s: float = SETTLE_WAIT_S,
-                      every_s: float = SETTLE_EVERY_S) -> bool:
+                      every_s: float = SETTLE_EVERY_S, level: int = logging.WARNING) -> bool:
     """``state`` (stopped early or failed) written on ``run_id``, retried for ``wait_s``; whether it
-    went in. The last failure's cause is logged once."""
+    went in. The last failure's cause is logged once, at ``level``."""
     last: list[BaseException] = []
 
     def attempt() -> bool:
@@ -145,8 +145,8 @@ def write_end_retried(client, run_id: str, state: str, wait_s: float = SETTLE_WA
 
     ok = tracking.retry(attempt, wait_s, every_s)
     if not ok:
-        log.warning("could not record run %s as %s in MLflow within %.0fs (%s)", run_id, state, wait_s,
-                    cause(last[0]) if last else "no answer")
+        log.log(level, "could not record run %s as %s in MLflow within %.0fs (%s)", run_id, state, wait_s,
+                cause(last[0]) if last else "no answer")
     return ok
 
 
@@ -210,7 +210,7 @@ class PendingEnds:
 
 
 def settle_driver_end(client, experiment_id: str, key: str, ray_end: str, pending: PendingEnds | None,
-                      wait_s: float = SETTLE_WAIT_S) -> tuple[str | None, Any]:
+                      wait_s: float = SETTLE_WAIT_S, name: str | None = None) -> tuple[str | None, Any]:
     """Ray reported trial ``key`` ended (``ray_end``): record that durably, read its run, write
     the state it ends in, with retries. Returns (the state it ends in, or None when unknown
     because MLflow could not be read; the run as read, or None)."""
@@ -228,8 +228,9 @@ def settle_driver_end(client, experiment_id: str, key: str, ray_end: str, pendin
             return False
         return True
 
+    trial = f"{name} ({key})" if name else key
     if not tracking.retry(read, wait_s, SETTLE_EVERY_S):
-        log.warning("could not read trial %s from MLflow to record how it ended (%s)%s", key,
+        log.warning("could not read trial %s from MLflow to record how it ended (%s)%s", trial,
                     cause(last[0]) if last else "no answer", _kept(pending))
         return None, None
     run = found[0]
@@ -242,7 +243,7 @@ def settle_driver_end(client, experiment_id: str, key: str, ray_end: str, pendin
         if pending is not None:
             pending.clear(key)
     elif pending is not None:
-        log.warning("trial %s ended %s; %s", key, state, _kept(pending).strip("; "))
+        log.warning("trial %s ended %s%s", trial, state, _kept(pending))
     return state, run
 
 
@@ -253,11 +254,12 @@ def _kept(pending: PendingEnds | None) -> str:
 
 
 def settle_pending(client, by_key: dict[str, Any], pending: PendingEnds, write: bool = True,
-                   wait_s: float = SETTLE_WAIT_S) -> tuple[dict[str, Any], dict[str, str]]:
+                   wait_s: float = SETTLE_WAIT_S, level: int = logging.WARNING) -> tuple[dict[str, Any], dict[str, str]]:
     """Write the ends an earlier driver kept in ``pending`` onto the runs ``by_key`` holds
     (trial key -> run, as read now). Returns (run id -> the run read again after its write;
     trial key -> the state of each end that could not be written, to plan with). ``write=False``
-    (a dry run) writes nothing and returns every such state."""
+    (a dry run) writes nothing and returns every such state. A failed write is logged at
+    ``level`` (the driver's exit says it in its last line instead)."""
     fresh: dict[str, Any] = {}
     unwritten: dict[str, str] = {}
     store_down = False
@@ -271,8 +273,8 @@ def settle_pending(client, by_key: dict[str, Any], pending: PendingEnds, write: 
         if not write or store_down:  # after one write that failed, the store is down for the rest
             unwritten[key] = state
             continue
-        if write_end_retried(client, run.info.run_id, state, wait_s):
-            log.info("trial %s: recorded as %s from %s", key, state, pending.root)
+        if write_end_retried(client, run.info.run_id, state, wait_s, level=level):
+            log.info("trial %s: recorded as %s from %s", run.info.run_name or key, state, pending.root)
             pending.clear(key)
             try:
                 with tracking.fast_fail_http():
