@@ -13,14 +13,15 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 
-from sweeper import run_index, tracking
+from sweeper.record import names
+from sweeper.record import run_index
 
 
 def _sweep(client, root: Path, trials: int = 6):
     """A parent run and ``trials`` finished child runs with params, metrics and a status tag;
     artifacts under ``root`` (MLflow's default is ./mlruns in the working folder)."""
     experiment_id = client.create_experiment("idx", artifact_location=(root / "artifacts").as_uri())
-    parent = client.create_run(experiment_id, run_name="idx", tags={tracking.TAG_ROLE: "sweep"})
+    parent = client.create_run(experiment_id, run_name="idx", tags={names.TAG_ROLE: "sweep"})
     ids = [_child(client, experiment_id, parent.info.run_id, i) for i in range(trials)]
     for run_id in ids:
         _finish(client, run_id)
@@ -29,7 +30,7 @@ def _sweep(client, root: Path, trials: int = 6):
 
 def _child(client, experiment_id: str, parent_id: str, i: int) -> str:
     run = client.create_run(experiment_id, run_name=f"t{i}", tags={
-        tracking.TAG_PARENT: parent_id, tracking.TAG_ROLE: "trial", tracking.TAG_TRIAL_KEY: f"key{i}"})
+        names.TAG_PARENT: parent_id, names.TAG_ROLE: "trial", names.TAG_TRIAL_KEY: f"key{i}"})
     now = int(time.time() * 1000)
     client.log_batch(run.info.run_id, params=[Param("model.depth", str(8 + i)), Param("mode", "bn_only")],
                      metrics=[Metric("test_acc", 0.1 * e, now, e) for e in range(1, 4)])
@@ -38,7 +39,7 @@ def _child(client, experiment_id: str, parent_id: str, i: int) -> str:
 
 def _finish(client, run_id: str) -> None:
     client.log_batch(run_id, metrics=[Metric("final_test_acc", 0.3, int(time.time() * 1000), 0)],
-                     tags=[RunTag(tracking.TAG_STATUS, "finished")])
+                     tags=[RunTag(names.TAG_STATUS, "finished")])
     client.set_terminated(run_id, "FINISHED")
 
 
@@ -47,7 +48,7 @@ def _as_compared(runs) -> dict:
 
 
 def _truth(client, experiment_id: str) -> dict:
-    return _as_compared(run_index.search(client, experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'"))
+    return _as_compared(run_index.search(client, experiment_id, f"tags.`{names.TAG_ROLE}` = 'trial'"))
 
 
 class CountingClient:
@@ -105,7 +106,7 @@ def test_changes_after_the_index_are_seen(mlflow_client, tmp_path: Path, monkeyp
     assert runs.keys() == _truth(mlflow_client, experiment_id).keys()
     assert _as_compared(runs.values()) == _truth(mlflow_client, experiment_id)
     assert ids[0] not in runs and restored in runs and new in runs
-    assert runs[running].data.tags[tracking.TAG_STATUS] == "finished"
+    assert runs[running].data.tags[names.TAG_STATUS] == "finished"
     assert runs[running].data.metrics["final_test_acc"] == 0.3
 
 
@@ -128,9 +129,9 @@ def test_an_index_cut_short_is_ignored(mlflow_client, tmp_path: Path):
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     _finish(mlflow_client, _child(mlflow_client, experiment_id, parent_id, 7))
     whole = gzip.compress(b'{"format": 1, "as_of": 1, "deleted": [], "runs": [')
-    cut = tmp_path / run_index.ARTIFACT_NAME
+    cut = tmp_path / names.ARTIFACT_INDEX_NAME
     cut.write_bytes(whole[: len(whole) // 2])
-    mlflow_client.log_artifact(parent_id, str(cut), run_index.ARTIFACT_DIR)
+    mlflow_client.log_artifact(parent_id, str(cut), names.ARTIFACT_INDEX_DIR)
     assert run_index.load_index(mlflow_client, parent_id) is None
     assert _as_compared(run_index.child_runs(mlflow_client, experiment_id)) == _truth(mlflow_client, experiment_id)
 
