@@ -38,10 +38,11 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from sweeper.record import names
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
+
+from sweeper.record import names  # noqa: E402 - this tree's, after the path is set
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 MODES = ("full", "bn_only", "bn_output", "output_only", "random_params")

@@ -39,6 +39,13 @@ _FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_T
                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
+def no_run_links() -> None:
+    """MLflow prints "View run ... / View experiment ..." whenever a run ends on an http(s) store:
+    one pair per trial, repeating (with other URLs) the links sweeper prints once. Off for this
+    process and the Ray workers it starts; a user who set the variable keeps their value."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 def resolve_tracking_uri(cli_uri: str | None = None, spec_uri: str | None = None,
                          workdir: str | Path | None = None) -> str:
     """--tracking-uri, then MLFLOW_TRACKING_URI, then the spec's tracking.uri, then
