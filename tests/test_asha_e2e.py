@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import states
-from sweeper.trial_record import state_of
-from sweeper.worker import START_EPOCH_METRIC, TAG_ATTEMPTS
+from sweeper.core import states
+from sweeper.record.names import METRIC_START_EPOCH, TAG_ATTEMPTS
+from sweeper.record.trial_record import state_of
 from test_sweep_e2e import children, metric_points
 
 pytestmark = pytest.mark.slow
@@ -79,6 +79,6 @@ def test_a_trial_asha_stopped_is_never_trained_again(workdir, tracking_uri, mlfl
     assert state_of(after) == states.STOPPED_EARLY
     assert after.data.tags[TAG_ATTEMPTS] == "1"  # never started again
     assert metric_points(mlflow_client, stopped.info.run_id, "test_acc") == [1]
-    assert metric_points(mlflow_client, stopped.info.run_id, START_EPOCH_METRIC) == [1]
+    assert metric_points(mlflow_client, stopped.info.run_id, METRIC_START_EPOCH) == [1]
     assert "final_test_acc" in after.data.metrics  # its last test_acc stands in, as for any stop
     assert not any((workdir / "results" / "asha_stop" / "pending-ends").glob("*.json"))

@@ -1,5 +1,5 @@
 """No silent failure: every broad handler in sweeper/ logs what it swallowed (or says why not),
-and the ``sweeper`` logging namespace goes where each use needs it (sweeper.logs)."""
+and the ``sweeper`` logging namespace goes where each use needs it (sweeper.core.logs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import logs
+from sweeper.core import logs
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_METHODS = {"debug", "info", "warning", "error", "exception", "critical", "log"}
@@ -70,7 +70,7 @@ def test_the_check_finds_a_silent_handler(tmp_path):
 LIBRARY_USE = """\
 import logging, sys
 import sweeper
-from sweeper import tracking  # a module that logs
+from sweeper.record import tracking  # a module that logs
 logging.getLogger("sweeper.tracking").warning("a warning nobody asked to see")
 print(logging.getLogger().handlers, logging.getLogger().level, logging.getLogger("sweeper").level)
 """

@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from sweeper import cli
-from sweeper.errors import SweepError
+from sweeper.core.errors import SweepError
 from sweeper.report import build_report, figures, load_reference
 from sweeper.report.collect import load_sweep
 from sweeper.report.scorecard import NOT_COMPARABLE, OUTSIDE, PENDING, WITHIN, score, tolerance

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator, PercentFormatter
 
 from sweeper.report.tables import DEPTH, MODE, WIDTH, reference_depth, reference_width, series
-from sweeper.states import FINISHED, STOPPED_EARLY
+from sweeper.core.states import FINISHED, STOPPED_EARLY
 from trainables.names import BN_ONLY, BN_OUTPUT, FULL, GAMMA_THRESHOLDS, MODES, OUTPUT_ONLY, RANDOM_PARAMS
 
 DPI = 100

@@ -1,15 +1,15 @@
 """Fault injection for tests/test_asha_e2e.py, loaded by every Python process started with this
 folder on PYTHONPATH (the `sweeper run` driver and its Ray workers). Inert unless
-SWEEPER_TEST_STORE_FAILS_AT_STOP is set: then, in the process that imports sweeper.trial_record
+SWEEPER_TEST_STORE_FAILS_AT_STOP is set: then, in the process that imports sweeper.record.trial_record
 (the driver), the write that records a scheduler's stop fails as a tracking store that went away
-would. Nothing is imported here until sweeper.trial_record is, so other processes are unchanged."""
+would. Nothing is imported here until sweeper.record.trial_record is, so other processes are unchanged."""
 
 import importlib.abc
 import importlib.machinery
 import os
 import sys
 
-TARGET = "sweeper.trial_record"
+TARGET = "sweeper.record.trial_record"
 
 
 def _refuse(client, run_id):

@@ -1,0 +1,95 @@
+"""The driver's Ray Tune callback: every trial event feeds the live view and the parent-run
+dashboard (sweeper.progress), and a trial's end is settled here, where only the driver can know
+it: a trial the scheduler stopped early, and a trial that failed for good after all its retries."""
+
+from __future__ import annotations
+
+import logging
+
+from sweeper.core.logs import cause
+from sweeper.core.states import FAILED
+from sweeper.driver.worker import trial_notes
+from sweeper.plan.payload import TrialPayload
+from sweeper.plan.planning import payload_from_config
+from sweeper.record.trial_record import COMPLETED, ERRORED, PendingEnds, settle_driver_end
+
+log = logging.getLogger(__name__)
+
+
+def progress_callback(*args, **kwargs):
+    """A ray.tune.Callback built on first use, so importing this module does not import Ray."""
+    from ray import tune
+
+    klass = type("SweepProgress", (TrialEnds, tune.Callback), {})
+    return klass(*args, **kwargs)
+
+
+class TrialEnds:
+    """Feeds the live view and the parent-run dashboard (sweeper.progress) and settles what only
+    the driver can know: a trial the scheduler stopped early, and a trial that failed for good
+    after all its retries."""
+
+    def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
+                 sweep: str = "sweep", parent_run_id: str | None = None, pending_ends: str | None = None):
+        self.name_axes = name_axes
+        self.pending = PendingEnds(pending_ends) if pending_ends else None  # <storage>/<sweep>/pending-ends
+        self.client = client
+        self.experiment_id = experiment_id
+        self.grid = grid
+        self.finished = 0
+        self.keys: set[str] = set()
+        from sweeper.views.progress import SweepMonitor
+
+        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
+        self.payloads: dict[str, TrialPayload] = {}
+
+    def _payload_of(self, trial) -> TrialPayload:
+        if trial.trial_id not in self.payloads:
+            self.payloads[trial.trial_id] = payload_from_config(trial.config, self.grid, self.name_axes)
+        return self.payloads[trial.trial_id]
+
+    def setup(self, **info):
+        self.monitor.open()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        p = self._payload_of(trial)
+        self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        p = self._payload_of(trial)
+        self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
+
+    def on_step_end(self, iteration, trials, **info):
+        self.monitor.tick()
+
+    def on_experiment_end(self, trials, **info):
+        self.monitor.close()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._settle(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._settle(trial, failed=True)
+
+    def _settle(self, trial, failed: bool) -> None:
+        self.finished += 1
+        payload = payload_from_config(trial.config, self.grid, self.name_axes)
+        self.keys.add(payload.key)
+        # the state write first, retried and kept in PendingEnds until MLflow has it; never
+        # inside the display code below, whose failures must not lose a trial's end
+        state, run = settle_driver_end(self.client, self.experiment_id, payload.key,
+                                       ERRORED if failed else COMPLETED, self.pending, name=payload.name)
+        try:
+            self._show_end(trial, payload, failed, state, run)
+        except Exception as e:  # noqa: BLE001 - progress output must never stop the sweep (logged)
+            log.warning("could not show the end of trial %s (%s)", payload.name, cause(e))
+
+    def _show_end(self, trial, payload: TrialPayload, failed: bool, state: str | None, run) -> None:
+        if state is None:
+            state = FAILED if failed else "ended"  # "ended": MLflow could not be read to say how
+        acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run is not None else None
+        notes = trial_notes(run)
+        where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
+        self.monitor.ended(payload.key, payload.name, state, acc, where)
+        if notes.get("set_aside"):
+            self.monitor.say(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
