@@ -122,6 +122,7 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
               lines, stop) -> tuple[set[str], bool]:
     import logging
 
+    from sweeper.core.logs import NAMESPACE, UserLines
     from sweeper.record import tracking
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # as ray.init(logging_level=...) in a driver
@@ -134,10 +135,13 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
     watcher.start()
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Relay(lines, "out", saved[0]), _Relay(lines, "err", saved[1])
+    warnings = UserLines(sys.stderr)  # the callbacks' warnings reach the user's stderr, as in a local driver
+    logging.getLogger(NAMESPACE).addHandler(warnings)
     try:
         client = tracking.connect(ctx.tracking_uri)
         return fit(spec, ctx, client, remaining, sampled_todo, storage_root)
     finally:
+        logging.getLogger(NAMESPACE).removeHandler(warnings)
         sys.stdout, sys.stderr = saved
         finished.set()
 
