@@ -119,6 +119,7 @@ def test_the_drivers_file_takes_info_and_up_while_the_block_runs(clean_namespace
     path = tmp_path / "sweep" / "ray-driver.log"
     log = logging.getLogger("sweeper.orchestrate")
     with logs.to_file(path):
+        assert not path.parent.exists()  # made with the first record: a run that logs nothing leaves no folder
         with logs.to_file(path):  # nested: one handler
             log.info("kept")
         log.debug("too fine")

@@ -94,14 +94,14 @@ def configure_worker() -> None:
 
 @contextlib.contextmanager
 def to_file(path: str | Path) -> Iterator[Path]:
-    """Every ``sweeper`` record from INFO up also goes to ``path`` (appended) while the block runs;
-    the namespace's level is restored afterwards. Nested blocks on the same path add nothing."""
+    """Every ``sweeper`` record from INFO up also goes to ``path`` (appended, created with the
+    first record) while the block runs; the namespace's level is restored afterwards. Nested
+    blocks on the same path add nothing."""
     path = Path(path)
     if any(getattr(h, "_sweeper_file", None) == str(path) for h in _root.handlers):
         yield path
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    handler = _FileMadeOnUse(path)
     handler.setFormatter(logging.Formatter(FILE_FORMAT))
     handler.setLevel(logging.INFO)
     handler._sweeper_file = str(path)  # type: ignore[attr-defined]
@@ -114,6 +114,18 @@ def to_file(path: str | Path) -> Iterator[Path]:
         _root.removeHandler(handler)
         _root.setLevel(saved)
         handler.close()
+
+
+class _FileMadeOnUse(logging.FileHandler):
+    """A FileHandler that creates its file, and the folders above it, with the first record: a
+    run that stops before anything is logged (a store that cannot be reached) leaves no folder."""
+
+    def __init__(self, path: Path):
+        super().__init__(path, encoding="utf-8", delay=True)
+
+    def _open(self):
+        Path(self.baseFilename).parent.mkdir(parents=True, exist_ok=True)
+        return super()._open()
 
 
 def _lower_level_to(level: int) -> None:
