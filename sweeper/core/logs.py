@@ -36,9 +36,12 @@ if not any(isinstance(h, logging.NullHandler) for h in _root.handlers):
 
 
 def cause(e: BaseException) -> str:
-    """An exception in one short line: ``ConnectionError: server not reachable``."""
-    lines = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {lines[0][:300]}" if lines else type(e).__name__
+    """An exception in one short line, with its type: ``ConnectionError: server not reachable``
+    (``core.errors.first_line``, the one way a cause is quoted, named)."""
+    from sweeper.core.errors import first_line
+
+    text = first_line(e, 300)
+    return text if text == type(e).__name__ else f"{type(e).__name__}: {text}"
 
 
 class UserLines(logging.Handler):

@@ -30,7 +30,8 @@ class TrialEnds:
     after all its retries."""
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 sweep: str = "sweep", parent_run_id: str | None = None, pending_ends: str | None = None):
+                 sweep: str = "sweep", parent_run_id: str | None = None, done_before=(),
+                 pending_ends: str | None = None):
         self.name_axes = name_axes
         self.pending = PendingEnds(pending_ends) if pending_ends else None  # <storage>/<sweep>/pending-ends
         self.client = client
@@ -40,7 +41,7 @@ class TrialEnds:
         self.keys: set[str] = set()
         from sweeper.views.progress import SweepMonitor
 
-        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
+        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total, done_before)
         self.payloads: dict[str, TrialPayload] = {}
 
     def _payload_of(self, trial) -> TrialPayload:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from sweeper.core.errors import SweepError
+from sweeper.core.errors import SweepError, first_line
 from sweeper.core.logs import cause
 from sweeper.record import names
 
@@ -114,14 +114,12 @@ def connect(uri: str):
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    message = text[0] if text else type(e).__name__
     lower = str(e).lower()
     if "401" in lower or "403" in lower or "unauthorized" in lower or "permission" in lower:
         return "credentials were refused (check MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN)"
     if "max retries" in lower or "connection" in lower or "failed to establish" in lower:
         return "server not reachable"
-    return message[:200]
+    return first_line(e)
 
 
 # --- experiment and runs --------------------------------------------------------------------
