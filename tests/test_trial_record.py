@@ -211,3 +211,13 @@ def test_a_torn_pending_end_is_ignored_with_a_warning(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="sweeper"):
         assert trial_record.PendingEnds(str(folder)).pending() == {}
     assert any("ignoring unreadable" in r.getMessage() for r in caplog.records)
+
+
+def test_the_drivers_interrupted_and_failed_marks_are_retried_through_a_hiccup(mlflow_client, tracking_uri):
+    flaky = SetTagFails(mlflow_client)
+    interrupted, failed = _child(mlflow_client, tracking_uri, "a"), _child(mlflow_client, tracking_uri, "b")
+    assert trial_record.write_end_retried(mlflow_client, interrupted, states.INTERRUPTED, wait_s=0)
+    assert _state(mlflow_client, interrupted) == states.INTERRUPTED
+    flaky.down = True
+    assert not trial_record.write_end_retried(flaky, failed, states.FAILED, wait_s=0.05, every_s=0.01)
+    assert flaky.failures >= 2 and _state(mlflow_client, failed) == states.RUNNING

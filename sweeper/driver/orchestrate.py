@@ -41,7 +41,7 @@ from sweeper.plan.planning import (algorithm, expected_payloads, optuna_samples_
                               tune_domains, unfinished_optuna_points)
 from sweeper.core.states import DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING, RUNNING
 from sweeper.driver.trial_events import progress_callback
-from sweeper.record.trial_record import PendingEnds, mark_failed, mark_interrupted, settle_pending, state_of
+from sweeper.record.trial_record import PendingEnds, mark_interrupted, settle_pending, state_of, write_end_retried
 from sweeper.driver.worker import SweepContext, run_tracked_trial
 from sweeper.plan.payload import TrialPayload, payload_dict
 
@@ -314,7 +314,7 @@ def _exit_code(client, runs: dict, keys: set[str], interrupted: bool, signalled:
         if run is not None and state == RUNNING:
             # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
             # (a kept end, below, is written over it by the next run)
-            mark_interrupted(client, run.info.run_id)
+            write_end_retried(client, run.info.run_id, INTERRUPTED)  # logged if it still fails
             states[key] = INTERRUPTED
     states.update({key: state for key, state in unwritten.items() if key in states})
     unfinished = sum(1 for s in states.values() if s in (INTERRUPTED, PENDING))
@@ -380,13 +380,13 @@ def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None
     except KeyboardInterrupt:
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
-            mark_interrupted(client, run.info.run_id)
+            write_end_retried(client, run.info.run_id, INTERRUPTED)
         click.echo("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a trial that crashed is a result, not a traceback
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
-            mark_failed(client, run.info.run_id)
+            write_end_retried(client, run.info.run_id, FAILED)
         click.echo(f"{payload.name}: failed: {type(e).__name__}: {e}", err=True)
         return EXIT_FAILED
     click.echo(f"{payload.name}: {final['status']}  test_acc={final.get('final_test_acc', float('nan')):.3f}")

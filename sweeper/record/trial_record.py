@@ -124,12 +124,12 @@ def _end_for(run: Any, ray_end: str) -> str | None:
 
 
 def _write_end(client, run_id: str, state: str) -> None:
-    (mark_failed if state == FAILED else mark_stopped_early)(client, run_id)
+    {FAILED: mark_failed, STOPPED_EARLY: mark_stopped_early, INTERRUPTED: mark_interrupted}[state](client, run_id)
 
 
 def write_end_retried(client, run_id: str, state: str, wait_s: float = SETTLE_WAIT_S,
                       every_s: float = SETTLE_EVERY_S, level: int = logging.WARNING) -> bool:
-    """``state`` (stopped early or failed) written on ``run_id``, retried for ``wait_s``; whether it
+    """``state`` (stopped early, failed or interrupted) written on ``run_id``, retried for ``wait_s``; whether it
     went in. The last failure's cause is logged once, at ``level``."""
     last: list[BaseException] = []
 
