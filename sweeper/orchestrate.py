@@ -32,10 +32,11 @@ import click
 from sweeper import (child_run, cluster_address, dashboard, driver_exit, links, preflight, ray_output, run_index,
                      tracking, versions)
 from sweeper.errors import SpecError
-from sweeper.lease import DriverHold
+from sweeper.lease import DriverHold, LeaseLost
 from sweeper.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
-from sweeper.states import DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING, RUNNING
+from sweeper.states import (DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, FAILED, INTERRUPTED,
+                            PENDING, RUNNING)
 from sweeper.trial_events import progress_callback
 from sweeper.trial_record import mark_failed, mark_interrupted, state_of
 from sweeper.worker import SweepContext, TrialPayload, payload_dict, run_tracked_trial
@@ -131,14 +132,18 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
 
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
-                       cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env())
+                       cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env(),
+                       lease_token=hold.token, sweep=spec.name)
     client.update_run(parent_id, status="RUNNING")
     signals = driver_exit.DriverSignals().install()
+    hold.lease.on_lost = signals.request_stop  # the heartbeat found another holder: stop Tune
     try:
         with ray_output.to_log(ray_output.log_path_for(_storage_root(storage), spec.name)):
             started_ray = _init_ray(address)
         signals.install()  # ray.init put a SIGTERM handler of its own in place
         try:
+            if _lease_lost(hold):  # Ray takes seconds to start: is the sweep still ours?
+                raise hold.lost
             keys, interrupted = _fit_here_or_on_head(address, signals, spec, ctx, client, remaining,
                                                      sampled_todo, storage)
         finally:
@@ -146,14 +151,30 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
                 import ray
 
                 ray.shutdown()
-        code = _exit_code(client, experiment_id, keys, interrupted, signalled=signals.received)
+        code = EXIT_LEASE_LOST if _lease_lost(hold) else (
+            _exit_code(client, experiment_id, keys, interrupted, signalled=signals.received))
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every end of the driver gets its name
-        code = driver_exit.failure_exit(e, signals)
-        _kill_running_children(client, experiment_id)
+        if isinstance(e, LeaseLost) and hold.lost is None:
+            hold.lease.lost = e
+        if _lease_lost(hold):
+            code = EXIT_LEASE_LOST
+        else:
+            code = driver_exit.failure_exit(e, signals)
+            _kill_running_children(client, experiment_id)
     finally:
         signals.restore()
+    if hold.lost is not None:
+        # another driver owns the sweep, its trials and its parent run now: write nothing more
+        click.echo(str(hold.lost), err=True)
+        return EXIT_LEASE_LOST
     _close_parent(client, parent_id, code, experiment_id)
     return code
+
+
+def _lease_lost(hold: DriverHold) -> bool:
+    """Whether another driver has taken the sweep over (one read of the parent run, unless the
+    heartbeat already found out): then this driver stops and writes nothing more."""
+    return hold.lost is not None or (not hold.holds() and hold.lost is not None)
 
 
 def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage):
@@ -234,7 +255,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
     progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(),
                                  total=len(remaining) if not optuna else num_samples, sweep=spec.name,
-                                 parent_run_id=ctx.parent_run_id)
+                                 parent_run_id=ctx.parent_run_id, fence=ctx.fence())
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

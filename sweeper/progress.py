@@ -143,7 +143,7 @@ class SweepMonitor:
 
     @classmethod
     def start(cls, client, experiment_id: str, parent_run_id: str | None, sweep: str, grid: Mapping[str, dict],
-              total: int) -> "SweepMonitor":
+              total: int, holds=None) -> "SweepMonitor":
         """The state of the whole sweep: trials finished by earlier runs count as done."""
         from sweeper import run_index
         from sweeper.dashboard import Dashboard
@@ -159,7 +159,7 @@ class SweepMonitor:
                     state.end(key, run.info.run_name or key, outcome, run.data.metrics.get("final_test_acc"))
         except Exception:  # noqa: BLE001 - the view starts from zero rather than not at all
             pass
-        dashboard = Dashboard(client, parent_run_id, experiment_id=experiment_id) if parent_run_id else None
+        dashboard = Dashboard(client, parent_run_id, experiment_id=experiment_id, holds=holds) if parent_run_id else None
         return cls(state, dashboard, epochs)
 
     def open(self) -> None:

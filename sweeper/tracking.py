@@ -15,11 +15,16 @@ run already holds and never sends one twice (a trial that re-trains epochs after
 duplicate its history), and a failed ``log_batch`` stays buffered and is retried at the next
 epoch and, with a bounded wait, at the end, so a tracking server that goes away mid-sweep does not
 kill training.
+
+A fenced logger (``guard``, the trial's lease check) sends a backlog left by a failed send only
+after the guard verifies the lease again; when the lease is lost the guard raises and the trial
+``discard``s the buffer: epochs buffered by a trial whose driver lost the sweep are never sent.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import numbers
 import os
 import time
@@ -27,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.errors import SweepError
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -248,12 +255,17 @@ class TrialLogger:
     ``log_metrics`` never raises for a tracking failure: what could not be sent stays in the
     buffer and goes with the next call; ``flush(wait_s)`` retries until the buffer is empty or
     the wait is over (True when everything was written).
+
+    ``guard`` (optional): called before a send that follows a failed one; False keeps the buffer
+    for later, an exception (the lease was lost) propagates to the caller, who then ``discard``s.
     """
 
-    def __init__(self, client, run_id: str, retry_every_s: float = 2.0):
+    def __init__(self, client, run_id: str, retry_every_s: float = 2.0,
+                 guard: Callable[[], bool] | None = None):
         self.client = client
         self.run_id = run_id
         self.retry_every_s = retry_every_s
+        self.guard = guard
         self._pending_metrics: list = []
         self._pending_tags: dict[str, str] = {}
         self._failed_since: float | None = None
@@ -283,6 +295,12 @@ class TrialLogger:
     def pending(self) -> int:
         return len(self._pending_metrics) + len(self._pending_tags)
 
+    def discard(self) -> int:
+        """Drop everything still buffered (the trial was fenced off); how many items were dropped."""
+        dropped = self.pending
+        self._pending_metrics, self._pending_tags = [], {}
+        return dropped
+
     def flush(self, wait_s: float = 0.0) -> bool:
         return retry(self._try_send, wait_s, self.retry_every_s)
 
@@ -291,6 +309,8 @@ class TrialLogger:
 
         if not self.pending:
             return True
+        if self._failed_since is not None and self.guard is not None and not self.guard():
+            return False  # a backlog waits until the lease is verified again (raises when lost)
         try:
             with fast_fail_http():
                 if self._failed_since is not None:
@@ -325,7 +345,17 @@ class TrialLogger:
         return self._call(lambda: self.client.set_terminated(self.run_id, status), wait_s)
 
     def _call(self, call: Callable[[], Any], wait_s: float) -> bool:
-        return retry(lambda: _succeeds(call), wait_s, self.retry_every_s)
+        failed = []
+
+        def attempt() -> bool:
+            if failed and self.guard is not None and not self.guard():
+                return False  # a retry goes out only once the lease is verified again
+            if _succeeds(call):
+                return True
+            failed.append(True)
+            return False
+
+        return retry(attempt, wait_s, self.retry_every_s)
 
 
 def retry(attempt: Callable[[], bool], wait_s: float, every_s: float) -> bool:

@@ -1,14 +1,20 @@
 """The driver's Ray Tune callback: every trial event feeds the live view and the parent-run
 dashboard (sweeper.progress), and a trial's end is settled here, where only the driver can know
-it: a trial the scheduler stopped early, and a trial that failed for good after all its retries."""
+it: a trial the scheduler stopped early, and a trial that failed for good after all its retries.
+A driver that no longer holds the sweep's lease (``fence``) settles, prints and writes nothing:
+its trials were stopped by their own fences and belong to the new holder."""
 
 from __future__ import annotations
+
+import logging
 
 from sweeper import tracking
 from sweeper.planning import payload_from_config
 from sweeper.states import DONE, FAILED, STOPPED_EARLY
 from sweeper.trial_record import mark_failed, mark_stopped_early, state_of
 from sweeper.worker import TrialPayload, trial_notes
+
+log = logging.getLogger(__name__)
 
 
 def progress_callback(*args, **kwargs):
@@ -25,8 +31,9 @@ class TrialEnds:
     after all its retries."""
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 sweep: str = "sweep", parent_run_id: str | None = None):
+                 sweep: str = "sweep", parent_run_id: str | None = None, fence=None):
         self.name_axes = name_axes
+        self.fence = fence
         self.client = client
         self.experiment_id = experiment_id
         self.grid = grid
@@ -34,7 +41,8 @@ class TrialEnds:
         self.keys: set[str] = set()
         from sweeper.progress import SweepMonitor
 
-        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
+        holds = fence.holds if fence is not None else None
+        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total, holds=holds)
         self.payloads: dict[str, TrialPayload] = {}
 
     def _payload_of(self, trial) -> TrialPayload:
@@ -69,6 +77,8 @@ class TrialEnds:
         self.finished += 1
         payload = payload_from_config(trial.config, self.grid, self.name_axes)
         self.keys.add(payload.key)
+        if self.fence is not None and not self.fence.holds():
+            return  # not this driver's sweep any more (or not verifiable now): the holder settles it
         try:
             with tracking.fast_fail_http():
                 run = tracking.find_child_run(self.client, self.experiment_id, payload.key)

@@ -213,12 +213,15 @@ def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final
 
 
 def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = None,
-              checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+              checkpoint_dir: str | Path | None = None, *,
+              fence: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train one trial to the end (or until its loss diverges) and return its final metrics.
 
     ``report(metrics, checkpoint)`` is called after every completed epoch, once that epoch's
     checkpoint (if any) is on disk; ``checkpoint`` is then ``checkpoint_dir``, else None. Epochs
-    already in a resumed checkpoint are not reported again. See docs/architecture.md.
+    already in a resumed checkpoint are not reported again. ``fence()`` is called after every
+    epoch before anything of it is written or reported (and before the end's checkpoint): it
+    raises to stop the trial, which then leaves the checkpoint as it was. See docs/architecture.md.
     """
     config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     directory = Path(checkpoint_dir).expanduser() if checkpoint_dir is not None else None
@@ -249,6 +252,8 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
             break
         metrics = {"epoch": epoch, **trained, **evaluate(setup)}
         metrics["epoch_s"] = time.perf_counter() - started
+        if fence is not None:
+            fence()  # may this trial still write? (raises to stop it, nothing written)
         history.append(metrics)
         final = _final_metrics(setup, history, status) if epoch == epochs else None
         checkpointed = None
@@ -263,6 +268,8 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
     if status == "diverged" or start_epoch > epochs:
         final = _final_metrics(setup, history, status)
         if directory is not None:
+            if fence is not None:
+                fence()
             write_gamma_json(directory, analysis.bn_gammas(setup.model))
             _save(setup, directory, len(history), history, final)
     return dict(final)
