@@ -30,9 +30,11 @@ Its driver id is the fencing token: every trial gets it (``SweepContext.lease_to
 driver, or this driver's claim gone, is ``LeaseLost``. The holder tag is never removed, so a
 driver that wakes after the new holder has finished still finds it. The heartbeat makes the same
 check before it rewrites its claim, and calls ``on_lost`` (the driver stops Tune and exits 2).
-When the store cannot be read, a write is let through only while the claim last read cannot be
-stale yet for anyone (its heartbeat + ``TRUST_S`` = ``STALE_S`` / 2, half of the stale time left
-for clock skew); after that a check blocks until the store answers. Wall-clock time is used
+A check passes only while the claim it read cannot be stale yet for anyone (its heartbeat +
+``TRUST_S`` = ``STALE_S`` / 2, half of the stale time left for clock skew), judged on this clock
+after the read: so a process frozen while its read was in flight does not write on the old
+answer, and when the store cannot be read a write goes through only until the claim read last
+reaches that age; after that a check blocks until the store answers. Wall-clock time is used
 throughout, so a process that was frozen (SIGSTOP, a suspended VM) finds its trust expired.
 """
 
@@ -177,6 +179,7 @@ class Fence:
         self.tracking_uri, self.run_id, self.token, self.sweep = tracking_uri, run_id, token, sweep
         self._client = client
         self.trusted_until = float("-inf")  # wall clock: a frozen process finds it expired
+        self.passed_at = float("-inf")  # when the last check that let a write through began
         self._unreachable = False
 
     def __getstate__(self) -> dict:
@@ -212,9 +215,16 @@ class Fence:
         return True
 
     def verified(self) -> bool:
-        """One read; when the store does not answer, whether the claim last read is still too
-        young for any driver to have found it stale (its heartbeat + TRUST_S)."""
-        return self.read() or time.time() < self.trusted_until
+        """One read (LeaseLost when another driver holds the sweep), then: is the claim read last
+        still too young for any driver to have found it stale (its heartbeat + TRUST_S)? Asked
+        after the read, on this clock: a process frozen while its read was in flight wakes up
+        with an answer from before the freeze, and must not write on it."""
+        self.read()  # when the store does not answer, the claim read last is judged instead
+        now = time.time()
+        if now < self.trusted_until:
+            self.passed_at = now
+            return True
+        return False
 
     def __call__(self) -> None:
         """Return once the lease is verified; raise LeaseLost when it is not the sweep's. Blocks
@@ -345,8 +355,14 @@ class Lease:
         """Rewrite the claim only after reading that it is still this driver's: a driver that
         wakes up after a takeover must find out, not put its claim back."""
         try:
+            asked = time.time()
             if not fence.read():
                 return  # the store did not answer (logged once by the fence): next beat
+            now = time.time()
+            if now >= fence.trusted_until and now - asked >= SETTLE_S / 2:
+                # an old claim and a slow answer: this process may have been frozen while the
+                # read was in flight, its answer older than it looks; read again next beat
+                return
             client.set_tag(self.run_id, self.tag, self._claim_json())
         except LeaseLost as e:
             self.lost = e

@@ -16,9 +16,9 @@ duplicate its history), and a failed ``log_batch`` stays buffered and is retried
 epoch and, with a bounded wait, at the end, so a tracking server that goes away mid-sweep does not
 kill training.
 
-A fenced logger (``guard``, the trial's lease check) sends a backlog left by a failed send only
-after the guard verifies the lease again; when the lease is lost the guard raises and the trial
-``discard``s the buffer: epochs buffered by a trial whose driver lost the sweep are never sent.
+A fenced logger (``guard``, the trial's lease check) sends nothing, a backlog included, until the
+guard has verified the lease just before the send; when the lease is lost the guard raises and the
+trial ``discard``s the buffer: epochs buffered by a trial whose driver lost the sweep are never sent.
 """
 
 from __future__ import annotations
@@ -256,8 +256,8 @@ class TrialLogger:
     buffer and goes with the next call; ``flush(wait_s)`` retries until the buffer is empty or
     the wait is over (True when everything was written).
 
-    ``guard`` (optional): called before a send that follows a failed one; False keeps the buffer
-    for later, an exception (the lease was lost) propagates to the caller, who then ``discard``s.
+    ``guard`` (optional): called just before every send; False keeps the buffer for later, an
+    exception (the lease was lost) propagates to the caller, who then ``discard``s.
     """
 
     def __init__(self, client, run_id: str, retry_every_s: float = 2.0,
@@ -309,8 +309,8 @@ class TrialLogger:
 
         if not self.pending:
             return True
-        if self._failed_since is not None and self.guard is not None and not self.guard():
-            return False  # a backlog waits until the lease is verified again (raises when lost)
+        if self.guard is not None and not self.guard():
+            return False  # kept until the lease is verified (the guard raises when it is lost)
         try:
             with fast_fail_http():
                 if self._failed_since is not None:
@@ -345,15 +345,10 @@ class TrialLogger:
         return self._call(lambda: self.client.set_terminated(self.run_id, status), wait_s)
 
     def _call(self, call: Callable[[], Any], wait_s: float) -> bool:
-        failed = []
-
         def attempt() -> bool:
-            if failed and self.guard is not None and not self.guard():
-                return False  # a retry goes out only once the lease is verified again
-            if _succeeds(call):
-                return True
-            failed.append(True)
-            return False
+            if self.guard is not None and not self.guard():
+                return False  # it goes out only once the lease is verified
+            return _succeeds(call)
 
         return retry(attempt, wait_s, self.retry_every_s)
 

@@ -49,7 +49,8 @@ START_EPOCH_METRIC = "sweeper.start_epoch"  # per attempt (step = attempt): the 
 FAULT_KILL_AT_EPOCH = "SWEEPER_FAULT_KILL_AT_EPOCH"
 FAULT_ONCE_FLAG = "SWEEPER_FAULT_ONCE_FLAG"
 # For the fencing tests: a folder where each trial appends "<lease token> <epoch> <unix time>"
-# to a file named after its key whenever it has stored a checkpoint. Inert unless set.
+# to a file named after its key whenever it has stored a checkpoint (the time: when the fence
+# check that let the write through began). Inert unless set.
 TRACE_CHECKPOINTS = "SWEEPER_TRACE_CHECKPOINTS"
 
 
@@ -168,8 +169,10 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
             first_epoch_seen.append(epoch)
             logger.log_metrics({START_EPOCH_METRIC: epoch}, step=attempt)
         if checkpoint is not None:
+            if store.remote and fence is not None:
+                fence()  # the upload is where a remote checkpoint is written
             store.upload()  # before anything that may stop this process
-            _trace_checkpoint(ctx, payload, epoch)
+            _trace_checkpoint(ctx, payload, epoch, fence)
         _log_epoch(logger, metrics)
         _maybe_inject_fault(epoch)
         if tune_report is not None:
@@ -264,12 +267,13 @@ def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
                                   f"within {END_FLUSH_WAIT_S:.0f}s")
 
 
-def _trace_checkpoint(ctx: SweepContext, payload: TrialPayload, epoch: int) -> None:
+def _trace_checkpoint(ctx: SweepContext, payload: TrialPayload, epoch: int, fence: Fence | None) -> None:
     folder = os.environ.get(TRACE_CHECKPOINTS)
     if not folder:
         return
+    at = fence.passed_at if fence is not None else time.time()  # the check that let the write through
     with open(Path(folder, payload.key), "a") as trace:  # one short line per write: appends stay whole
-        trace.write(f"{ctx.lease_token} {epoch} {time.time():.3f}\n")
+        trace.write(f"{ctx.lease_token} {epoch} {at:.3f}\n")
 
 
 def _maybe_inject_fault(epoch: int) -> None:

@@ -97,6 +97,7 @@ def test_a_fenced_trial_leaves_its_checkpoint_as_it_was(tmp_path):
     assert reported == [1]  # epoch 2 was trained but neither reported nor checkpointed
     saved = load_checkpoint(tmp_path)
     assert saved["epoch"] == 1 and [h["epoch"] for h in saved["history"]] == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt"]  # epoch 2's temporary file removed
 
 
 class _Flaky:

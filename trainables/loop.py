@@ -195,7 +195,8 @@ def _final_metrics(setup: _Setup, history: list[dict], status: str) -> dict[str,
     }
 
 
-def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final: dict | None) -> None:
+def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final: dict | None,
+          fence: Callable[[], None] | None = None) -> None:
     config = setup.config
     save_checkpoint(directory, {
         "config": config.to_dict(),
@@ -209,7 +210,7 @@ def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final
         "optimizer": optimizer_state(setup.model, setup.trainability, setup.optimizer),
         "scheduler": setup.scheduler.state_dict(),
         "rng": rng_state(),
-    })
+    }, before_commit=fence)  # checked just before the new file replaces the old one
 
 
 def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = None,
@@ -252,16 +253,21 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
             break
         metrics = {"epoch": epoch, **trained, **evaluate(setup)}
         metrics["epoch_s"] = time.perf_counter() - started
-        if fence is not None:
-            fence()  # may this trial still write? (raises to stop it, nothing written)
         history.append(metrics)
         final = _final_metrics(setup, history, status) if epoch == epochs else None
         checkpointed = None
+        # ``fence`` (may this trial still write?) raises to stop it with nothing of this epoch
+        # written: checked before gamma.json, just before the checkpoint replaces the last one,
+        # and, on an epoch without a checkpoint, before the report
         if directory is not None and (final is not None or epoch % config.checkpoint.every_epochs == 0):
             if final is not None:  # gamma.json first: a finished checkpoint implies it exists
+                if fence is not None:
+                    fence()
                 write_gamma_json(directory, analysis.bn_gammas(setup.model))
-            _save(setup, directory, epoch, history, final)
+            _save(setup, directory, epoch, history, final, fence)
             checkpointed = directory
+        elif fence is not None:
+            fence()
         if report is not None:
             report(dict(metrics), checkpointed)
 
@@ -271,5 +277,5 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
             if fence is not None:
                 fence()
             write_gamma_json(directory, analysis.bn_gammas(setup.model))
-            _save(setup, directory, len(history), history, final)
+            _save(setup, directory, len(history), history, final, fence)
     return dict(final)
