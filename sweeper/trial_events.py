@@ -6,15 +6,11 @@ its trials were stopped by their own fences and belong to the new holder."""
 
 from __future__ import annotations
 
-import logging
-
 from sweeper import tracking
 from sweeper.planning import payload_from_config
 from sweeper.states import DONE, FAILED, STOPPED_EARLY
 from sweeper.trial_record import mark_failed, mark_stopped_early, state_of
 from sweeper.worker import TrialPayload, trial_notes
-
-log = logging.getLogger(__name__)
 
 
 def progress_callback(*args, **kwargs):
