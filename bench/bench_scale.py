@@ -42,8 +42,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
+from sweeper.record import names  # noqa: E402 - this tree's, after the path is set
+
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
-MODES = ("full", "bn_only", "bn_output", "output_only", "random_params")
+from trainables.names import MODES  # noqa: E402 - every mode, as the paper's tables have them
 DEPTHS = (8, 14, 20, 32)
 SEEDS = (0, 1, 2, 3, 4)  # 5 x 4 x 5 = 100 trials per (width, lr) pair
 EPOCHS = 10
@@ -148,10 +150,10 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
     from mlflow.entities import Metric, Param, RunTag
     from mlflow.tracking import MlflowClient
 
-    from sweeper import tracking
-    from sweeper.planning import expected_payloads
+    from sweeper.record import tracking
+    from sweeper.plan.planning import expected_payloads
     from sweeper.spec import load_spec
-    from sweeper.worker import FINAL_STEP, START_EPOCH_METRIC
+    from sweeper.record.names import FINAL_STEP, METRIC_START_EPOCH
 
     started = time.monotonic()
     spec = load_spec(spec_path)
@@ -160,15 +162,15 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
     parent = tracking.ensure_parent_run(server, experiment_id, spec.name, spec.text, spec.spec_hash)
     direct = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     rng = np.random.default_rng(0)
-    from sweeper.readback import EPOCH_METRIC as epoch_metric  # what the worker logs per epoch
+    from sweeper.record.names import METRIC_EPOCH as epoch_metric  # what the worker logs per epoch
     for payload in expected_payloads(spec):
         run = direct.create_run(experiment_id, run_name=payload.name, tags={
-            tracking.TAG_PARENT: parent, tracking.TAG_TRIAL_KEY: payload.key, tracking.TAG_ROLE: "trial"})
+            names.TAG_PARENT: parent, names.TAG_TRIAL_KEY: payload.key, names.TAG_ROLE: "trial"})
         run_id = run.info.run_id
         depth, mode = payload.config["model"]["depth"], payload.config["mode"]
         final = 0.3 + 0.5 * rng.random()
         t0 = int(time.time() * 1000)
-        metrics = [Metric(START_EPOCH_METRIC, 1.0, t0, 1)]
+        metrics = [Metric(METRIC_START_EPOCH, 1.0, t0, 1)]
         for epoch in range(1, EPOCHS + 1):
             at = t0 + epoch
             acc = final * epoch / EPOCHS
@@ -182,7 +184,7 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
         metrics += [Metric(k, float(v), t0 + 100, FINAL_STEP) for k, v in finals.items()]
         params = [Param(k, tracking._param_value(v)) for k, v in payload.params.items()]
         direct.log_batch(run_id, metrics=metrics, params=params,
-                         tags=[RunTag(tracking.TAG_NODE_ID, "bench"), RunTag(tracking.TAG_STATUS, "finished")])
+                         tags=[RunTag(names.TAG_NODE_ID, "bench"), RunTag(names.TAG_STATUS, "finished")])
         gammas = rng.uniform(0, 1, 16 * depth)
         if mode == "bn_only":
             gammas[: gammas.size // 4] = rng.normal(0, 0.02, gammas.size // 4)
@@ -196,7 +198,7 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
 
 def write_index(uri: str) -> float:
     """What the driver of a finished sweep does last: record its FINISHED runs in the run index."""
-    from sweeper import run_index, tracking
+    from sweeper.record import run_index, tracking
 
     started = time.monotonic()
     client = tracking.connect(uri)
@@ -208,10 +210,9 @@ def write_index(uri: str) -> float:
 
 def hide_index(root: Path) -> tuple[Path, Path]:
     """Move the index file out of the server's artifact folder; (where it was, where it is)."""
-    from sweeper import run_index
 
-    (found,) = root.glob(f"artifacts/*/*/artifacts/{run_index.ARTIFACT_DIR}/{run_index.ARTIFACT_NAME}")
-    aside = root / run_index.ARTIFACT_NAME
+    (found,) = root.glob(f"artifacts/*/*/artifacts/{names.ARTIFACT_INDEX_DIR}/{names.ARTIFACT_INDEX_NAME}")
+    aside = root / names.ARTIFACT_INDEX_NAME
     found.rename(aside)
     return found, aside
 

@@ -35,7 +35,7 @@ def packing(plan: Plan) -> dict:
 def _packing_run(plan: Plan, fraction: float, trials: int, cuda: bool) -> dict:
     from mlflow.tracking import MlflowClient
 
-    from sweeper.measure import TAG_DEVICE
+    from sweeper.record.names import TAG_DEVICE
 
     name = f"gpu_check_packing_{str(fraction).replace('.', '_')}"
     folder = Path(tempfile.mkdtemp(prefix=name, dir=plan.workdir))

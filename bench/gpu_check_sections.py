@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import torch
 
-from sweeper.measure import (GIB, sync, time_step, training_step, trials_per_card)
+from sweeper.plan.measure import GIB, sync, time_step, training_step, trials_per_card
 from trainables import loop
 from trainables.config import ModelConfig, TrialConfig
 from trainables.names import MODES

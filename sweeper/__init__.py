@@ -3,8 +3,8 @@
 The small public surface; everything else lives in the modules named in docs/architecture.md.
 """
 
-from sweeper.errors import SpecError
+from sweeper.core.errors import SpecError
 from sweeper.spec import Spec, load_spec
-from sweeper.trial import Trial
+from sweeper.core.trial import Trial
 
 __all__ = ["SpecError", "Spec", "Trial", "load_spec"]

@@ -10,8 +10,8 @@ import sys
 
 import click
 
-from sweeper.errors import SpecError, SweepError
-from sweeper.states import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from sweeper.core.errors import SpecError, SweepError
+from sweeper.core.states import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,7 +25,7 @@ def cli() -> None:
 @click.option("--measure", is_flag=True, help="Also time a few training steps of each architecture here and give the cost from them.")
 def validate(spec: str, measure: bool) -> None:
     """Validate SPEC and print its trials with an estimate of the work."""
-    from sweeper.validate import validate_command
+    from sweeper.views.validate import validate_command
 
     validate_command(spec, measure=measure)
 
@@ -38,7 +38,7 @@ def validate(spec: str, measure: bool) -> None:
 @click.option("--dry-run", is_flag=True, help="Validate, connect to tracking, print the plan; start no trial.")
 def run(spec: str, address: str | None, tracking_uri: str | None, storage: str, dry_run: bool) -> None:
     """Run (or resume) the sweep in SPEC."""
-    from sweeper.orchestrate import run_command
+    from sweeper.driver.orchestrate import run_command
 
     sys.exit(run_command(spec, address=address, tracking_uri=tracking_uri, storage=storage, dry_run=dry_run))
 
@@ -50,7 +50,7 @@ def run(spec: str, address: str | None, tracking_uri: str | None, storage: str, 
 @click.option("--storage", default="./sweeper_results", show_default=True)
 def train(spec: str, index: int, tracking_uri: str | None, storage: str) -> None:
     """Run one trial of SPEC in this process, without Ray, logging to MLflow."""
-    from sweeper.orchestrate import train_command
+    from sweeper.driver.orchestrate import train_command
 
     sys.exit(train_command(spec, index, tracking_uri=tracking_uri, storage=storage))
 
@@ -64,10 +64,10 @@ def train(spec: str, index: int, tracking_uri: str | None, storage: str) -> None
 def status(spec_or_name: str, tracking_uri: str | None, all_versions: bool, watch: bool, every_s: float) -> None:
     """Show the trials of a sweep and their states, read back from MLflow."""
     if watch:
-        from sweeper.watch import watch_command
+        from sweeper.views.watch import watch_command
 
         sys.exit(watch_command(spec_or_name, tracking_uri=tracking_uri, every_s=every_s))
-    from sweeper.status import status_command
+    from sweeper.views.status import status_command
 
     status_command(spec_or_name, tracking_uri=tracking_uri, all_versions=all_versions)
 
@@ -85,6 +85,9 @@ def report(spec_or_name: str, tracking_uri: str | None, out_dir: str | None, all
 
 
 def main() -> None:
+    from sweeper.record.tracking import no_run_links
+
+    no_run_links()
     try:
         cli.main(standalone_mode=False)
     except (SpecError, SweepError) as e:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from sweeper.errors import SpecError, SweepError
-from sweeper.states import EXIT_BAD_INPUT
+from sweeper.core.errors import SpecError, SweepError
+from sweeper.core.states import EXIT_BAD_INPUT
 
 QUICKSTART = Path(__file__).resolve().parent.parent / "sweeps" / "quickstart.yaml"
 STORAGE = "./sweeper_results"
@@ -27,8 +27,8 @@ def after_sweep(spec_path: str, tracking_uri: str) -> None:
 
 
 def main(spec_path: str = str(QUICKSTART)) -> int:
-    from sweeper.orchestrate import run_command
-    from sweeper.status import status_command
+    from sweeper.driver.orchestrate import run_command
+    from sweeper.views.status import status_command
 
     try:
         code = run_command(spec_path, tracking_uri=TRACKING_URI, storage=STORAGE)
@@ -41,7 +41,7 @@ def main(spec_path: str = str(QUICKSTART)) -> int:
     here = Path.cwd()
     click.echo(f"\nResults: MLflow store {here / 'mlflow.db'} (artifacts in {here / 'mlartifacts'}), "
                f"trial checkpoints in {here / 'sweeper_results'}")
-    from sweeper.links import for_sweep
+    from sweeper.record.links import for_sweep
     from sweeper.spec import load_spec
 
     click.echo("Open the MLflow UI (from this folder: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db):")

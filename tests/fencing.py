@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sweeper.record.names import TAG_LEASE_HOLDER as HOLDER_TAG
+
 SWEEPER = str(Path(sys.executable).parent / "sweeper")
 LOOPBACK = "127.0.0.1"
 STALE_S = 6  # short, so that B takes over a few seconds after A goes quiet
@@ -26,7 +28,6 @@ EPOCHS = 25
 # What the drivers need to be quick about the lease (every other setting is the default).
 LEASE_ENV = {"SWEEPER_LEASE_STALE_S": str(STALE_S), "SWEEPER_LEASE_HEARTBEAT_S": "1", "SWEEPER_LEASE_SETTLE_S": "1",
              "PYTHONUNBUFFERED": "1"}
-HOLDER_TAG = "sweeper.holder"
 
 
 def free_port() -> int:

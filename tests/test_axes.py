@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper import axes, spec
-from sweeper.axes import sampled_trial, set_axis
-from sweeper.errors import SpecError
-from sweeper.planning import payload_of, resolve_sampled
+from sweeper import spec
+from sweeper.spec import axes
+from sweeper.spec.axes import sampled_trial, set_axis
+from sweeper.core.errors import SpecError
+from sweeper.plan.planning import payload_of, resolve_sampled
 from sweeper.spec import parse_spec
 from trainables.config import ConfigError
 

@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from sweeper import cluster_address
-from sweeper.errors import SpecError, SweepError
+from sweeper.driver import cluster_address
+from sweeper.core.errors import SpecError, SweepError
 
 REMOTE = "ray://10.255.255.1:10001"
 

@@ -8,8 +8,8 @@ import signal
 
 import pytest
 
-from sweeper import driver_exit
-from sweeper.errors import SpecError, SweepError
+from sweeper.driver import driver_exit
+from sweeper.core.errors import SpecError, SweepError
 
 
 @pytest.fixture

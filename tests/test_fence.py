@@ -1,4 +1,4 @@
-"""Fencing (sweeper/lease.py): a lease that another driver has taken over is found out by the
+"""Fencing (sweeper/driver/lease.py): a lease that another driver has taken over is found out by the
 heartbeat, by the trials' fence and by the logger, on a real sqlite MLflow store; a fenced trial
 leaves its checkpoint as it was and its buffered epochs unsent."""
 
@@ -9,8 +9,9 @@ import threading
 
 import pytest
 
-from sweeper import lease, tracking
-from sweeper.lease import Fence, Lease, LeaseLost
+from sweeper.driver import lease
+from sweeper.driver.lease import Fence, Lease, LeaseLost
+from sweeper.record import names, tracking
 from trainables import run_trial
 from trainables.checkpoint import load_checkpoint
 
@@ -26,7 +27,7 @@ def take_over(client, run_id: str, holder: Lease) -> dict:
     """What a second driver does once the holder's claim is stale: remove it, win, write the token."""
     client.delete_tag(run_id, holder.tag)
     token = {"driver": "other-host-4242-abcd", "host": "other-host", "pid": 4242, "since": 1_700_000_000.0}
-    client.set_tag(run_id, lease.TAG_HOLDER, json.dumps(token))
+    client.set_tag(run_id, names.TAG_LEASE_HOLDER, json.dumps(token))
     return token
 
 
@@ -34,7 +35,7 @@ def test_the_winner_writes_its_token_and_its_fence_passes_until_a_takeover(mlflo
     held = Lease(mlflow_client, parent, "fenced").acquire()
     try:
         tags = mlflow_client.get_run(parent).data.tags
-        assert json.loads(tags[lease.TAG_HOLDER])["driver"] == held.driver
+        assert json.loads(tags[names.TAG_LEASE_HOLDER])["driver"] == held.driver
         fence = Fence(tracking_uri, parent, held.driver, "fenced")
         fence()  # passes: nothing raised
         assert fence.verified() and held.holds()
@@ -46,7 +47,7 @@ def test_the_winner_writes_its_token_and_its_fence_passes_until_a_takeover(mlflo
     finally:
         held.release()
     # the holder tag outlives the stale driver's release: a driver waking up later still finds it
-    assert json.loads(mlflow_client.get_run(parent).data.tags[lease.TAG_HOLDER])["pid"] == 4242
+    assert json.loads(mlflow_client.get_run(parent).data.tags[names.TAG_LEASE_HOLDER])["pid"] == 4242
 
 
 def test_a_claim_removed_as_stale_is_a_lost_lease_even_before_the_new_token(mlflow_client, tracking_uri, parent):

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from sweeper.record import names
 from sweeper.spec import load_spec, parse_spec
 from trainables.checkpoint import config_hash, config_identity
 from trainables.config import (
@@ -192,14 +193,13 @@ def test_the_scorecards_imagenet_counts_are_the_models():
 def test_a_report_groups_runs_logged_before_the_key_existed_with_new_ones():
     from types import SimpleNamespace
 
-    from sweeper import tracking
     from sweeper.report.collect import _trials_table
     from sweeper.report.tables import aggregate
 
     def run(run_id, seed, params):
         return SimpleNamespace(
             info=SimpleNamespace(run_id=run_id, run_name=f"s{seed}", status="FINISHED", start_time=0, end_time=0),
-            data=SimpleNamespace(tags={tracking.TAG_STATUS: "finished", tracking.TAG_TRIAL_KEY: run_id},
+            data=SimpleNamespace(tags={names.TAG_STATUS: "finished", names.TAG_TRIAL_KEY: run_id},
                                  params={"mode": "bn_only", "seed": str(seed), "train.lr": "0.1", **params},
                                  metrics={"final_test_acc": 0.5}))
 

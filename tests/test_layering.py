@@ -56,3 +56,60 @@ def test_the_modules_a_spec_is_validated_with_import_no_torch():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
                          cwd=TRAINABLES.parent).stdout
     assert out.strip() == "[]"
+
+
+# sweeper/'s subpackages, each allowed to import only those below it (docs/architecture.md is the
+# map). The top (the CLI, the Python API, the demo) may import anything.
+SWEEPER = TRAINABLES.parent / "sweeper"
+MAY_IMPORT = {
+    "core": set(),
+    "spec": {"core"},
+    "record": {"core"},
+    "plan": {"core", "spec", "record"},
+    "views": {"core", "spec", "record", "plan"},
+    "report": {"core", "spec", "record", "plan", "views"},
+    "driver": {"core", "spec", "record", "plan", "views"},
+}
+TOP = {"__init__.py", "__main__.py", "cli.py", "api.py", "demo.py"}
+
+
+def _sweeper_imports(path: Path) -> set[str]:
+    """The sweeper subpackages a module imports (function-level imports included)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        modules = []
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules = [node.module] if node.module != "sweeper" else [f"sweeper.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            modules = [a.name for a in node.names]
+        found |= {m.split(".")[1] for m in modules if m.startswith("sweeper.")}
+    return found
+
+
+def test_sweeper_is_a_tree_of_the_subpackages_the_map_names():
+    top_level = {p.name for p in SWEEPER.iterdir() if p.suffix == ".py"}
+    packages = {p.name for p in SWEEPER.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    assert top_level <= TOP and packages == set(MAY_IMPORT)
+
+
+def test_sweeper_imports_point_down_only():
+    wrong = {}
+    for path in sorted(SWEEPER.rglob("*.py")):
+        package = path.relative_to(SWEEPER).parts[0]
+        if package in MAY_IMPORT:
+            bad = _sweeper_imports(path) - MAY_IMPORT[package] - {package}
+            if bad:
+                wrong[str(path.relative_to(SWEEPER.parent))] = sorted(bad)
+    assert wrong == {}
+
+
+def test_every_subpackage_says_what_it_owns_and_may_import():
+    for package in MAY_IMPORT:
+        doc = ast.get_docstring(ast.parse((SWEEPER / package / "__init__.py").read_text())) or ""
+        assert "Owns" in doc and "mport" in doc, package
+
+
+def test_no_module_outgrows_one_readers_head():
+    lengths = {str(p.relative_to(SWEEPER.parent)): len(p.read_text().splitlines())
+               for root in (SWEEPER, TRAINABLES) for p in root.rglob("*.py")}
+    assert {k: n for k, n in lengths.items() if n > 400} == {}

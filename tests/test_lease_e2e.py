@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import lease, tracking
-from sweeper.worker import TAG_ATTEMPTS
+from sweeper.record import names
+from sweeper.driver import lease
+from sweeper.record import tracking
+from sweeper.record.names import TAG_ATTEMPTS
 from test_sweep_e2e import assert_no_duplicate_steps, children, kill_session, metric_points, write_spec
 from two_drivers import assert_one_trained_and_one_named_the_holder, run_two_drivers
 
@@ -31,7 +33,7 @@ def assert_every_trial_trained_once(client, name: str, count: int, epochs: int) 
     runs = children(client, name)
     assert len(runs) == count
     for run in runs.values():
-        assert run.data.tags[tracking.TAG_STATUS] == "finished"
+        assert run.data.tags[names.TAG_STATUS] == "finished"
         assert run.data.tags[TAG_ATTEMPTS] == "1", run.info.run_name
         assert metric_points(client, run.info.run_id, "test_acc") == list(range(1, epochs + 1))
     assert_no_duplicate_steps(client, runs)
@@ -44,7 +46,7 @@ def lease_tags(client, name: str) -> dict[str, dict]:
     parent = tracking.find_parent_run(client, experiment.experiment_id)
     if parent is None:
         return {}
-    return {k: json.loads(v) for k, v in parent.data.tags.items() if k.startswith(lease.TAG_PREFIX)}
+    return {k: json.loads(v) for k, v in parent.data.tags.items() if k.startswith(names.TAG_LEASE_PREFIX)}
 
 
 def test_two_drivers_started_two_seconds_apart_train_every_trial_once(workdir):
@@ -114,6 +116,6 @@ def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(work
     taken = subprocess.run(argv, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
     assert taken.returncode == 0, taken.stdout + taken.stderr
     runs = children(mlflow_client, "orphan")
-    assert len(runs) == 2 and all(r.data.tags[tracking.TAG_STATUS] == "finished" for r in runs.values())
+    assert len(runs) == 2 and all(r.data.tags[names.TAG_STATUS] == "finished" for r in runs.values())
     assert_no_duplicate_steps(mlflow_client, runs)
     assert lease_tags(mlflow_client, "orphan") == {}

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import links, run_index, tracking
+from sweeper.record import links, run_index, tracking
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def free_port() -> int:
 
 @pytest.fixture
 def finished_sweep(workdir, tracking_uri, mlflow_client, ray_local):
-    from sweeper.orchestrate import run_command
+    from sweeper.driver.orchestrate import run_command
     from sweeper.report import report_command
 
     spec = workdir / "ui_demo.yaml"

@@ -12,9 +12,10 @@ import re
 
 import pytest
 
-from sweeper import child_run, dashboard, links, tracking
-from sweeper.progress import LiveView, PlainView, SweepMonitor
-from sweeper.sweep_state import SweepState, duration
+from sweeper.record import names
+from sweeper.record import child_run, dashboard, links, tracking
+from sweeper.views.progress import LiveView, PlainView, SweepMonitor
+from sweeper.record.live import SweepState, duration
 
 ANSI = re.compile(r"\x1b\[")
 
@@ -103,8 +104,8 @@ def test_the_dashboard_writes_at_most_once_per_interval_unless_forced(tracking_u
     assert board.maybe_write(state, force=True) is True
     run = mlflow_client.get_run(parent)
     assert run.data.metrics["trials_finished"] == 1 and run.data.metrics["best_test_acc_so_far"] == 0.631
-    assert run.data.tags[dashboard.BEST_TRIAL_TAG] == "full-d8"
-    assert "| 4 | 1 | 1 | 0 | 0 | 0.631 (`full-d8`) |" in run.data.tags[dashboard.NOTE_TAG]
+    assert run.data.tags[names.TAG_BEST_TRIAL] == "full-d8"
+    assert "| 4 | 1 | 1 | 0 | 0 | 0.631 (`full-d8`) |" in run.data.tags[names.TAG_NOTE]
     assert dashboard.read_state(run).running["a"].epoch == 4
     assert board.writes == 2
 
@@ -138,7 +139,7 @@ def test_links_point_at_the_training_runs_page_and_the_parent_run():
 
 
 def test_child_runs_get_short_names_for_varying_dotted_axes_and_a_one_line_description():
-    from sweeper.worker import TrialPayload
+    from sweeper.plan.payload import TrialPayload
 
     params = {"mode": "bn_only", "seed": 0, "model.family": "cifar_resnet", "model.depth": 8, "model.width": 2,
               "train.lr": 0.1, "train.epochs": 3, "dataset.name": "digits", "train.optimizer.name": "sgd"}
@@ -149,8 +150,8 @@ def test_child_runs_get_short_names_for_varying_dotted_axes_and_a_one_line_descr
     assert {k: shown.params[k] for k in ("depth", "width", "lr", "optimizer")} == {
         "depth": 8, "width": 2, "lr": 0.1, "optimizer": "sgd"}
     assert shown.params["model.depth"] == 8  # the full config stays
-    assert shown.tags[child_run.SHORT_PARAMS_TAG] == "depth,width,lr,optimizer"
-    assert shown.tags[child_run.NOTE_TAG] == ("bn_only: only BatchNorm gamma/beta train; cifar_resnet-8 width x2 "
+    assert shown.tags[names.TAG_SHORT_PARAMS] == "depth,width,lr,optimizer"
+    assert shown.tags[names.TAG_NOTE] == ("bn_only: only BatchNorm gamma/beta train; cifar_resnet-8 width x2 "
                                               "on digits, lr 0.1, 3 epochs, seed 0")
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import dashboard, run_index, tracking
+from sweeper.record import names
+from sweeper.record import dashboard, run_index, tracking
 
 pytestmark = pytest.mark.slow
 
@@ -135,7 +136,7 @@ def test_in_a_pipe_progress_is_plain_lines_and_the_parent_run_counts_trials_whil
     metrics = seen_running.data.metrics
     assert metrics["trials_total"] == 3 and metrics["trials_finished"] < 3 and metrics["trials_failed"] == 0
     assert metrics["best_test_acc_so_far"] > 0 and metrics["elapsed_s"] > 0
-    note = seen_running.data.tags[dashboard.NOTE_TAG]
+    note = seen_running.data.tags[names.TAG_NOTE]
     assert note.startswith("**progress output under test**") and "Running now:" in note
     assert dashboard.read_state(seen_running).running
 

@@ -23,9 +23,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.tracking import MlflowClient
 
-from sweeper import readback, tracking
-from sweeper.orchestrate import run_command
-from sweeper.planning import expected_payloads
+from sweeper.record import names
+from sweeper.record import readback, tracking
+from sweeper.driver.orchestrate import run_command
+from sweeper.plan.planning import expected_payloads
 from sweeper.report import build_report
 from sweeper.report import figures as fig
 from sweeper.report.build import write_results
@@ -34,8 +35,8 @@ from sweeper.report.markdown import render
 from sweeper.report.scorecard import score
 from sweeper.report.tables import aggregate
 from sweeper.spec import load_spec
-from sweeper.states import FINISHED
-from sweeper.status import sweep_status
+from sweeper.core.states import FINISHED
+from sweeper.views.status import sweep_status
 
 EPOCHS = 4
 
@@ -69,21 +70,21 @@ def _fabricate(folder: Path, db_template: Path, lrs: list[float], old_format=lam
     rng = np.random.default_rng(0)
     for i, payload in enumerate(expected_payloads(spec)):
         run_id = client.create_run(experiment_id, run_name=payload.name, tags={
-            tracking.TAG_PARENT: parent, tracking.TAG_TRIAL_KEY: payload.key, tracking.TAG_ROLE: "trial"}).info.run_id
+            names.TAG_PARENT: parent, names.TAG_TRIAL_KEY: payload.key, names.TAG_ROLE: "trial"}).info.run_id
         final = round(0.3 + 0.6 * rng.random(), 6)
         metrics = []
         for epoch in range(1, epochs(i) + 1):
             values = {"test_acc": final * epoch / epochs(i), "train_loss": 2.0 / epoch}
             if not old_format(i):
-                values[readback.EPOCH_METRIC] = epoch
+                values[names.METRIC_EPOCH] = epoch
             metrics += [Metric(k, float(v), 1000 + epoch, epoch) for k, v in values.items()]
-        tags = [RunTag(tracking.TAG_NODE_ID, "test")]
+        tags = [RunTag(names.TAG_NODE_ID, "test")]
         if state(i) == "finished":
             finals = {"final_test_acc": final, "best_test_acc": final, "trainable_params": 10 * i,
                       "total_params": 1000, "gamma_near_zero_frac": 0.01 * (i % 5), "relu_zero_frac": 0.5,
                       "epochs_completed": epochs(i)}
             metrics += [Metric(k, float(v), 2000, 0) for k, v in finals.items()]
-            tags.append(RunTag(tracking.TAG_STATUS, "finished"))
+            tags.append(RunTag(names.TAG_STATUS, "finished"))
         client.log_batch(run_id, metrics=metrics, params=[Param(k, str(v)) for k, v in payload.params.items()],
                          tags=tags)
         if state(i) == "finished":

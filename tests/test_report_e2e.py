@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from sweeper.orchestrate import run_command
+from sweeper.driver.orchestrate import run_command
 from sweeper.report import figures
 from sweeper.report.collect import load_sweep
 from sweeper.report.tables import aggregate

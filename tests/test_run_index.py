@@ -13,14 +13,15 @@ from pathlib import Path
 
 from mlflow.entities import Metric, Param, RunTag
 
-from sweeper import run_index, tracking
+from sweeper.record import names
+from sweeper.record import run_index
 
 
 def _sweep(client, root: Path, trials: int = 6):
     """A parent run and ``trials`` finished child runs with params, metrics and a status tag;
     artifacts under ``root`` (MLflow's default is ./mlruns in the working folder)."""
     experiment_id = client.create_experiment("idx", artifact_location=(root / "artifacts").as_uri())
-    parent = client.create_run(experiment_id, run_name="idx", tags={tracking.TAG_ROLE: "sweep"})
+    parent = client.create_run(experiment_id, run_name="idx", tags={names.TAG_ROLE: "sweep"})
     ids = [_child(client, experiment_id, parent.info.run_id, i) for i in range(trials)]
     for run_id in ids:
         _finish(client, run_id)
@@ -29,7 +30,7 @@ def _sweep(client, root: Path, trials: int = 6):
 
 def _child(client, experiment_id: str, parent_id: str, i: int) -> str:
     run = client.create_run(experiment_id, run_name=f"t{i}", tags={
-        tracking.TAG_PARENT: parent_id, tracking.TAG_ROLE: "trial", tracking.TAG_TRIAL_KEY: f"key{i}"})
+        names.TAG_PARENT: parent_id, names.TAG_ROLE: "trial", names.TAG_TRIAL_KEY: f"key{i}"})
     now = int(time.time() * 1000)
     client.log_batch(run.info.run_id, params=[Param("model.depth", str(8 + i)), Param("mode", "bn_only")],
                      metrics=[Metric("test_acc", 0.1 * e, now, e) for e in range(1, 4)])
@@ -38,7 +39,7 @@ def _child(client, experiment_id: str, parent_id: str, i: int) -> str:
 
 def _finish(client, run_id: str) -> None:
     client.log_batch(run_id, metrics=[Metric("final_test_acc", 0.3, int(time.time() * 1000), 0)],
-                     tags=[RunTag(tracking.TAG_STATUS, "finished")])
+                     tags=[RunTag(names.TAG_STATUS, "finished")])
     client.set_terminated(run_id, "FINISHED")
 
 
@@ -47,7 +48,7 @@ def _as_compared(runs) -> dict:
 
 
 def _truth(client, experiment_id: str) -> dict:
-    return _as_compared(run_index.search(client, experiment_id, f"tags.`{tracking.TAG_ROLE}` = 'trial'"))
+    return _as_compared(run_index.search(client, experiment_id, f"tags.`{names.TAG_ROLE}` = 'trial'"))
 
 
 class CountingClient:
@@ -79,7 +80,7 @@ def test_with_an_index_finished_runs_come_from_it_and_only_changes_are_searched(
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     running = _child(mlflow_client, experiment_id, parent_id, 99)  # running when the index is written
     assert run_index.write_index(mlflow_client, experiment_id, parent_id) == len(ids)
-    # Later than the slack: the finished runs' end_time is well before the index's as_of.
+    # Later than the slack: the runs' start_time is well before the index's as_of.
     monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
     counting = CountingClient(mlflow_client)
     runs = run_index.child_runs(counting, experiment_id)
@@ -105,7 +106,7 @@ def test_changes_after_the_index_are_seen(mlflow_client, tmp_path: Path, monkeyp
     assert runs.keys() == _truth(mlflow_client, experiment_id).keys()
     assert _as_compared(runs.values()) == _truth(mlflow_client, experiment_id)
     assert ids[0] not in runs and restored in runs and new in runs
-    assert runs[running].data.tags[tracking.TAG_STATUS] == "finished"
+    assert runs[running].data.tags[names.TAG_STATUS] == "finished"
     assert runs[running].data.metrics["final_test_acc"] == 0.3
 
 
@@ -127,10 +128,10 @@ def test_an_index_cut_short_is_ignored(mlflow_client, tmp_path: Path):
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     _finish(mlflow_client, _child(mlflow_client, experiment_id, parent_id, 7))
-    whole = gzip.compress(b'{"format": 1, "as_of": 1, "deleted": [], "runs": [')
-    cut = tmp_path / run_index.ARTIFACT_NAME
+    whole = gzip.compress(b'{"format": 2, "as_of": 1, "deleted": [], "open": [], "runs": [')
+    cut = tmp_path / names.ARTIFACT_INDEX_NAME
     cut.write_bytes(whole[: len(whole) // 2])
-    mlflow_client.log_artifact(parent_id, str(cut), run_index.ARTIFACT_DIR)
+    mlflow_client.log_artifact(parent_id, str(cut), names.ARTIFACT_INDEX_DIR)
     assert run_index.load_index(mlflow_client, parent_id) is None
     assert _as_compared(run_index.child_runs(mlflow_client, experiment_id)) == _truth(mlflow_client, experiment_id)
 
@@ -143,3 +144,34 @@ def test_indexed_runs_read_like_mlflow_runs(mlflow_client, tmp_path: Path):
     assert indexed.data.params == real.data.params and indexed.data.tags == real.data.tags
     assert indexed.data.metrics == real.data.metrics
     assert {(m.key, m.step) for m in indexed.data._metric_objs} == {(m.key, m.step) for m in real.data._metric_objs}
+
+
+def test_runs_that_ended_just_before_the_index_are_not_sent_again(mlflow_client, tmp_path: Path, monkeypatch):
+    """A sweep indexed right after its trials ended reads back like one indexed long after: the
+    finished runs come from the index whenever they ended; only the runs started within the clock
+    slack are searched again."""
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
+    monkeypatch.setattr(run_index, "SLACK_MS", 0)  # every run started before the index's as_of
+    time.sleep(0.01)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    counting = CountingClient(mlflow_client)
+    runs = run_index.child_runs(counting, experiment_id)
+    assert _as_compared(runs) == _truth(mlflow_client, experiment_id)
+    assert counting.runs_sent == 1  # the parent only, though every trial ended milliseconds ago
+
+
+def test_a_run_open_at_the_index_is_read_again_whatever_its_clock_says(mlflow_client, tmp_path: Path, monkeypatch):
+    """A worker whose clock runs behind stamps end_time before the index's as_of; the run was open
+    then, so it is read again by id and its finished state is seen."""
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
+    late = _child(mlflow_client, experiment_id, parent_id, 60)
+    monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    assert run_index.load_index(mlflow_client, parent_id).open == {late}
+    mlflow_client.log_batch(late, tags=[RunTag(names.TAG_STATUS, "finished")])
+    mlflow_client.set_terminated(late, "FINISHED", end_time=run_index.now_ms() - 3_600_000)  # an hour behind
+    counting = CountingClient(mlflow_client)
+    runs = {r.info.run_id: r for r in run_index.child_runs(counting, experiment_id)}
+    assert _as_compared(runs.values()) == _truth(mlflow_client, experiment_id)
+    assert runs[late].info.status == "FINISHED" and runs[late].data.tags[names.TAG_STATUS] == "finished"
+    assert counting.runs_sent == 2  # the parent and the run that was open

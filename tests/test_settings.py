@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.trial import trial_key, with_later_defaults
+from sweeper.core.trial import trial_key, with_later_defaults
 from trainables import settings
 from trainables.checkpoint import config_hash
 from trainables.config import IDENTITY_OMITS_AT_DEFAULT, KEY_EXCLUDED, RESUME_IGNORES, TrialConfig

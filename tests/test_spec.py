@@ -9,7 +9,7 @@ import pytest
 
 from sweeper import Spec, SpecError, Trial, load_spec
 from sweeper.spec import AshaScheduler, Distribution, parse_spec, resolve_axis
-from sweeper.trial import trial_key
+from sweeper.core.trial import trial_key
 
 SPECS = Path(__file__).parent / "specs"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.errors import SpecError
+from sweeper.core.errors import SpecError
 from sweeper.spec import parse_spec
 
 BASE = """\

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper import tracking
-from sweeper.errors import SweepError
-from sweeper.planning import expected_payloads
+from sweeper.record import tracking
+from sweeper.core.errors import SweepError
+from sweeper.plan.planning import expected_payloads
 from sweeper.spec import load_spec
-from sweeper.status import format_table, sweep_status
+from sweeper.views.status import format_table, sweep_status
 
 
 def _spec(folder):

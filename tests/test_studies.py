@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper.estimate import estimate_spec
+from sweeper.plan.estimate import estimate_spec
 from sweeper.spec import load_spec
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"

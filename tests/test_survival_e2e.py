@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import states, tracking, versions
-from sweeper.errors import SweepError
-from sweeper.orchestrate import run_command, train_command
-from sweeper.planning import expected_payloads
+from sweeper.record import names
+from sweeper.core import states
+from sweeper.record import tracking
+from sweeper.core.errors import SweepError
+from sweeper.driver.orchestrate import run_command, train_command
+from sweeper.plan.planning import expected_payloads
 from sweeper.spec import load_spec
-from sweeper.status import sweep_status
-from sweeper.worker import TAG_CHECKPOINT_SET_ASIDE
+from sweeper.views.status import sweep_status
+from sweeper.record.names import TAG_CHECKPOINT_SET_ASIDE
 from test_sweep_e2e import children, metric_points, write_spec
 
 pytestmark = pytest.mark.slow
@@ -46,7 +48,7 @@ def test_an_edited_study_says_what_changed_and_status_and_report_show_the_curren
     current = {t.key for t in expected_payloads(load_spec(spec))}
     assert len(runs) == 5
     for key, run in runs.items():
-        assert (versions.TAG_SUPERSEDED in run.data.tags) == (key not in current)
+        assert (names.TAG_SUPERSEDED in run.data.tags) == (key not in current)
 
     _, _, rows = sweep_status("study", tracking_uri)  # the bare name: the spec as it is now
     assert {r.key for r in rows} == current and all(r.state == "finished" for r in rows)
@@ -80,7 +82,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_trial_trains_from_scratch
     (aside,) = folder.glob("checkpoint.pt.unusable-*")
     assert aside.read_bytes() == b"PK\x03\x04 half a zip"  # kept, not deleted
     (run,) = children(mlflow_client, "torn").values()
-    assert run.data.tags[tracking.TAG_STATUS] == "finished"
+    assert run.data.tags[names.TAG_STATUS] == "finished"
     assert run.data.tags[TAG_CHECKPOINT_SET_ASIDE].startswith(str(aside))
     assert metric_points(mlflow_client, run.info.run_id, "test_acc") == [1, 2]
 
@@ -103,7 +105,7 @@ def test_an_epoch_checkpointed_but_never_logged_reaches_mlflow_when_the_trial_re
         run_trial(trial.config, killed_before_logging, storage / "gap" / "trials" / trial.key)
     assert train_command(str(spec), 0, tracking_uri=tracking_uri, storage=str(storage)) == 0
     (run,) = children(mlflow_client, "gap").values()
-    assert run.data.tags[tracking.TAG_STATUS] == "finished"
+    assert run.data.tags[names.TAG_STATUS] == "finished"
     assert metric_points(mlflow_client, run.info.run_id, "test_acc") == [1, 2]
     assert metric_points(mlflow_client, run.info.run_id, "sweeper.start_epoch") == [1]  # it did resume at 2...
     assert mlflow_client.get_metric_history(run.info.run_id, "sweeper.start_epoch")[0].value == 2
@@ -147,7 +149,7 @@ def test_status_and_report_of_a_store_that_is_not_there_create_nothing(workdir):
 
 def test_a_driver_that_fails_mid_sweep_ends_the_parent_run_failed_and_releases_the_sweep(
         workdir, tracking_uri, mlflow_client, ray_local, monkeypatch, capsys):
-    from sweeper import lease, orchestrate
+    from sweeper.driver import orchestrate
 
     def crash(*args, **kwargs):
         raise RuntimeError("the driver broke")
@@ -159,7 +161,7 @@ def test_a_driver_that_fails_mid_sweep_ends_the_parent_run_failed_and_releases_t
     assert "failed: RuntimeError: the driver broke" in capsys.readouterr().err
     parent = _parent(mlflow_client, "crashy")
     assert parent.info.status == "FAILED"
-    assert not any(k.startswith(lease.TAG_PREFIX) for k in parent.data.tags)
+    assert not any(k.startswith(names.TAG_LEASE_PREFIX) for k in parent.data.tags)
 
 
 def test_a_finished_trial_leaves_no_temporary_folder(workdir, tracking_uri, monkeypatch):

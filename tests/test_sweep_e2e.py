@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import run_index, tracking
-from sweeper.orchestrate import run_command, train_command
-from sweeper.trial_record import state_of
-from sweeper.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG, START_EPOCH_METRIC
+from sweeper.record import names
+from sweeper.record import run_index
+from sweeper.driver.orchestrate import run_command, train_command
+from sweeper.record.trial_record import state_of
+from sweeper.driver.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG
+from sweeper.record.names import METRIC_START_EPOCH
 
 pytestmark = pytest.mark.slow
 
@@ -72,18 +74,18 @@ def test_a_sweep_lands_as_one_parent_and_n_children_and_a_second_run_adds_nothin
     runs = children(mlflow_client, "three")
     assert len(runs) == 3 and runs[trained_key].info.run_id == trained_run.info.run_id
     experiment = mlflow_client.get_experiment_by_name("three").experiment_id
-    parents = mlflow_client.search_runs([experiment], f"tags.`{tracking.TAG_ROLE}` = 'sweep'")
+    parents = mlflow_client.search_runs([experiment], f"tags.`{names.TAG_ROLE}` = 'sweep'")
     assert len(parents) == 1
     parent = parents[0]
-    assert parent.data.tags[tracking.TAG_SPEC_HASH] and parent.info.status == "FINISHED"
+    assert parent.data.tags[names.TAG_SPEC_HASH] and parent.info.status == "FINISHED"
     # the driver's last word on its trials: the run index holds all three, FINISHED
     index = run_index.load_index(mlflow_client, parent.info.run_id)
     assert {r.info.run_id for r in index.runs.values()} == {r.info.run_id for r in runs.values()}
     for key, run in runs.items():
         tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-        assert tags[tracking.TAG_PARENT] == parent.info.run_id
-        assert tags[tracking.TAG_TRIAL_KEY] == key and tags[tracking.TAG_STATUS] == "finished"
-        assert tags[tracking.TAG_NODE_ID]
+        assert tags[names.TAG_PARENT] == parent.info.run_id
+        assert tags[names.TAG_TRIAL_KEY] == key and tags[names.TAG_STATUS] == "finished"
+        assert tags[names.TAG_NODE_ID]
         assert run.info.status == "FINISHED"
         assert params["model.depth"] == "8" and params["mode"] in ("bn_only", "full", "output_only")
         assert sorted(metric_points(mlflow_client, run.info.run_id, "test_acc")) == [1, 2]
@@ -124,9 +126,9 @@ def test_a_killed_worker_resumes_from_its_checkpoint_not_from_scratch(workdir, t
     assert flag.exists()  # the worker really died once
     assert code == 0
     (run,) = children(mlflow_client, "crash").values()
-    assert run.data.tags[tracking.TAG_STATUS] == "finished"
+    assert run.data.tags[names.TAG_STATUS] == "finished"
     assert run.data.tags["sweeper.attempts"] == "2"
-    starts = {m.step: m.value for m in mlflow_client.get_metric_history(run.info.run_id, START_EPOCH_METRIC)}
+    starts = {m.step: m.value for m in mlflow_client.get_metric_history(run.info.run_id, METRIC_START_EPOCH)}
     assert starts == {1: 1.0, 2: 2.0}  # the second attempt trained epoch 2 only
     assert sorted(metric_points(mlflow_client, run.info.run_id, "test_acc")) == [1, 2]
 
@@ -169,7 +171,7 @@ def test_a_driver_killed_with_sigkill_mid_sweep_completes_on_the_next_run(workdi
     assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0
     runs = children(mlflow_client, "killed")
     assert len(runs) == 3
-    assert all(r.data.tags.get(tracking.TAG_STATUS) == "finished" for r in runs.values())
+    assert all(r.data.tags.get(names.TAG_STATUS) == "finished" for r in runs.values())
     assert all(sorted(metric_points(mlflow_client, r.info.run_id, "test_acc")) == [1, 2] for r in runs.values())
     assert_no_duplicate_steps(mlflow_client, runs)
     experiment = mlflow_client.get_experiment_by_name("killed").experiment_id
@@ -184,8 +186,8 @@ def test_a_trial_that_fails_for_good_gives_exit_code_1_and_status_failed(workdir
                       dataset=f"{{name: cifar10, root: {empty}, download: false}}")
     assert run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results")) == 1
     (run,) = children(mlflow_client, "broken").values()
-    assert run.data.tags[tracking.TAG_STATUS] == "failed" and run.info.status == "FAILED"
-    assert run.data.tags[tracking.TAG_LAST_ERROR]
+    assert run.data.tags[names.TAG_STATUS] == "failed" and run.info.status == "FAILED"
+    assert run.data.tags[names.TAG_LAST_ERROR]
 
 
 def test_dry_run_checks_tracking_prints_the_plan_and_starts_nothing(workdir, tracking_uri, mlflow_client, capsys):

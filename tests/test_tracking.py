@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from sweeper import run_index, tracking
-from sweeper.errors import SweepError
+from sweeper.record import names
+from sweeper.record import run_index, tracking
+from sweeper.core.errors import SweepError
 
 
 def _free_port() -> int:
@@ -60,8 +61,8 @@ def test_parent_run_is_found_again_not_duplicated_and_follows_the_spec_hash(mlfl
     runs = mlflow_client.search_runs([exp])
     assert len(runs) == 1
     run = runs[0]
-    assert run.data.tags[tracking.TAG_ROLE] == "sweep"
-    assert run.data.tags[tracking.TAG_SPEC_HASH] == "hash2"
+    assert run.data.tags[names.TAG_ROLE] == "sweep"
+    assert run.data.tags[names.TAG_SPEC_HASH] == "hash2"
     paths = sorted(a.path for a in mlflow_client.list_artifacts(first, "spec"))
     assert paths == ["spec/hash1.yaml", "spec/hash2.yaml"]
 
@@ -77,8 +78,8 @@ def test_child_run_is_found_by_trial_key_with_parent_params_and_role(mlflow_clie
     children = run_index.trial_runs(mlflow_client, exp)
     assert set(children) == {"key-1", "key-2"}
     run = mlflow_client.get_run(a)
-    assert run.data.tags[tracking.TAG_PARENT] == parent
-    assert run.data.tags[tracking.TAG_ROLE] == "trial"
+    assert run.data.tags[names.TAG_PARENT] == parent
+    assert run.data.tags[names.TAG_ROLE] == "trial"
     assert run.info.run_name == "bn_only-d8"
     assert run.data.params == {"mode": "bn_only", "model.depth": "8", "train.lr": "0.1"}
 
@@ -87,7 +88,7 @@ def test_every_run_is_found_page_by_page(mlflow_client, tracking_uri):
     exp = _experiment(mlflow_client, tracking_uri)
     parent = tracking.ensure_parent_run(mlflow_client, exp, "sweep-a", "x: 1\n", "h")
     made = [tracking.ensure_child_run(mlflow_client, exp, parent, f"k{i}", f"trial-{i}", {}) for i in range(5)]
-    found = tracking.search_all_runs(mlflow_client, exp, tracking.TRIAL_RUNS,
+    found = tracking.search_all_runs(mlflow_client, exp, names.TRIAL_RUNS,
                                      order_by=["attributes.start_time ASC"], page_size=2)
     assert [r.info.run_id for r in found] == made  # three pages, in order, the parent left out
     assert [r.info.run_id for r in run_index.trial_runs(mlflow_client, exp).values()] == made

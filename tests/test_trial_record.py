@@ -8,8 +8,10 @@ from pathlib import Path
 
 from mlflow.entities import Metric
 
-from sweeper import states, tracking, trial_record
-from sweeper.trial_record import state_of
+from sweeper.record import names
+from sweeper.core import states
+from sweeper.record import tracking, trial_record
+from sweeper.record.trial_record import state_of
 from test_tracking import FlakyClient
 
 SWEEPER = Path(__file__).resolve().parents[1] / "sweeper"
@@ -33,7 +35,7 @@ def test_the_state_comes_from_the_status_tag_then_the_run_status(mlflow_client, 
     assert _state(mlflow_client, run_id) == states.INTERRUPTED
     mlflow_client.set_terminated(run_id, "FAILED")  # a worker that died before the driver settled it
     assert _state(mlflow_client, run_id) == states.FAILED
-    mlflow_client.set_tag(run_id, tracking.TAG_STATUS, "diverged")
+    mlflow_client.set_tag(run_id, names.TAG_STATUS, "diverged")
     assert _state(mlflow_client, run_id) == states.DIVERGED
 
 
@@ -42,7 +44,7 @@ def test_a_trained_trial_ends_with_its_status_tag_and_a_finished_run(mlflow_clie
     for run_id, status in ((finished, states.FINISHED), (diverged, states.DIVERGED)):
         assert trial_record.mark_trained(tracking.TrialLogger(mlflow_client, run_id), status, wait_s=0)
         run = mlflow_client.get_run(run_id)
-        assert run.data.tags[tracking.TAG_STATUS] == status and run.info.status == "FINISHED"
+        assert run.data.tags[names.TAG_STATUS] == status and run.info.status == "FINISHED"
         assert state_of(run) == status and state_of(run) in states.DONE
 
 
@@ -66,9 +68,9 @@ def test_a_trial_stopped_early_gets_its_last_and_best_accuracy_as_final_metrics(
     trial_record.mark_stopped_early(mlflow_client, run_id)
     run = mlflow_client.get_run(run_id)
     assert run.data.metrics["final_test_acc"] == 0.4 and run.data.metrics["best_test_acc"] == 0.5
-    assert [m.step for m in mlflow_client.get_metric_history(run_id, "final_test_acc")] == [tracking.FINAL_STEP]
+    assert [m.step for m in mlflow_client.get_metric_history(run_id, "final_test_acc")] == [names.FINAL_STEP]
     # design.md's three status values have no room for it: finished plus the early-stopped tag
-    assert run.data.tags[tracking.TAG_STATUS] == states.FINISHED and run.info.status == "FINISHED"
+    assert run.data.tags[names.TAG_STATUS] == states.FINISHED and run.info.status == "FINISHED"
     assert state_of(run) == states.STOPPED_EARLY and state_of(run) in states.DONE
 
 
@@ -77,17 +79,17 @@ def test_failed_for_good_and_interrupted_trials(mlflow_client, tracking_uri):
     trial_record.mark_failed(mlflow_client, failed)
     trial_record.mark_interrupted(mlflow_client, stopped)
     run = mlflow_client.get_run(failed)
-    assert run.data.tags[tracking.TAG_STATUS] == states.FAILED and run.info.status == "FAILED"
+    assert run.data.tags[names.TAG_STATUS] == states.FAILED and run.info.status == "FAILED"
     assert state_of(run) == states.FAILED
     run = mlflow_client.get_run(stopped)
-    assert tracking.TAG_STATUS not in run.data.tags and run.info.status == "KILLED"
+    assert names.TAG_STATUS not in run.data.tags and run.info.status == "KILLED"
     assert state_of(run) == states.INTERRUPTED and state_of(run) not in states.DONE  # it resumes
 
 
 def test_the_last_error_is_the_exception_in_one_short_line():
     tags = trial_record.error_tags(ValueError("x" * 1000))
-    assert list(tags) == [tracking.TAG_LAST_ERROR]
-    assert tags[tracking.TAG_LAST_ERROR].startswith("ValueError: xxx") and len(tags[tracking.TAG_LAST_ERROR]) == 500
+    assert list(tags) == [names.TAG_LAST_ERROR]
+    assert tags[names.TAG_LAST_ERROR].startswith("ValueError: xxx") and len(tags[names.TAG_LAST_ERROR]) == 500
 
 
 # --- one vocabulary ---------------------------------------------------------------------------
@@ -117,7 +119,7 @@ def test_no_sweep_module_spells_a_trial_state_itself():
         skip = _docstrings(tree) | _field_names(tree)
         found += [f"{path.relative_to(SWEEPER.parent)}:{node.lineno} {node.value!r}" for node in ast.walk(tree)
                   if isinstance(node, ast.Constant) and node.value in states.STATES and id(node) not in skip]
-    assert found == []  # import the state from sweeper.states
+    assert found == []  # import the state from sweeper.core.states
 
 
 def test_exit_codes_are_defined_once():
@@ -126,4 +128,4 @@ def test_exit_codes_are_defined_once():
              if isinstance(node, (ast.Assign, ast.AnnAssign))
              and any(isinstance(n, ast.Name) and n.id.startswith("EXIT_")
                      for t in (node.targets if isinstance(node, ast.Assign) else [node.target]) for n in ast.walk(t))]
-    assert found == []  # import them from sweeper.states
+    assert found == []  # import them from sweeper.core.states

@@ -9,7 +9,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from sweeper.cli import cli
-from sweeper.estimate import ASSUMED_FLOPS_PER_S, estimate_spec, trial_work
+from sweeper.plan.estimate import ASSUMED_FLOPS_PER_S, estimate_spec, trial_work
 from sweeper.spec import load_spec, parse_spec
 
 SMALL = Path(__file__).parent / "specs" / "small.yaml"
@@ -72,7 +72,7 @@ def test_a_search_says_how_many_sampled_trials_it_adds():
                       "train: {epochs: 2}\ngrid: {mode: [bn_only, full]}\n"
                       "search: {algorithm: random, num_samples: 3, space: {lr: {loguniform: [0.01, 1.0]}, "
                       "epochs: {choice: [1, 4]}}}\n", "s.yaml")
-    from sweeper.validate import describe
+    from sweeper.views.validate import describe
 
     lines = describe(spec)
     assert lines[0].startswith("2 grid points x 3 samples = 6 trials in sweep 's'")

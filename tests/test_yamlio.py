@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from sweeper.errors import SpecError
-from sweeper.yamlio import MAX_NODES, load_yaml, parse_yaml
+from sweeper.core.errors import SpecError
+from sweeper.spec.yamlio import MAX_NODES, load_yaml, parse_yaml
 
 SPEC = """\
 name: x

@@ -1,5 +1,10 @@
 """`sweeper report`: a finished (or running) sweep as the paper's tables, figures and scorecard.
 
+Owns reading a sweep's results into frames (``collect``), the seed aggregates (``tables``), the
+figures (``figures``), the comparison with the paper (``scorecard`` + ``reference.csv``), the
+markdown (``markdown``) and the files it writes and attaches to the parent run (``build``).
+Imports ``core``, ``spec``, ``record``, ``plan`` and ``views``; never the driver.
+
 Public surface:
 - ``report_command(spec_or_name, tracking_uri=None, out_dir=None)``: what the CLI calls.
 - ``build_report(client, name, tracking_uri, out_dir, ...) -> Report``: the same from Python.
@@ -11,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from sweeper.errors import SpecError, SweepError
+from sweeper.core.errors import SpecError, SweepError
 from sweeper.report.build import Report, build_report
 from sweeper.report.scorecard import load_reference
 from sweeper.spec import NAME_PATTERN
@@ -25,8 +30,8 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     """Resolve the sweep and the tracking store, write the report, print where it went."""
     import click
 
-    from sweeper import tracking
-    from sweeper.states import DIVERGED, FINISHED, RUNNING
+    from sweeper.record import tracking
+    from sweeper.core.states import DIVERGED, FINISHED, RUNNING
 
     name, spec_uri, planned, keys = _target(spec_or_name)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
@@ -39,7 +44,7 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     click.echo(f"report: {out / 'report.md'} ({counts[FINISHED]} finished, {counts[DIVERGED]} diverged, "
                f"{counts[RUNNING]} running trials; {len(report.figures)} figures)")
     click.echo(f"stored on MLflow run {report.sweep.parent_run_id} under report/")
-    from sweeper.links import lines
+    from sweeper.record.links import lines
 
     for line in lines(uri, report.sweep.experiment_id, report.sweep.parent_run_id):
         click.echo(line)
@@ -56,7 +61,7 @@ def _target(spec_or_name: str) -> tuple[str, str | None, int | None, set[str] | 
         from sweeper.spec import load_spec
 
         spec = load_spec(path)
-        from sweeper.planning import expected_payloads
+        from sweeper.plan.planning import expected_payloads
 
         planned = spec.sampled_trial_count() or len(spec.trials())
         keys = {t.key for t in expected_payloads(spec)} | {t.key for t in spec.trials()}

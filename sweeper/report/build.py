@@ -9,17 +9,17 @@ from typing import Any
 
 import pandas as pd
 
-from sweeper import readback
-from sweeper.errors import SweepError
+from sweeper.record import names
+from sweeper.record import readback
+from sweeper.core.errors import SweepError, first_line
 from sweeper.report import figures as fig
 from sweeper.report.collect import SweepRuns, load_curves, load_sweep
 from sweeper.report.markdown import render
 from sweeper.report.scorecard import ScoreRow, score
 from sweeper.report.tables import aggregate
-from sweeper.states import FINISHED
+from sweeper.core.states import FINISHED
 
 REPORT_MD, RESULTS_CSV = "report.md", "results.csv"
-ARTIFACT_PATH = "report"  # on the sweep's parent run
 # Every figure the report can hold: file name -> how to draw it. One without data is not written
 # (and a stale copy from an earlier report is removed).
 FIGURES = {
@@ -97,14 +97,13 @@ def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
     if log_to_mlflow:
         try:
             for path in report.files:
-                client.log_artifact(sweep.parent_run_id, str(path), ARTIFACT_PATH)
-            from sweeper.dashboard import set_report_note
+                client.log_artifact(sweep.parent_run_id, str(path), names.ARTIFACT_REPORT)
+            from sweeper.record.dashboard import set_report_note
 
-            set_report_note(client, sweep.parent_run_id, markdown.read_text(encoding="utf-8"), ARTIFACT_PATH)
+            set_report_note(client, sweep.parent_run_id, markdown.read_text(encoding="utf-8"), names.ARTIFACT_REPORT)
         except Exception as e:  # noqa: BLE001 - the local report stands; say what did not happen
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
             raise SweepError(f"report written to {out}, but not stored on MLflow run "
-                             f"{sweep.parent_run_id}: {first}") from None
+                             f"{sweep.parent_run_id}: {first_line(e)}") from None
     return report
 
 

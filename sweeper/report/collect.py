@@ -21,11 +21,12 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from sweeper import readback, run_index, tracking
-from sweeper.errors import SweepError
-from sweeper.states import PENDING, STATES
-from sweeper.trial import with_later_defaults
-from sweeper.trial_record import state_of
+from sweeper.record import names
+from sweeper.record import readback, run_index, tracking
+from sweeper.core.errors import SweepError
+from sweeper.core.states import PENDING, STATES
+from sweeper.core.trial import with_later_defaults
+from sweeper.record.trial_record import state_of
 from trainables.names import FINAL_METRICS, PER_EPOCH_METRICS
 
 # A trial's state as the report sees it (sweeper.trial_record.state_of). Only finished runs
@@ -78,7 +79,7 @@ def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = F
     parent = tracking.find_parent_run(client, experiment.experiment_id)
     if parent is None:
         raise SweepError(f"experiment {name!r} in {tracking_uri} has no sweep run "
-                         f"(tag {tracking.TAG_ROLE}=sweep); was it made by `sweeper run`?")
+                         f"(tag {names.TAG_ROLE}=sweep); was it made by `sweeper run`?")
     children = run_index.child_runs(client, experiment.experiment_id, parent.info.run_id)
     current, earlier = split_versions(children, keys)
     trials, params, metrics = _trials_table(children if all_versions else current)
@@ -92,13 +93,13 @@ def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = F
 def split_versions(runs: list[Any], keys: set[str] | None) -> tuple[list[Any], list[Any]]:
     """(runs of the current spec version, runs of earlier ones): by the spec's trial keys when
     known (Optuna samples by their grid point), else by the superseded tag `sweeper run` sets."""
-    from sweeper.versions import is_current
+    from sweeper.record.versions import is_current
 
     def current(run: Any) -> bool:
         if keys is None:
             return is_current(run)
         tags = run.data.tags
-        return tags.get(tracking.TAG_TRIAL_KEY) in keys or tags.get("sweeper.grid_key") in keys
+        return tags.get(names.TAG_TRIAL_KEY) in keys or tags.get(names.TAG_GRID_KEY) in keys
 
     return [r for r in runs if current(r)], [r for r in runs if not current(r)]
 
@@ -147,21 +148,21 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
         tags = run.data.tags
         row: dict[str, Any] = {
             "run_id": run.info.run_id,
-            "trial_key": tags.get(tracking.TAG_TRIAL_KEY, run.info.run_id),
-            "run_name": run.info.run_name or tags.get("mlflow.runName", ""),
+            "trial_key": tags.get(names.TAG_TRIAL_KEY, run.info.run_id),
+            "run_name": run.info.run_name or tags.get(names.TAG_RUN_NAME, ""),
             "status": state_of(run),
             "mlflow_status": run.info.status,
             "start_time": _timestamp(run.info.start_time),
             "end_time": _timestamp(run.info.end_time),
         }
-        aliases = set(tags.get("sweeper.short_params", "").split(","))  # sweeper.child_run: UI names
+        aliases = set(tags.get(names.TAG_SHORT_PARAMS, "").split(","))  # sweeper.child_run: UI names
         for key, value in with_later_defaults(run.data.params).items():
             if key in aliases:
                 continue
             row[key] = parse_param(value)
             param_keys.add(key)
         for key, value in run.data.metrics.items():
-            if key.startswith("sweeper."):  # the sweep layer's bookkeeping, not a result
+            if key.startswith(names.SWEEPER_METRIC_PREFIX):  # the sweep layer's bookkeeping, not a result
                 continue
             row[key] = float(value)
             metric_keys.add(key)

@@ -12,7 +12,7 @@ from sweeper.report.collect import SweepRuns
 from sweeper.report.scorecard import (APPROXIMATE_ACCURACY_TOLERANCE, EXACT_ACCURACY_TOLERANCE, MARKDOWN_COLUMNS,
                                       ScoreRow)
 from sweeper.report.tables import DEPTH, MODE, WIDTH
-from sweeper.states import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED_EARLY
+from sweeper.core.states import DIVERGED, FAILED, FINISHED, INTERRUPTED, RUNNING, STOPPED_EARLY
 from trainables.names import ACCURACY_METRICS, GAMMA_METRICS, GAMMA_THRESHOLDS
 
 

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from sweeper.states import DIVERGED, FINISHED
+from sweeper.core.states import DIVERGED, FINISHED
 from trainables.names import ACCURACY_METRICS, FINAL_METRICS, MODES
 
 # What a configuration's seeds are averaged over: the accuracies a trial ends with (test_acc's

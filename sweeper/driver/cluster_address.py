@@ -1,0 +1,116 @@
+"""What `--address` says about where the trials run, checked before anything starts.
+
+``ray://HOST:PORT`` is Ray Client: this process drives a cluster from outside it, and the
+trials run on the cluster's machines. Those machines cannot open a path or a sqlite file on
+this one, so a local ``--storage`` or a ``sqlite:///``/file tracking store is refused here,
+with one line that says what to use instead, before any connection is attempted. A head on a
+loopback address runs its trials on this machine, where local paths are fine.
+
+An address that passes is then probed with one TCP connection, so that a head that is not
+there is one line and exit 2 before the sweep's parent run exists.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import os
+import socket
+from urllib.parse import urlsplit
+
+from sweeper.record import tracking
+from sweeper.core.errors import SpecError, SweepError
+
+CLIENT_SCHEME = "ray://"
+PROBE_TIMEOUT_S = 5.0
+
+
+def is_ray_client(address: str | None) -> bool:
+    return bool(address) and address.startswith(CLIENT_SCHEME)
+
+
+def client_host_port(address: str) -> tuple[str, int]:
+    """HOST and PORT of ``ray://HOST:PORT`` (SpecError when it is not of that form)."""
+    parts = urlsplit(address)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise SpecError("--address", None, f"{address!r} is not of the form ray://HOST:PORT")
+    return parts.hostname, port
+
+
+def is_loopback(host: str) -> bool:
+    """True when HOST is this machine. Literal IPs are read, never contacted; a name is
+    resolved through the system resolver (/etc/hosts first), and counts only when every
+    address it resolves to is a loopback one."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host == "localhost":
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False  # unknown name: not this machine; the probe reports it
+    addresses = {info[4][0].split("%")[0] for info in infos}
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def is_local_storage(storage: str) -> bool:
+    return "://" not in storage or storage.startswith("file://")
+
+
+def is_local_tracking(uri: str) -> bool:
+    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
+    return scheme in ("", "file", "sqlite") or len(scheme) == 1  # "C:\..." is a path too
+
+
+def check_address(address: str | None, storage: str, cli_tracking_uri: str | None,
+                  spec_tracking_uri: str | None) -> None:
+    """Refuse what the cluster at ``address`` could not reach, then probe a Ray Client address.
+    Raises SpecError/SweepError (one line, exit 2); returns when the sweep may start."""
+    if not is_ray_client(address):
+        return
+    host, port = client_host_port(address)
+    if not is_loopback(host):
+        if is_local_storage(storage):
+            raise SpecError("--storage", None,
+                            f"{storage} is a path on this machine, but the trials run on the cluster at "
+                            f"{address}, whose nodes cannot read it: give storage every node reaches, "
+                            "e.g. --storage s3://BUCKET/PREFIX")
+        tracking_uri = tracking.resolve_tracking_uri(cli_tracking_uri, spec_tracking_uri)
+        if is_local_tracking(tracking_uri):
+            raise SpecError(_tracking_origin(cli_tracking_uri, spec_tracking_uri), None,
+                            f"{tracking_uri} is a store on this machine, but the trials run on the cluster at "
+                            f"{address} and log from there: give a tracking server every node reaches, "
+                            "e.g. --tracking-uri http://mlflow:5000")
+    if importlib.util.find_spec("grpc") is None:
+        raise SweepError(f"ray: {address} needs Ray Client, which is not installed here: "
+                         "pip install 'ray[client]' (or reinstall sweeper, which depends on it)")
+    probe(host, port, address)
+
+
+def _tracking_origin(cli_uri: str | None, spec_uri: str | None) -> str:
+    """Where the tracking URI came from, in tracking.resolve_tracking_uri's order."""
+    if cli_uri:
+        return "--tracking-uri"
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return "MLFLOW_TRACKING_URI"
+    if spec_uri:
+        return "tracking.uri (the spec's)"
+    return "tracking (the default, with no --tracking-uri)"
+
+
+def probe(host: str, port: int, address: str) -> None:
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        if isinstance(e, socket.timeout):
+            reason = f"no answer within {PROBE_TIMEOUT_S:.0f} s"
+        raise SweepError(f"ray: cannot reach the Ray Client server at {address}: {reason} "
+                         f"(is the head started with --ray-client-server-port={port}?)") from None

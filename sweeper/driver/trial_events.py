@@ -1,0 +1,98 @@
+"""The driver's Ray Tune callback: every trial event feeds the live view and the parent-run
+dashboard (sweeper.progress), and a trial's end is settled here, where only the driver can know
+it: a trial the scheduler stopped early, and a trial that failed for good after all its retries.
+A driver that no longer holds the sweep's lease (``fence``) settles, prints and writes nothing:
+its trials were stopped by their own fences and belong to the new holder."""
+
+from __future__ import annotations
+
+from sweeper.record import tracking
+from sweeper.plan.planning import payload_from_config
+from sweeper.core.states import DONE, FAILED, STOPPED_EARLY
+from sweeper.record.trial_record import mark_failed, mark_stopped_early, state_of
+from sweeper.driver.worker import trial_notes
+from sweeper.plan.payload import TrialPayload
+
+
+def progress_callback(*args, **kwargs):
+    """A ray.tune.Callback built on first use, so importing this module does not import Ray."""
+    from ray import tune
+
+    klass = type("SweepProgress", (TrialEnds, tune.Callback), {})
+    return klass(*args, **kwargs)
+
+
+class TrialEnds:
+    """Feeds the live view and the parent-run dashboard (sweeper.progress) and settles what only
+    the driver can know: a trial the scheduler stopped early, and a trial that failed for good
+    after all its retries."""
+
+    def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
+                 sweep: str = "sweep", parent_run_id: str | None = None, done_before=(), fence=None):
+        self.name_axes = name_axes
+        self.fence = fence
+        self.client = client
+        self.experiment_id = experiment_id
+        self.grid = grid
+        self.finished = 0
+        self.keys: set[str] = set()
+        from sweeper.views.progress import SweepMonitor
+
+        holds = fence.holds if fence is not None else None
+        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total, done_before,
+                                          holds=holds)
+        self.payloads: dict[str, TrialPayload] = {}
+
+    def _payload_of(self, trial) -> TrialPayload:
+        if trial.trial_id not in self.payloads:
+            self.payloads[trial.trial_id] = payload_from_config(trial.config, self.grid, self.name_axes)
+        return self.payloads[trial.trial_id]
+
+    def setup(self, **info):
+        self.monitor.open()
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        p = self._payload_of(trial)
+        self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        p = self._payload_of(trial)
+        self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
+
+    def on_step_end(self, iteration, trials, **info):
+        self.monitor.tick()
+
+    def on_experiment_end(self, trials, **info):
+        self.monitor.close()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._settle(trial, failed=False)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._settle(trial, failed=True)
+
+    def _settle(self, trial, failed: bool) -> None:
+        self.finished += 1
+        payload = payload_from_config(trial.config, self.grid, self.name_axes)
+        self.keys.add(payload.key)
+        if self.fence is not None and not self.fence.holds():
+            return  # not this driver's sweep any more (or not verifiable now): the holder settles it
+        try:
+            with tracking.fast_fail_http():
+                run = tracking.find_child_run(self.client, self.experiment_id, payload.key)
+                state = state_of(run)
+                if run is not None and failed and state not in DONE:
+                    mark_failed(self.client, run.info.run_id)
+                    state = FAILED
+                elif run is not None and not failed and state not in DONE:
+                    # ended without finishing its epochs and without an error: a scheduler stop
+                    mark_stopped_early(self.client, run.info.run_id)
+                    state = STOPPED_EARLY
+                acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run else None
+                notes = trial_notes(run)
+        except Exception:  # noqa: BLE001 - progress output must never stop the sweep
+            state, acc, notes = (FAILED if failed else "ended"), None, {}  # "ended": not known how
+        where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
+        self.monitor.ended(payload.key, payload.name, state, acc, where)
+        if notes.get("set_aside"):
+            self.monitor.say(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
