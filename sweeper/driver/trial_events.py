@@ -10,6 +10,7 @@ from sweeper.record import tracking
 from sweeper.plan.planning import payload_from_config
 from sweeper.core.states import DONE, FAILED, STOPPED_EARLY
 from sweeper.record.trial_record import mark_failed, mark_stopped_early, state_of
+from sweeper.driver.lease import LeaseLost
 from sweeper.driver.worker import trial_notes
 from sweeper.plan.payload import TrialPayload
 
@@ -75,8 +76,14 @@ class TrialEnds:
         self.finished += 1
         payload = payload_from_config(trial.config, self.grid, self.name_axes)
         self.keys.add(payload.key)
-        if self.fence is not None and not self.fence.holds():
-            return  # not this driver's sweep any more (or not verifiable now): the holder settles it
+        if self.fence is not None:
+            try:
+                verified = self.fence.verified()
+            except LeaseLost:
+                return  # not this driver's sweep any more: the new holder settles it, this one says nothing
+            if not verified:  # the store cannot be read and the lease is too old to trust: write nothing
+                self.monitor.ended(payload.key, payload.name, FAILED if failed else "ended", None)
+                return
         try:
             with tracking.fast_fail_http():
                 run = tracking.find_child_run(self.client, self.experiment_id, payload.key)
