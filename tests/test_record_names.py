@@ -17,7 +17,7 @@ PINNED_TAGS = {
     "TAG_PARENT": "mlflow.parentRunId", "TAG_NOTE": "mlflow.note.content", "TAG_RUN_NAME": "mlflow.runName",
     "TAG_EXPERIMENT_KIND": "mlflow.experimentKind", "TAG_ROLE": "sweeper.role",
     "TAG_SPEC_HASH": "sweeper.spec_hash", "TAG_SPEC_HISTORY": "sweeper.spec_history", "TAG_LIVE": "sweeper.live",
-    "TAG_BEST_TRIAL": "sweeper.best_trial", "TAG_LEASE_PREFIX": "sweeper.lease.",
+    "TAG_BEST_TRIAL": "sweeper.best_trial", "TAG_LEASE_PREFIX": "sweeper.lease.", "TAG_LEASE_HOLDER": "sweeper.holder",
     "TAG_TRIAL_KEY": "sweeper.trial_key", "TAG_STATUS": "status", "TAG_EARLY_STOPPED": "sweeper.early_stopped",
     "TAG_LAST_ERROR": "sweeper.last_error", "TAG_NODE_ID": "sweeper.node_id", "TAG_DEVICE": "sweeper.device",
     "TAG_ATTEMPTS": "sweeper.attempts", "TAG_CHECKPOINT_SET_ASIDE": "sweeper.checkpoint_set_aside",

@@ -26,7 +26,7 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -253,8 +253,9 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temporary file next to ``path``, then move it over ``path``."""
+def atomic_write(path: Path, write: Any, before_commit: Callable[[], None] | None = None) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, then move it over ``path``.
+    ``before_commit()`` is called just before the move; if it raises, ``path`` is left as it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=".tmp", dir=path.parent)
     try:
@@ -262,6 +263,8 @@ def atomic_write(path: Path, write: Any) -> None:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        if before_commit is not None:
+            before_commit()
         os.replace(tmp_name, path)
     except BaseException:
         try:
@@ -272,8 +275,10 @@ def atomic_write(path: Path, write: Any) -> None:
     _fsync_dir(path.parent)
 
 
-def save_checkpoint(directory: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` (nested dicts, lists, tuples, scalars, tensors) atomically."""
+def save_checkpoint(directory: str | Path, payload: Mapping[str, Any],
+                    before_commit: Callable[[], None] | None = None) -> Path:
+    """Write ``payload`` (nested dicts, lists, tuples, scalars, tensors) atomically; a
+    ``before_commit`` that raises (a trial's fence) leaves the previous checkpoint in place."""
     directory = Path(directory)
     flats: dict[str, list[torch.Tensor]] = {}
     skeleton = _pack(dict(payload), flats, {})
@@ -281,7 +286,7 @@ def save_checkpoint(directory: str | Path, payload: Mapping[str, Any]) -> Path:
               "tensors": {dtype: torch.cat(parts) for dtype, parts in flats.items()}}
     path = directory / CHECKPOINT_FILE
     try:
-        atomic_write(path, lambda file: torch.save(record, file))
+        atomic_write(path, lambda file: torch.save(record, file), before_commit)
     except (OSError, RuntimeError) as e:  # disk full, quota, a folder gone: the old file stands
         raise CheckpointError(directory, f"could not write {CHECKPOINT_FILE} ({_first_line(e)}); "
                                          "the previous checkpoint is kept") from e

@@ -195,7 +195,8 @@ def _final_metrics(setup: _Setup, history: list[dict], status: str) -> dict[str,
     }
 
 
-def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final: dict | None) -> None:
+def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final: dict | None,
+          fence: Callable[[], None] | None = None) -> None:
     config = setup.config
     save_checkpoint(directory, {
         "config": config.to_dict(),
@@ -209,16 +210,19 @@ def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final
         "optimizer": optimizer_state(setup.model, setup.trainability, setup.optimizer),
         "scheduler": setup.scheduler.state_dict(),
         "rng": rng_state(),
-    })
+    }, before_commit=fence)  # checked just before the new file replaces the old one
 
 
 def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = None,
-              checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
+              checkpoint_dir: str | Path | None = None, *,
+              fence: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train one trial to the end (or until its loss diverges) and return its final metrics.
 
     ``report(metrics, checkpoint)`` is called after every completed epoch, once that epoch's
     checkpoint (if any) is on disk; ``checkpoint`` is then ``checkpoint_dir``, else None. Epochs
-    already in a resumed checkpoint are not reported again. See docs/architecture.md.
+    already in a resumed checkpoint are not reported again. ``fence()`` is called after every
+    epoch before anything of it is written or reported (and before the end's checkpoint): it
+    raises to stop the trial, which then leaves the checkpoint as it was. See docs/architecture.md.
     """
     config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
     directory = Path(checkpoint_dir).expanduser() if checkpoint_dir is not None else None
@@ -252,17 +256,26 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
         history.append(metrics)
         final = _final_metrics(setup, history, status) if epoch == epochs else None
         checkpointed = None
+        # ``fence`` (may this trial still write?) raises to stop it with nothing of this epoch
+        # written: checked before gamma.json, just before the checkpoint replaces the last one,
+        # and, on an epoch without a checkpoint, before the report
         if directory is not None and (final is not None or epoch % config.checkpoint.every_epochs == 0):
             if final is not None:  # gamma.json first: a finished checkpoint implies it exists
+                if fence is not None:
+                    fence()
                 write_gamma_json(directory, analysis.bn_gammas(setup.model))
-            _save(setup, directory, epoch, history, final)
+            _save(setup, directory, epoch, history, final, fence)
             checkpointed = directory
+        elif fence is not None:
+            fence()
         if report is not None:
             report(dict(metrics), checkpointed)
 
     if status == "diverged" or start_epoch > epochs:
         final = _final_metrics(setup, history, status)
         if directory is not None:
+            if fence is not None:
+                fence()
             write_gamma_json(directory, analysis.bn_gammas(setup.model))
-            _save(setup, directory, len(history), history, final)
+            _save(setup, directory, len(history), history, final, fence)
     return dict(final)

@@ -28,3 +28,4 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # a trial failed or the driver did; the cause is on the last line printed
 EXIT_BAD_INPUT = 2  # a bad spec, flag or store, said in one line; nothing was started
 EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: the sweep resumes where it stopped
+EXIT_LEASE_LOST = 2  # another driver took the sweep over: this one stopped without writing (it is not an error to fix)

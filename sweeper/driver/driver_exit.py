@@ -10,6 +10,9 @@
 Ray Tune replaces the SIGINT handler while it runs (and ray.init replaces SIGTERM's), which would
 hide a Ctrl-C from us; so Tune's own SIGINT handler is switched off (TUNE_DISABLE_SIGINT_HANDLER)
 and our handler stops Tune through the SIGUSR1 handler Tune always installs for that purpose.
+
+A driver whose lease was lost (sweeper.lease: another driver took the sweep over) stops Tune the
+same way, from its heartbeat thread (``request_stop``), without counting as a signal received.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class DriverSignals:
     def __init__(self):
         self.signum: int | None = None
         self.graceful: Callable[[], None] | None = None
+        self.stop_requested = False  # the lease was lost: stop, but not "interrupted"
+        self._stop_sent = False
         self._saved: dict[int, object] = {}
 
     @property
@@ -70,6 +75,15 @@ class DriverSignals:
             else:
                 os.environ[TUNE_SIGINT_ENV] = saved_env
 
+    def request_stop(self) -> None:
+        """From any thread, as often as needed: stop the Tune loop running in this process once
+        Tune has put its SIGUSR1 handler in place (under Ray Client the loop that relays to the
+        head reads ``stop_requested``)."""
+        self.stop_requested = True
+        if self.graceful is _stop_tune_here and not self._stop_sent and _tune_listens():
+            self._stop_sent = True
+            os.kill(os.getpid(), signal.SIGUSR1)
+
     def _handle(self, signum, frame) -> None:
         first = self.signum is None
         if first:
@@ -83,9 +97,13 @@ class DriverSignals:
 def _stop_tune_here() -> None:
     """Ask the Ray Tune loop running in this process to end (its SIGUSR1 handler); before Tune
     has started there is nothing to stop gracefully, so the driver stops at once."""
-    if signal.getsignal(signal.SIGUSR1) in (signal.SIG_IGN, signal.SIG_DFL, None):
+    if not _tune_listens():
         raise KeyboardInterrupt
     os.kill(os.getpid(), signal.SIGUSR1)
+
+
+def _tune_listens() -> bool:
+    return signal.getsignal(signal.SIGUSR1) not in (signal.SIG_IGN, signal.SIG_DFL, None)
 
 
 class DriverFailure(RuntimeError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from sweeper.driver.lease import SETTLE_S, Lease
+from sweeper.driver.lease import SETTLE_S, Lease, LeaseLost
 from sweeper.record import names
 
 
@@ -31,7 +31,8 @@ def canonical_parent(client, experiment_id: str, parent_run_id: str) -> str:
 class DriverHold:
     """What `sweeper run` holds while it drives a sweep: the lease, and the parent run it must
     not leave RUNNING. On any exception after taking the lease the parent run ends as FAILED
-    (KILLED for an interrupt), and the lease is released whatever happened."""
+    (KILLED for an interrupt), unless the lease was lost (the new holder owns the run then), and
+    the lease is released whatever happened."""
 
     def __init__(self) -> None:
         self.lease: Lease | None = None
@@ -45,12 +46,24 @@ class DriverHold:
         self.client, self.parent_run_id = client, parent_run_id
         return parent_run_id
 
+    @property
+    def token(self) -> str | None:
+        """The fencing token the trials carry (None: no lease, as in `sweeper train`)."""
+        return self.lease.driver if self.lease is not None else None
+
+    @property
+    def lost(self) -> LeaseLost | None:
+        return self.lease.lost if self.lease is not None else None
+
+    def holds(self) -> bool:
+        return self.lease is None or self.lease.holds()
+
     def __enter__(self) -> "DriverHold":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         try:
-            if exc_type is not None and self.lease is not None:
+            if exc_type is not None and self.lease is not None and self.lease.holds():
                 status = "KILLED" if issubclass(exc_type, (KeyboardInterrupt, SystemExit)) else "FAILED"
                 try:
                     self.client.set_terminated(self.parent_run_id, status)

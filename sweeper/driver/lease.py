@@ -22,11 +22,26 @@ machine) and is removed by the next driver, so a dead holder blocks a sweep for 
 the same machine (same boot and pid namespace) a claim whose process is gone is dead at once.
 This assumes host clocks agree to well within that (NTP) and that a live holder reaches the
 tracking store at least once in ``STALE_S`` (it tries every ``HEARTBEAT_S`` = 15 s).
+
+Fencing (a driver that wakes up after a takeover must not write again): the winner writes
+``sweeper.holder`` = {driver, host, pid, since} on the parent run right after it has won.
+Its driver id is the fencing token: every trial gets it (``SweepContext.lease_token``) and a
+``Fence`` checks it before each write (one read of the parent run): a holder tag naming another
+driver, or this driver's claim gone, is ``LeaseLost``. The holder tag is never removed, so a
+driver that wakes after the new holder has finished still finds it. The heartbeat makes the same
+check before it rewrites its claim, and calls ``on_lost`` (the driver stops Tune and exits 2).
+A check passes only while the claim it read cannot be stale yet for anyone (its heartbeat +
+``TRUST_S`` = ``STALE_S`` / 2, half of the stale time left for clock skew), judged on this clock
+after the read: so a process frozen while its read was in flight does not write on the old
+answer, and when the store cannot be read a write goes through only until the claim read last
+reaches that age; after that a check blocks until the store answers. Wall-clock time is used
+throughout, so a process that was frozen (SIGSTOP, a suspended VM) finds its trust expired.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import socket
@@ -36,14 +51,21 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 from sweeper.record import names
 from sweeper.core.errors import SweepError
+
+log = logging.getLogger(__name__)
 
 STALE_S = float(os.environ.get("SWEEPER_LEASE_STALE_S", "90"))
 HEARTBEAT_S = float(os.environ.get("SWEEPER_LEASE_HEARTBEAT_S", str(STALE_S / 6)))
 SETTLE_S = float(os.environ.get("SWEEPER_LEASE_SETTLE_S", "2"))
 TRIES = 5
+# How long a claim read from the store is trusted when the store cannot be read again: a taker
+# needs the claim to be STALE_S old on its own clock, so STALE_S - TRUST_S is left for skew.
+TRUST_S = STALE_S / 2
+FENCE_RETRY_S = min(2.0, HEARTBEAT_S)
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,9 @@ class Claim:
     def describe(self) -> str:
         since = datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
         return f"host {self.host}, pid {self.pid}, since {since}"
+
+    def since_text(self) -> str:
+        return datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _pid_namespace() -> str:
@@ -87,8 +112,16 @@ class LeaseHeld(SweepError):
     """Another live driver holds this sweep."""
 
 
+class LeaseLost(SweepError):
+    """The lease this driver (or trial) was started under is no longer the sweep's: another
+    driver took it over. Whoever raises it stops without writing anything more."""
+
+
 def _claims(client, run_id: str) -> dict[str, Claim]:
-    tags = client.get_run(run_id).data.tags
+    return _claims_in(client.get_run(run_id).data.tags)
+
+
+def _claims_in(tags: dict[str, str]) -> dict[str, Claim]:
     found = {}
     for key, value in tags.items():
         if not key.startswith(names.TAG_LEASE_PREFIX):
@@ -103,8 +136,114 @@ def _claims(client, run_id: str) -> dict[str, Claim]:
     return found
 
 
+def _holder_in(tags: dict[str, str]) -> Claim | None:
+    """The driver that last won the lease, from the holder tag (None: no driver has, or unreadable)."""
+    try:
+        data = json.loads(tags[names.TAG_LEASE_HOLDER])
+        return Claim(str(data["driver"]), str(data["host"]), int(data["pid"]), float(data["since"]),
+                     float(data["since"]))
+    except (KeyError, ValueError, TypeError):
+        return None
+
+
+def _verdict(tags: dict[str, str], token: str) -> tuple[Claim | None, Claim | None, bool]:
+    """(the claim of driver ``token``, the driver that took over, lost) as the parent run's tags
+    show them. Lost: the holder tag names another driver, or ``token``'s claim is gone (a driver
+    found it stale and removed it; its taker is then the newest other claim, if any is there)."""
+    claims = _claims_in(tags)
+    mine, holder = claims.get(token), _holder_in(tags)
+    if holder is not None and holder.driver != token:
+        return mine, holder, True
+    if mine is None:
+        others = [c for driver, c in claims.items() if driver != token]
+        return None, max(others, key=lambda c: c.since) if others else None, True
+    return mine, None, False
+
+
+def lost_error(sweep: str, taker: Claim | None) -> LeaseLost:
+    who = (f"{taker.host}-{taker.pid} (since {taker.since_text()})" if taker is not None
+           else "another driver (this driver's claim was removed as stale)")
+    return LeaseLost(f"sweep {sweep!r} was taken over by {who}: this driver stopped without writing")
+
+
+class Fence:
+    """Whether the lease ``token`` (a driver id) is still the sweep's: what a trial checks before
+    it writes a checkpoint or logs an epoch, and the driver before it writes a trial's end.
+
+    ``__call__`` blocks until verified and raises LeaseLost when another driver holds the sweep;
+    ``verified`` is one try; ``holds`` never raises. Plain and picklable (the client is made on
+    first use, in the process that checks)."""
+
+    def __init__(self, tracking_uri: str, run_id: str, token: str, sweep: str = "", client=None):
+        self.tracking_uri, self.run_id, self.token, self.sweep = tracking_uri, run_id, token, sweep
+        self._client = client
+        self.trusted_until = float("-inf")  # wall clock: a frozen process finds it expired
+        self.passed_at = float("-inf")  # when the last check that let a write through began
+        self._unreachable = False
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self):
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri)
+        return self._client
+
+    def read(self) -> bool:
+        """One read of the parent run: True when the lease is still ``token``'s, False when the
+        store did not answer; LeaseLost when another driver has taken the sweep over."""
+        from sweeper.record import tracking
+
+        try:
+            with tracking.fast_fail_http():
+                tags = self.client.get_run(self.run_id).data.tags
+        except Exception as e:  # noqa: BLE001 - any failure: not verified; the caller decides
+            if not self._unreachable:
+                log.warning("sweep %r: cannot read its lease (%s: %s); writes wait until it is verified",
+                            self.sweep, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
+            self._unreachable = True
+            return False
+        self._unreachable = False
+        mine, taker, lost = _verdict(tags, self.token)
+        if lost:
+            raise lost_error(self.sweep, taker)
+        self.trusted_until = mine.heartbeat + TRUST_S
+        return True
+
+    def verified(self) -> bool:
+        """One read (LeaseLost when another driver holds the sweep), then: is the claim read last
+        still too young for any driver to have found it stale (its heartbeat + TRUST_S)? Asked
+        after the read, on this clock: a process frozen while its read was in flight wakes up
+        with an answer from before the freeze, and must not write on it."""
+        self.read()  # when the store does not answer, the claim read last is judged instead
+        now = time.time()
+        if now < self.trusted_until:
+            self.passed_at = now
+            return True
+        return False
+
+    def __call__(self) -> None:
+        """Return once the lease is verified; raise LeaseLost when it is not the sweep's. Blocks
+        while the store cannot be read and the last claim read is no longer trusted."""
+        while not self.verified():
+            time.sleep(FENCE_RETRY_S)
+
+    def holds(self) -> bool:
+        try:
+            return self.verified()
+        except LeaseLost:
+            return False
+
+
 class Lease:
-    """The claim of this driver on one sweep; ``acquire`` or LeaseHeld, ``release`` at the end."""
+    """The claim of this driver on one sweep; ``acquire`` or LeaseHeld, ``release`` at the end.
+
+    After ``acquire`` the heartbeat thread checks the lease before each beat; when another driver
+    has taken it over, ``lost`` holds the LeaseLost to show and ``on_lost`` is called (then at
+    every later beat, until ``release``)."""
 
     def __init__(self, client, run_id: str, sweep: str):
         self.client = client
@@ -114,6 +253,9 @@ class Lease:
         self.since = time.time()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.lost: LeaseLost | None = None
+        self.on_lost: Callable[[], None] | None = None
+        self.fence = Fence(client.tracking_uri, run_id, self.driver, sweep, client=client)
 
     @property
     def tag(self) -> str:
@@ -154,6 +296,10 @@ class Lease:
             time.sleep(SETTLE_S)
             after = self._others()
             if not after:
+                # the token: from now on trials and stale drivers check against it
+                self.client.set_tag(self.run_id, names.TAG_LEASE_HOLDER, json.dumps(
+                    {"driver": self.driver, "host": socket.gethostname(), "pid": os.getpid(), "since": self.since}))
+                self.fence.trusted_until = time.time() + TRUST_S - SETTLE_S
                 self._start_heartbeat()
                 return self
             # Someone wrote while we settled. We withdraw either way: if it already holds the
@@ -174,23 +320,57 @@ class Lease:
                          f"alive {age:.0f} s ago); not starting a second one (a driver silent for "
                          f"{STALE_S:.0f} s is taken over)")
 
+    def holds(self) -> bool:
+        """Whether this driver may still write to the sweep: one read of the parent run (which
+        sets ``lost`` when another driver took over); unreachable, whether its claim is trusted."""
+        if self.lost is not None:
+            return False
+        try:
+            return self.fence.verified()
+        except LeaseLost as e:
+            self.lost = e
+            return False
+
     def _start_heartbeat(self) -> None:
         from mlflow.tracking import MlflowClient
 
         client = MlflowClient(tracking_uri=self.client.tracking_uri)  # its own, for its thread
+        fence = Fence(self.client.tracking_uri, self.run_id, self.driver, self.sweep, client=client)
 
         def beat() -> None:
             while not self._stop.wait(HEARTBEAT_S):
-                try:
-                    client.set_tag(self.run_id, self.tag, self._claim_json())
-                except Exception:  # noqa: BLE001 - a tracking outage: try again next beat
-                    pass
+                if self.lost is None:
+                    self._beat(client, fence)
+                if self.lost is not None and self.on_lost is not None:
+                    try:
+                        self.on_lost()
+                    except Exception:  # tried again at the next beat
+                        log.exception("sweep %r: stopping after the lease was lost failed", self.sweep)
 
         self._thread = threading.Thread(target=beat, name="sweeper-lease", daemon=True)
         self._thread.start()
+
+    def _beat(self, client, fence: Fence) -> None:
+        """Rewrite the claim only after reading that it is still this driver's: a driver that
+        wakes up after a takeover must find out, not put its claim back."""
+        try:
+            asked = time.time()
+            if not fence.read():
+                return  # the store did not answer (logged once by the fence): next beat
+            now = time.time()
+            if now >= fence.trusted_until and now - asked >= SETTLE_S / 2:
+                # an old claim and a slow answer: this process may have been frozen while the
+                # read was in flight, its answer older than it looks; read again next beat
+                return
+            client.set_tag(self.run_id, self.tag, self._claim_json())
+        except LeaseLost as e:
+            self.lost = e
+        except Exception as e:  # noqa: BLE001 - a tracking outage: try again next beat
+            log.warning("sweep %r: lease heartbeat not written (%s); trying again in %.0f s",
+                        self.sweep, type(e).__name__, HEARTBEAT_S)
 
     def release(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        self._drop(self.tag)
+        self._drop(self.tag)  # this driver's claim only; the holder tag stays (see Fence)

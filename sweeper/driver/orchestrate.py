@@ -37,9 +37,11 @@ from sweeper.record import child_run, dashboard, links, preflight, run_index, tr
 from sweeper.views import terminal
 from sweeper.core.errors import SpecError
 from sweeper.driver.hold import DriverHold
+from sweeper.driver.lease import LeaseLost
 from sweeper.plan.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
-from sweeper.core.states import DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING, RUNNING
+from sweeper.core.states import (DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, FAILED, INTERRUPTED,
+                                 PENDING, RUNNING)
 from sweeper.driver.trial_events import progress_callback
 from sweeper.record.trial_record import PendingEnds, mark_interrupted, settle_pending, state_of, write_end_retried
 from sweeper.driver.worker import SweepContext, run_tracked_trial
@@ -156,14 +158,18 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
 
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
-                       cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env())
+                       cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env(),
+                       lease_token=hold.token, sweep=spec.name)
     client.update_run(parent_id, status="RUNNING")
     signals = driver_exit.DriverSignals().install()
+    hold.lease.on_lost = signals.request_stop  # the heartbeat found another holder: stop Tune
     try:
         with terminal.to_log(terminal.log_path_for(_storage_root(storage), spec.name)):
             started_ray = _init_ray(address)
         signals.install()  # ray.init put a SIGTERM handler of its own in place
         try:
+            if _lease_lost(hold):  # Ray takes seconds to start: is the sweep still ours?
+                raise hold.lost
             keys, interrupted = _fit_here_or_on_head(address, signals, spec, ctx, client, remaining,
                                                      sampled_todo, storage, done_before)
         finally:
@@ -171,22 +177,40 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
                 import ray
 
                 ray.shutdown()
-        read_at_ms = run_index.now_ms()
-        runs = run_index.child_runs(client, experiment_id, parent_id)  # the one read after training
-        # ends MLflow did not take during the run: one more try (quietly: the exit's last line says what is left)
-        fresh, unwritten = settle_pending(client, run_index.by_trial_key(runs), pending, level=logging.INFO)
-        runs = [fresh.get(r.info.run_id, r) for r in runs]
-        code = _exit_code(client, run_index.by_trial_key(runs), keys, interrupted, signalled=signals.received,
-                          unwritten=unwritten, kept_in=pending.root)
+        if _lease_lost(hold):
+            code = EXIT_LEASE_LOST
+        else:
+            read_at_ms = run_index.now_ms()
+            runs = run_index.child_runs(client, experiment_id, parent_id)  # the one read after training
+            # ends MLflow did not take during the run: one more try (quietly: the exit's last line says what is left)
+            fresh, unwritten = settle_pending(client, run_index.by_trial_key(runs), pending, level=logging.INFO)
+            runs = [fresh.get(r.info.run_id, r) for r in runs]
+            code = _exit_code(client, run_index.by_trial_key(runs), keys, interrupted, signalled=signals.received,
+                              unwritten=unwritten, kept_in=pending.root)
     except (Exception, KeyboardInterrupt) as e:  # every end of the driver gets its name, and the log its traceback
-        log.info("the driver stopped on %s", logs.cause(e), exc_info=not isinstance(e, KeyboardInterrupt))
-        code = driver_exit.failure_exit(e, signals)
-        _kill_running_children(client, experiment_id)
+        if isinstance(e, LeaseLost) and hold.lost is None:
+            hold.lease.lost = e
+        if _lease_lost(hold):
+            code = EXIT_LEASE_LOST
+        else:
+            log.info("the driver stopped on %s", logs.cause(e), exc_info=not isinstance(e, KeyboardInterrupt))
+            code = driver_exit.failure_exit(e, signals)
+            _kill_running_children(client, experiment_id)
         runs = None  # read again for the index: what the failure left is not known here
     finally:
         signals.restore()
+    if hold.lost is not None:
+        # another driver owns the sweep, its trials and its parent run now: write nothing more
+        click.echo(str(hold.lost), err=True)
+        return EXIT_LEASE_LOST
     _close_parent(client, parent_id, code, experiment_id, runs, read_at_ms)
     return code
+
+
+def _lease_lost(hold: DriverHold) -> bool:
+    """Whether another driver has taken the sweep over (one read of the parent run, unless the
+    heartbeat already found out): then this driver stops and writes nothing more."""
+    return hold.lost is not None or (not hold.holds() and hold.lost is not None)
 
 
 def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage, done_before):
@@ -270,7 +294,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
     progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(),
                                  total=len(remaining) if not optuna else num_samples, sweep=spec.name,
                                  parent_run_id=ctx.parent_run_id, done_before=done_before,
-                                 pending_ends=_pending_ends(storage, spec.name).root)
+                                 pending_ends=_pending_ends(storage, spec.name).root, fence=ctx.fence())
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

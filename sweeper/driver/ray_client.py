@@ -73,7 +73,7 @@ def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_t
     try:
         while True:
             done, _ = ray.wait([ref], timeout=POLL_S)
-            if signals.received and not stop_sent:
+            if (signals.received or signals.stop_requested) and not stop_sent:
                 stop.put_nowait("stop")
                 stop_sent = True
             _print_lines(lines)

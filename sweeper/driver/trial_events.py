@@ -1,6 +1,8 @@
 """The driver's Ray Tune callback: every trial event feeds the live view and the parent-run
 dashboard (sweeper.progress), and a trial's end is settled here, where only the driver can know
-it: a trial the scheduler stopped early, and a trial that failed for good after all its retries."""
+it: a trial the scheduler stopped early, and a trial that failed for good after all its retries.
+A driver that no longer holds the sweep's lease (``fence``) settles, prints and writes nothing:
+its trials were stopped by their own fences and belong to the new holder."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import logging
 
 from sweeper.core.logs import cause
 from sweeper.core.states import FAILED
+from sweeper.driver.lease import LeaseLost
 from sweeper.driver.worker import trial_notes
 from sweeper.plan.payload import TrialPayload
 from sweeper.plan.planning import payload_from_config
@@ -31,8 +34,9 @@ class TrialEnds:
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
                  sweep: str = "sweep", parent_run_id: str | None = None, done_before=(),
-                 pending_ends: str | None = None):
+                 pending_ends: str | None = None, fence=None):
         self.name_axes = name_axes
+        self.fence = fence
         self.pending = PendingEnds(pending_ends) if pending_ends else None  # <storage>/<sweep>/pending-ends
         self.client = client
         self.experiment_id = experiment_id
@@ -41,7 +45,9 @@ class TrialEnds:
         self.keys: set[str] = set()
         from sweeper.views.progress import SweepMonitor
 
-        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total, done_before)
+        holds = fence.holds if fence is not None else None
+        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total, done_before,
+                                          holds=holds)
         self.payloads: dict[str, TrialPayload] = {}
 
     def _payload_of(self, trial) -> TrialPayload:
@@ -76,6 +82,14 @@ class TrialEnds:
         self.finished += 1
         payload = payload_from_config(trial.config, self.grid, self.name_axes)
         self.keys.add(payload.key)
+        if self.fence is not None:
+            try:
+                verified = self.fence.verified()
+            except LeaseLost:
+                return  # not this driver's sweep any more: the new holder settles it, this one says nothing
+            if not verified:  # the store cannot be read and the lease is too old to trust: write nothing
+                self.monitor.ended(payload.key, payload.name, FAILED if failed else "ended", None)
+                return
         # the state write first, retried and kept in PendingEnds until MLflow has it; never
         # inside the display code below, whose failures must not lose a trial's end
         state, run = settle_driver_end(self.client, self.experiment_id, payload.key,

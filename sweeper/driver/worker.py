@@ -12,22 +12,32 @@
   ``sweeper run`` after the driver died, or ``sweeper train``. ``run_trial`` resumes from it by
   itself. One copy per trial, so Ray's own per-attempt checkpoint copies are not used.
 - Ray Tune: ``tune.report`` once per epoch (the scheduler and searcher read ``test_acc`` there).
+- Fencing: a trial of a `sweeper run` carries its driver's lease token (``SweepContext.lease_token``)
+  and checks it (sweeper.lease.Fence) before its first write, after every epoch before the
+  checkpoint and the epoch's metrics, and before its final results. When another driver has
+  taken the sweep over it raises LeaseLost and writes nothing more: its buffered metrics are
+  dropped, its checkpoint is left as it was, and no error tag goes on its run.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sweeper.driver.lease import Fence, LeaseLost
 from sweeper.record import names
 from sweeper.plan.payload import TrialPayload
 from sweeper.record import tracking, trial_record
 from trainables.names import FINAL_METRICS
+
+log = logging.getLogger(__name__)
 
 END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
 
@@ -35,6 +45,10 @@ END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
 # right after the checkpoint of this epoch is stored. Inert unless both variables are set.
 FAULT_KILL_AT_EPOCH = "SWEEPER_FAULT_KILL_AT_EPOCH"
 FAULT_ONCE_FLAG = "SWEEPER_FAULT_ONCE_FLAG"
+# For the fencing tests: a folder where each trial appends "<lease token> <epoch> <unix time>"
+# to a file named after its key whenever it has stored a checkpoint (the time: when the fence
+# check that let the write through began). Inert unless set.
+TRACE_CHECKPOINTS = "SWEEPER_TRACE_CHECKPOINTS"
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,15 @@ class SweepContext:
     # Ray's object store (tune.with_parameters), never in the trial config that Ray writes to
     # disk, and repr=False keeps them out of every log line that prints the context.
     tracking_env: dict = field(default_factory=dict, repr=False)
+    # The fencing token: the id of the driver whose lease the trials run under (sweeper.lease);
+    # None for `sweeper train`, which takes no lease.
+    lease_token: str | None = None
+    sweep: str = ""
+
+    def fence(self) -> Fence | None:
+        if self.lease_token is None:
+            return None
+        return Fence(self.tracking_uri, self.parent_run_id, self.lease_token, self.sweep)
 
 
 class TrackingUnavailable(RuntimeError):
@@ -91,7 +114,7 @@ class CheckpointStore:
             shutil.rmtree(self.local_dir, ignore_errors=True)
 
 
-def open_trial_logger(ctx: SweepContext, payload: TrialPayload, node_id: str):
+def open_trial_logger(ctx: SweepContext, payload: TrialPayload, node_id: str, fence: Fence | None = None):
     """The child run of this trial (found by key or created once) and a logger on it."""
     from mlflow.tracking import MlflowClient
 
@@ -100,7 +123,7 @@ def open_trial_logger(ctx: SweepContext, payload: TrialPayload, node_id: str):
         run_id = tracking.ensure_child_run(client, ctx.experiment_id, ctx.parent_run_id, payload.key,
                                            payload.name, payload.params,
                                            tags={**payload.tags, names.TAG_NODE_ID: node_id})
-        return tracking.TrialLogger(client, run_id)
+        return tracking.TrialLogger(client, run_id, guard=fence.verified if fence is not None else None)
 
 
 def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
@@ -113,7 +136,10 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     os.environ.update(ctx.tracking_env)  # MLflow reads credentials from the environment per request
     tracking.no_run_links()  # a worker on another node did not inherit the driver's environment
-    logger = open_trial_logger(ctx, payload, node_id)
+    fence = ctx.fence()
+    if fence is not None:
+        fence()  # before the first write: a retried trial of a driver that lost the sweep stops here
+    logger = open_trial_logger(ctx, payload, node_id, fence)
     attempt = int(logger.client.get_run(logger.run_id).data.tags.get(names.TAG_ATTEMPTS, "0")) + 1
     logger.set_tags({names.TAG_ATTEMPTS: attempt})
     from sweeper.plan.measure import trial_device
@@ -132,7 +158,10 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
             first_epoch_seen.append(epoch)
             logger.log_metrics({names.METRIC_START_EPOCH: epoch}, step=attempt)
         if checkpoint is not None:
+            if store.remote and fence is not None:
+                fence()  # the upload is where a remote checkpoint is written
             store.upload()  # before anything that may stop this process
+            _trace_checkpoint(ctx, payload, epoch, fence)
         _log_epoch(logger, metrics)
         _maybe_inject_fault(epoch)
         if tune_report is not None:
@@ -144,7 +173,15 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
                 tune_report({**metrics, "trial_key": payload.key})
 
     try:
-        final = run_trial(payload.config, report, store.local_dir)
+        final = run_trial(payload.config, report, store.local_dir, fence=fence)
+        if fence is not None:
+            fence()  # the end's results go in under the same lease
+    except LeaseLost:
+        dropped = logger.discard()  # never sent later, by anyone: the new holder logs these epochs
+        log.warning("%s: another driver holds the sweep now; stopped without writing (%d buffered "
+                    "items dropped)", payload.name, dropped)
+        store.close()
+        raise
     except BaseException as e:  # SystemExit too: Ray stops an early-stopped trial that way
         if not isinstance(e, SystemExit):
             logger.set_tags(trial_record.error_tags(e))
@@ -153,6 +190,10 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
         raise
     try:
         _log_final(logger, final, store.local_dir, node_id)
+    except LeaseLost:
+        logger.discard()
+        log.warning("%s: another driver holds the sweep now; its final results were not written", payload.name)
+        raise
     finally:
         store.close()
     if tune_report is not None:
@@ -213,6 +254,15 @@ def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
     if not ok:
         raise TrackingUnavailable(f"MLflow did not take the results of run {logger.run_id} "
                                   f"within {END_FLUSH_WAIT_S:.0f}s")
+
+
+def _trace_checkpoint(ctx: SweepContext, payload: TrialPayload, epoch: int, fence: Fence | None) -> None:
+    folder = os.environ.get(TRACE_CHECKPOINTS)
+    if not folder:
+        return
+    at = fence.passed_at if fence is not None else time.time()  # the check that let the write through
+    with open(Path(folder, payload.key), "a") as trace:  # one short line per write: appends stay whole
+        trace.write(f"{ctx.lease_token} {epoch} {at:.3f}\n")
 
 
 def _maybe_inject_fault(epoch: int) -> None:

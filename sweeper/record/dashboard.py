@@ -79,8 +79,9 @@ def prepare(client, experiment_id: str, parent_run_id: str, spec, trials: int) -
 
 class Dashboard:
     def __init__(self, client, parent_run_id: str, every_s: float = EVERY_S, experiment_id: str | None = None,
-                 index_every_s: float = INDEX_EVERY_S):
+                 index_every_s: float = INDEX_EVERY_S, holds=None):
         self.client, self.parent_run_id, self.every_s = client, parent_run_id, every_s
+        self.holds = holds  # the driver's lease check: a driver that lost the sweep writes nothing
         self.experiment_id, self.index_every_s = experiment_id, index_every_s
         self.last_write = float("-inf")
         self.last_index = time.monotonic()  # the driver wrote one as it started
@@ -96,6 +97,8 @@ class Dashboard:
         if not force and now - self.last_write < self.every_s:
             return False
         self.last_write = now
+        if self.holds is not None and not self.holds():
+            return False
         try:
             self._write(state)
             if self.experiment_id is not None and now - self.last_index >= self.index_every_s:

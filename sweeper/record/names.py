@@ -33,6 +33,7 @@ TAG_SPEC_HISTORY = "sweeper.spec_history"  # comma-separated spec hashes in the 
 TAG_LIVE = "sweeper.live"  # JSON of the driver's live state (counts, running trials, ETA), for status --watch
 TAG_BEST_TRIAL = "sweeper.best_trial"  # name of the best trial so far
 TAG_LEASE_PREFIX = "sweeper.lease."  # + driver id: one driver's claim on the sweep, {host, pid, since, heartbeat}
+TAG_LEASE_HOLDER = "sweeper.holder"  # the fencing token: {driver, host, pid, since} of the lease's last winner, never removed
 
 # --- a child run (one trial) -------------------------------------------------------------------
 TAG_TRIAL_KEY = "sweeper.trial_key"  # the trial's identity: hash of its resolved configuration

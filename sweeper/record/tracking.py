@@ -15,6 +15,10 @@ run already holds and never sends one twice (a trial that re-trains epochs after
 duplicate its history), and a failed ``log_batch`` stays buffered and is retried at the next
 epoch and, with a bounded wait, at the end, so a tracking server that goes away mid-sweep does not
 kill training.
+
+A fenced logger (``guard``, the trial's lease check) sends nothing, a backlog included, until the
+guard has verified the lease just before the send; when the lease is lost the guard raises and the
+trial ``discard``s the buffer: epochs buffered by a trial whose driver lost the sweep are never sent.
 """
 
 from __future__ import annotations
@@ -249,12 +253,17 @@ class TrialLogger:
     ``log_metrics`` never raises for a tracking failure: what could not be sent stays in the
     buffer and goes with the next call; ``flush(wait_s)`` retries until the buffer is empty or
     the wait is over (True when everything was written).
+
+    ``guard`` (optional): called just before every send; False keeps the buffer for later, an
+    exception (the lease was lost) propagates to the caller, who then ``discard``s.
     """
 
-    def __init__(self, client, run_id: str, retry_every_s: float = 2.0):
+    def __init__(self, client, run_id: str, retry_every_s: float = 2.0,
+                 guard: Callable[[], bool] | None = None):
         self.client = client
         self.run_id = run_id
         self.retry_every_s = retry_every_s
+        self.guard = guard
         self._pending_metrics: list = []
         self._pending_tags: dict[str, str] = {}
         self._failed_since: float | None = None
@@ -284,6 +293,12 @@ class TrialLogger:
     def pending(self) -> int:
         return len(self._pending_metrics) + len(self._pending_tags)
 
+    def discard(self) -> int:
+        """Drop everything still buffered (the trial was fenced off); how many items were dropped."""
+        dropped = self.pending
+        self._pending_metrics, self._pending_tags = [], {}
+        return dropped
+
     def flush(self, wait_s: float = 0.0) -> bool:
         return retry(self._try_send, wait_s, self.retry_every_s)
 
@@ -292,6 +307,8 @@ class TrialLogger:
 
         if not self.pending:
             return True
+        if self.guard is not None and not self.guard():
+            return False  # kept until the lease is verified (the guard raises when it is lost)
         try:
             with fast_fail_http():
                 if self._failed_since is not None:
@@ -332,8 +349,14 @@ class TrialLogger:
 
     def _call(self, call: Callable[[], Any], wait_s: float) -> bool:
         errors: list[BaseException] = []
-        ok = retry(lambda: _succeeds(call, errors), wait_s, self.retry_every_s)
-        if not ok:
+
+        def attempt() -> bool:
+            if self.guard is not None and not self.guard():
+                return False  # it goes out only once the lease is verified
+            return _succeeds(call, errors)
+
+        ok = retry(attempt, wait_s, self.retry_every_s)
+        if not ok and errors:
             log.warning("MLflow refused a write to run %s for %.0fs (%s)", self.run_id, wait_s, cause(errors[-1]))
         return ok
 
