@@ -91,11 +91,11 @@ def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_t
 
 
 def _print_lines(queue) -> None:
-    import click
+    from sweeper.views.terminal import say
 
     size = queue.size()
     for stream, line in (queue.get_nowait_batch(size) if size else []):
-        click.echo(line, err=stream == "err")
+        say(line, err=stream == "err")
 
 
 def _result(ref) -> Any:
