@@ -21,7 +21,9 @@ Stale: a claim whose heartbeat is older than ``STALE_S`` (90 s) is a dead driver
 machine) and is removed by the next driver, so a dead holder blocks a sweep for at most 90 s. On
 the same machine (same boot and pid namespace) a claim whose process is gone is dead at once.
 This assumes host clocks agree to well within that (NTP) and that a live holder reaches the
-tracking store at least once in ``STALE_S`` (it tries every ``HEARTBEAT_S`` = 15 s).
+tracking store at least once in ``STALE_S`` (it tries every ``HEARTBEAT_S`` = 15 s): a claim
+judged on a clock ``SWEEPER_CLOCK_SKEW_S`` (60 s) ahead looks that much older, so a lease is only
+taken while ``STALE_S > HEARTBEAT_S + CLOCK_SKEW_S`` (``check_times``).
 """
 
 from __future__ import annotations
@@ -37,12 +39,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from sweeper.core import settings
 from sweeper.record import names
 from sweeper.core.errors import SweepError
 
-STALE_S = float(os.environ.get("SWEEPER_LEASE_STALE_S", "90"))
-HEARTBEAT_S = float(os.environ.get("SWEEPER_LEASE_HEARTBEAT_S", str(STALE_S / 6)))
-SETTLE_S = float(os.environ.get("SWEEPER_LEASE_SETTLE_S", "2"))
+# The three times are settings (core.settings: SWEEPER_LEASE_STALE_S, _HEARTBEAT_S, _SETTLE_S),
+# read when a lease is taken; SWEEPER_CLOCK_SKEW_S bounds how far host clocks disagree.
 TRIES = 5
 
 
@@ -103,10 +105,22 @@ def _claims(client, run_id: str) -> dict[str, Claim]:
     return found
 
 
+def check_times() -> tuple[float, float, float]:
+    """(stale, heartbeat, settle) seconds, refused (SweepError) when a live holder could look
+    stale: its heartbeat may be HEARTBEAT_S old, and seen on a clock CLOCK_SKEW_S ahead."""
+    stale, beat = settings.LEASE_STALE_S.get(), settings.LEASE_HEARTBEAT_S.get()
+    skew = settings.CLOCK_SKEW_S.get()
+    if stale <= beat + skew:
+        raise SweepError(f"SWEEPER_LEASE_STALE_S ({stale:g} s) must exceed SWEEPER_LEASE_HEARTBEAT_S ({beat:g} s) "
+                         f"+ SWEEPER_CLOCK_SKEW_S ({skew:g} s), or a live driver's claim could be taken over")
+    return stale, beat, settings.LEASE_SETTLE_S.get()
+
+
 class Lease:
     """The claim of this driver on one sweep; ``acquire`` or LeaseHeld, ``release`` at the end."""
 
     def __init__(self, client, run_id: str, sweep: str):
+        self.stale_s, self.heartbeat_s, self.settle_s = check_times()
         self.client = client
         self.run_id = run_id
         self.sweep = sweep
@@ -133,7 +147,7 @@ class Lease:
             if driver == self.driver:
                 continue
             here = bool(claim.pidns) and claim.pidns == _pid_namespace()
-            if claim.age(now) > STALE_S or (here and _pid_gone(claim.pid)):
+            if claim.age(now) > self.stale_s or (here and _pid_gone(claim.pid)):
                 self._drop(names.TAG_LEASE_PREFIX + driver)  # a dead driver's claim
                 continue
             live[driver] = claim
@@ -151,7 +165,7 @@ class Lease:
             if before:
                 raise self._held(before)
             self._write()
-            time.sleep(SETTLE_S)
+            time.sleep(self.settle_s)
             after = self._others()
             if not after:
                 self._start_heartbeat()
@@ -160,7 +174,7 @@ class Lease:
             # sweep, the next look finds it and we stop; if it is withdrawing too, the random
             # wait lets one of us through first.
             self._drop(self.tag)
-            time.sleep(random.uniform(SETTLE_S, 3 * SETTLE_S))
+            time.sleep(random.uniform(self.settle_s, 3 * self.settle_s))
             self.since = time.time()
         raise self._held(self._others())
 
@@ -172,7 +186,7 @@ class Lease:
         age = max(0.0, time.time() - holder.heartbeat)
         return LeaseHeld(f"sweep {self.sweep!r} is being run by another driver ({holder.describe()}, "
                          f"alive {age:.0f} s ago); not starting a second one (a driver silent for "
-                         f"{STALE_S:.0f} s is taken over)")
+                         f"{self.stale_s:.0f} s is taken over)")
 
     def _start_heartbeat(self) -> None:
         from mlflow.tracking import MlflowClient
@@ -180,7 +194,7 @@ class Lease:
         client = MlflowClient(tracking_uri=self.client.tracking_uri)  # its own, for its thread
 
         def beat() -> None:
-            while not self._stop.wait(HEARTBEAT_S):
+            while not self._stop.wait(self.heartbeat_s):
                 try:
                     client.set_tag(self.run_id, self.tag, self._claim_json())
                 except Exception:  # noqa: BLE001 - a tracking outage: try again next beat

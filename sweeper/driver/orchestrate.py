@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
+from sweeper.core import settings
 from sweeper.driver import cluster_address, driver_exit
 from sweeper.record import child_run, dashboard, links, preflight, run_index, tracking, versions
 from sweeper.views import terminal
@@ -141,7 +143,8 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
 
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
-                       cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env())
+                       cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env(),
+                       settings=settings.captured())
     client.update_run(parent_id, status="RUNNING")
     signals = driver_exit.DriverSignals()
     if handle_signals:
@@ -164,6 +167,8 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
         code = _exit_code(client, experiment_id, keys, interrupted,
                           signalled=signals.received or not handle_signals)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every end of the driver gets its name
+        if not handle_signals and isinstance(e, KeyboardInterrupt):
+            signals.signum = signals.signum or signal.SIGINT  # Python's own SIGINT handler: an interrupt
         code = driver_exit.failure_exit(e, signals)
         _kill_running_children(client, experiment_id)
         failure = None if handle_signals else e
@@ -265,7 +270,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                     max_concurrent_trials=spec.max_concurrent,
                                     # a new actor per trial re-imports torch and MLflow and reopens
                                     # the store: seconds per trial, the largest overhead measured
-                                    reuse_actors=os.environ.get("SWEEPER_REUSE_ACTORS", "1") == "1",
+                                    reuse_actors=settings.REUSE_ACTORS.get(),
                                     trial_dirname_creator=lambda trial: trial.trial_id),
         run_config=tune.RunConfig(name=spec.name, storage_path=_storage_root(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=int(spec.max_failures)),

@@ -18,23 +18,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sweeper.core import settings
 from sweeper.record import names
 from sweeper.plan.payload import TrialPayload
 from sweeper.record import tracking, trial_record
 from trainables.names import FINAL_METRICS
 
-END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
-
-# Fault injection for the tests that kill a worker: the trial SIGKILLs its own process once,
-# right after the checkpoint of this epoch is stored. Inert unless both variables are set.
-FAULT_KILL_AT_EPOCH = "SWEEPER_FAULT_KILL_AT_EPOCH"
-FAULT_ONCE_FLAG = "SWEEPER_FAULT_ONCE_FLAG"
 
 
 @dataclass(frozen=True)
@@ -51,6 +45,8 @@ class SweepContext:
     # Ray's object store (tune.with_parameters), never in the trial config that Ray writes to
     # disk, and repr=False keeps them out of every log line that prints the context.
     tracking_env: dict = field(default_factory=dict, repr=False)
+    # The user's SWEEPER_* settings (core.settings.captured), applied in the trial's process.
+    settings: dict = field(default_factory=dict)
 
 
 class TrackingUnavailable(RuntimeError):
@@ -112,6 +108,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
 
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     os.environ.update(ctx.tracking_env)  # MLflow reads credentials from the environment per request
+    settings.apply(ctx.settings)  # the driver's, not this node's
     logger = open_trial_logger(ctx, payload, node_id)
     attempt = int(logger.client.get_run(logger.run_id).data.tags.get(names.TAG_ATTEMPTS, "0")) + 1
     logger.set_tags({names.TAG_ATTEMPTS: attempt})
@@ -133,7 +130,6 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
         if checkpoint is not None:
             store.upload()  # before anything that may stop this process
         _log_epoch(logger, metrics)
-        _maybe_inject_fault(epoch)
         if tune_report is not None:
             if epoch == last_epoch:
                 # A scheduler may stop the trial at its last report (ASHA at max_t) before the
@@ -198,33 +194,21 @@ def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
     from sweeper.views.gamma_figure import gamma_histogram
 
     logger.log_metrics({k: final[k] for k in FINAL_METRICS if k in final}, step=names.FINAL_STEP)
+    wait_s = settings.END_FLUSH_WAIT_S.get()
     gamma_json = checkpoint_dir / "gamma.json"
-    ok = logger.log_artifacts(checkpoint_dir, names.ARTIFACT_CHECKPOINT, wait_s=END_FLUSH_WAIT_S)
+    ok = logger.log_artifacts(checkpoint_dir, names.ARTIFACT_CHECKPOINT, wait_s=wait_s)
     if ok and gamma_json.exists():
         with tempfile.TemporaryDirectory(prefix="sweeper-gamma-") as scratch:  # gone afterwards
             png = gamma_histogram(gamma_json, Path(scratch))
             if png is not None:
-                ok = logger.log_artifact(png, names.ARTIFACT_GAMMA, wait_s=END_FLUSH_WAIT_S)
+                ok = logger.log_artifact(png, names.ARTIFACT_GAMMA, wait_s=wait_s)
     logger.set_tags({names.TAG_NODE_ID: node_id})
-    ok = ok and logger.flush(wait_s=END_FLUSH_WAIT_S)
+    ok = ok and logger.flush(wait_s=wait_s)
     # the end state goes last: it is what marks the trial as done for every later run
-    ok = ok and trial_record.mark_trained(logger, final["status"], wait_s=END_FLUSH_WAIT_S)
+    ok = ok and trial_record.mark_trained(logger, final["status"], wait_s=wait_s)
     if not ok:
         raise TrackingUnavailable(f"MLflow did not take the results of run {logger.run_id} "
-                                  f"within {END_FLUSH_WAIT_S:.0f}s")
-
-
-def _maybe_inject_fault(epoch: int) -> None:
-    at, flag = os.environ.get(FAULT_KILL_AT_EPOCH), os.environ.get(FAULT_ONCE_FLAG)
-    if not at or not flag or epoch != int(at):
-        return
-    try:
-        fd = os.open(flag, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # exactly one trial dies, once
-    except FileExistsError:
-        return
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
-    os.kill(os.getpid(), signal.SIGKILL)
+                                  f"within {wait_s:.0f}s")
 
 
 def trial_notes(run) -> dict[str, str]:

@@ -10,8 +10,8 @@ before ``set_terminated``, which stamps ``end_time``; the one later write, the s
 So the driver keeps an index on the sweep's parent run, the artifact ``sweeper/runs.json.gz``:
 the data of every FINISHED child run as of a time ``as_of``. A reader loads it and asks the
 server only for what may differ since: runs that are not FINISHED (running, killed, failed),
-runs that ended after ``as_of - SLACK_MS`` (SLACK_MS covers clocks that disagree between the
-nodes that stamp ``end_time``) and deleted runs; a run deleted at the last write and not any
+runs that ended after ``as_of - slack_ms()`` (the clock-skew bound ``SWEEPER_CLOCK_SKEW_S``,
+for clocks that disagree between the nodes that stamp ``end_time``) and deleted runs; a run deleted at the last write and not any
 more (restored) is read by id. Without an index (a sweep from before it existed, or a file cut
 short by a concurrent write) the reader lists every run, as before: slower, never wrong.
 
@@ -31,11 +31,11 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable
 
+from sweeper.core import settings
 from sweeper.record import names
 from sweeper.record import tracking
 
 FORMAT = 1  # bump when the layout below changes; an index of another format is not used
-SLACK_MS = 15 * 60 * 1000  # runs that ended this long before the index was written are read again
 _TRIALS = names.TRIAL_RUNS
 
 
@@ -132,7 +132,7 @@ def _read(client: Any, experiment_id: str, parent_run_id: str | None) -> tuple[l
     deleted = {r.info.run_id for r in search(client, experiment_id, _TRIALS, deleted=True)}
     if index is None:
         return _oldest_first(search(client, experiment_id, _TRIALS)), deleted
-    since = index.as_of - SLACK_MS
+    since = index.as_of - slack_ms()
     fresh = search(client, experiment_id, f"{_TRIALS} and attributes.status != 'FINISHED'")
     fresh += search(client, experiment_id, f"{_TRIALS} and attributes.end_time > {since}")
     runs = {run_id: run for run_id, run in index.runs.items() if run_id not in deleted}
@@ -182,6 +182,12 @@ def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Itera
         path.write_bytes(gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6))
         client.log_artifact(parent_run_id, str(path), names.ARTIFACT_INDEX_DIR)
     return len(finished)
+
+
+def slack_ms() -> int:
+    """Runs that ended this long before the index was written are read again: the bound on how
+    far two hosts' clocks may disagree (``SWEEPER_CLOCK_SKEW_S``, shared with the lease)."""
+    return int(settings.CLOCK_SKEW_S.get() * 1000)
 
 
 def now_ms() -> int:
