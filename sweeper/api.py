@@ -330,8 +330,10 @@ def _model_from_run(run_id: str | None, uri: str, device: str) -> "nn.Module":
 
 @contextlib.contextmanager
 def _quiet_mlflow() -> Iterator[None]:
-    """No MLflow progress bars (artifact downloads) and no INFO lines (a store's creation)."""
+    """No MLflow progress bars (artifact downloads), no INFO lines (a store's creation) and no
+    warnings from MLflow's own modules (deprecations of its stores) while sweeper reads or runs."""
     import logging
+    import warnings
 
     import mlflow  # noqa: F401 - first: importing it sets its logger's level, which is set here after
 
@@ -342,7 +344,8 @@ def _quiet_mlflow() -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
     try:
-        with quiet_downloads():
+        with quiet_downloads(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
             yield
     finally:
         for lg, level in zip(loggers, levels):

@@ -70,3 +70,27 @@ def test_a_sweep_read_by_name_has_its_recorded_axes_typed_and_nan_where_unfinish
     assert sorted(history["trial_key"]) == ["k2", "k3"] and set(history["epoch"]) == {1}
     with pytest.raises(SweepError, match="no trial 'k9'"):
         sweeper.load_model("k9", "by_hand", tracking_uri=uri)
+
+
+def test_a_driver_failure_from_python_is_raised_after_the_parent_run_is_closed(workdir, tracking_uri, monkeypatch,
+                                                                               capfd):
+    from mlflow.tracking import MlflowClient
+
+    from sweeper.driver import orchestrate
+    from sweeper.record import names, tracking
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("the driver broke")
+
+    monkeypatch.setattr(orchestrate, "_init_ray", lambda *a, **k: False)  # no Ray: the fit fails first
+    monkeypatch.setattr(orchestrate, "_fit", crash)
+    spec = workdir / "crashy.yaml"
+    spec.write_text("name: crashy\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\n"
+                    "train: {epochs: 1}\n")
+    with pytest.raises(RuntimeError, match="the driver broke"):
+        sweeper.run(spec, tracking_uri=tracking_uri, storage=str(workdir / "results"))
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = tracking.find_parent_run(client, client.get_experiment_by_name("crashy").experiment_id)
+    assert parent.info.status == "FAILED"
+    assert not any(k.startswith(names.TAG_LEASE_PREFIX) for k in parent.data.tags)  # the sweep is free again
+    assert capfd.readouterr() == ("", "")  # the line the CLI prints is not printed here

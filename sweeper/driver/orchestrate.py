@@ -127,8 +127,8 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
 
     done = len(trials) - len(remaining)
     terminal.say(f"{spec.name}: {len(trials)} trials, {done} done, {len(remaining)} to run"
-               + (f", {sampled_todo} optuna samples to draw" if optuna else "")
-               + f"; tracking {uri}; storage {_storage_root(storage)}")
+                 + (f", {sampled_todo} optuna samples to draw" if optuna else "")
+                 + f"; tracking {uri}; storage {_storage_root(storage)}")
     for line in links.lines(uri, experiment_id, parent_id):
         terminal.say(line)
     if dry_run:
