@@ -210,7 +210,8 @@ def _results_frame(trials: "pd.DataFrame", axes: list[str], trials_root: str, cu
     # the axes the spec names, and any core axis that varies here (an earlier version's)
     dotted = list(dict.fromkeys(a for a in axes if a in trials))
     dotted += [p for p, _ in NAME_CORE if p in trials and p not in dotted and trials[p].nunique(dropna=False) > 1]
-    short = {path: _short_name(path, taken=set(dotted)) for path in dotted}
+    aliases = [_short_name(path) for path in dotted]
+    short = {path: alias if aliases.count(alias) == 1 else path for path, alias in zip(dotted, aliases)}
     frame = pd.DataFrame({"name": trials["run_name"].astype(str), "state": trials["status"].astype(str)})
     for path, alias in short.items():
         frame[alias] = _typed(trials[path], path)
@@ -232,12 +233,11 @@ def _empty_results() -> "pd.DataFrame":
     return pd.DataFrame({c: pd.Series(dtype=str) for c in ("name", "state", "run_id", "trial_key", "checkpoint")})
 
 
-def _short_name(path: str, taken: set[str]) -> str:
+def _short_name(path: str) -> str:
     """The name an axis goes by (``model.depth`` -> ``depth``; ``train.optimizer.name`` ->
-    ``optimizer``), as child runs name them in the MLflow UI; the dotted path where it would clash."""
+    ``optimizer``), as child runs name them in the MLflow UI (two axes sharing one keep their paths)."""
     parts = path.split(".")
-    alias = parts[-1] if parts[-1] != "name" or len(parts) == 1 else parts[-2]
-    return path if alias != path and alias in taken else alias
+    return parts[-1] if parts[-1] != "name" or len(parts) == 1 else parts[-2]
 
 
 def _typed(column: "pd.Series", path: str) -> "pd.Series":
