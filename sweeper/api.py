@@ -286,8 +286,9 @@ def _locate(trial, name_or_spec, tracking_uri: str | None, storage: str | None):
 
     spec_uri = resolve_target(name_or_spec)[1] if name_or_spec is not None else None
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
-    if not isinstance(trial, str):  # a row of load_results
-        return str(trial["checkpoint"]), str(trial["run_id"]), uri
+    if not isinstance(trial, str):  # a row of load_results, or a mapping with either key
+        folder, run_id = trial.get("checkpoint"), trial.get("run_id")
+        return (str(folder) if folder else None), (str(run_id) if run_id else None), uri
     client = tracking.connect(uri)
     if _RUN_ID.match(trial):
         try:
