@@ -38,13 +38,14 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from sweeper.record import names
 
 HERE = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(HERE))
 
+from sweeper.record import names  # noqa: E402 - this tree's, after the path is set
+
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
-MODES = ("full", "bn_only", "bn_output", "output_only", "random_params")
+from trainables.names import MODES  # noqa: E402 - every mode, as the paper's tables have them
 DEPTHS = (8, 14, 20, 32)
 SEEDS = (0, 1, 2, 3, 4)  # 5 x 4 x 5 = 100 trials per (width, lr) pair
 EPOCHS = 10

@@ -20,6 +20,7 @@ Reading goes through the readers the CLI uses (``report.collect.load_sweep`` ove
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import threading
@@ -331,8 +332,9 @@ def _model_from_run(run_id: str | None, uri: str, device: str) -> "nn.Module":
 
 @contextlib.contextmanager
 def _quiet_mlflow() -> Iterator[None]:
-    """No MLflow progress bars (artifact downloads), no INFO lines (a store's creation) and no
-    warnings from MLflow's own modules (deprecations of its stores) while sweeper reads or runs."""
+    """No MLflow progress bars (artifact downloads), no INFO lines (a store's creation), no
+    "View run" links (a tracking server) and no warnings from MLflow's own modules (deprecations
+    of its stores) while sweeper reads or runs."""
     import logging
     import warnings
 
@@ -344,6 +346,9 @@ def _quiet_mlflow() -> Iterator[None]:
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(max(lg.getEffectiveLevel(), logging.WARNING))
+    links = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"  # "View run ... at http://..." on a server
+    saved = os.environ.get(links)
+    os.environ.setdefault(links, "true")
     try:
         with quiet_downloads(), warnings.catch_warnings():
             warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
@@ -351,6 +356,8 @@ def _quiet_mlflow() -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
+        if saved is None:
+            os.environ.pop(links, None)
 
 
 @contextlib.contextmanager

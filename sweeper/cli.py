@@ -85,6 +85,9 @@ def report(spec_or_name: str, tracking_uri: str | None, out_dir: str | None, all
 
 
 def main() -> None:
+    from sweeper.record.tracking import no_run_links
+
+    no_run_links()
     try:
         cli.main(standalone_mode=False)
     except (SpecError, SweepError) as e:

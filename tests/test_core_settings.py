@@ -131,7 +131,7 @@ def test_the_tune_loop_on_a_ray_client_head_applies_the_drivers_settings(trackin
     lines = SimpleNamespace(put_nowait=lambda item: None)
     usr1 = signal.getsignal(signal.SIGUSR1)  # the task sets it as it would on the head
     try:
-        assert ray_client._fit_task(fit, None, ctx, [], 0, "/nowhere", lines, NoStop()) == 5
+        assert ray_client._fit_task(fit, None, ctx, [], 0, "/nowhere", [], lines, NoStop()) == 5
     finally:
         signal.signal(signal.SIGUSR1, usr1)
 

@@ -420,3 +420,10 @@ def test_load_sweep_refuses_an_experiment_without_a_sweep_run(tmp_path, store):
     client.create_experiment("hand_made", artifact_location=(tmp_path / "art").as_uri())
     with pytest.raises(SweepError, match="no sweep run"):
         load_sweep(client, "hand_made", uri)
+
+
+def test_every_training_mode_has_a_figure_style_and_nothing_else_does():
+    from sweeper.report.figures import MODE_STYLE
+    from trainables.names import MODES
+
+    assert set(MODE_STYLE) == set(MODES)

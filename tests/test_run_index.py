@@ -80,7 +80,7 @@ def test_with_an_index_finished_runs_come_from_it_and_only_changes_are_searched(
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     running = _child(mlflow_client, experiment_id, parent_id, 99)  # running when the index is written
     assert run_index.write_index(mlflow_client, experiment_id, parent_id) == len(ids)
-    # Later than the slack: the finished runs' end_time is well before the index's as_of.
+    # Later than the slack: the runs' start_time is well before the index's as_of.
     monkeypatch.setattr(run_index, "slack_ms", lambda: -60_000)
     counting = CountingClient(mlflow_client)
     runs = run_index.child_runs(counting, experiment_id)
@@ -128,7 +128,7 @@ def test_an_index_cut_short_is_ignored(mlflow_client, tmp_path: Path):
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     _finish(mlflow_client, _child(mlflow_client, experiment_id, parent_id, 7))
-    whole = gzip.compress(b'{"format": 1, "as_of": 1, "deleted": [], "runs": [')
+    whole = gzip.compress(b'{"format": 2, "as_of": 1, "deleted": [], "open": [], "runs": [')
     cut = tmp_path / names.ARTIFACT_INDEX_NAME
     cut.write_bytes(whole[: len(whole) // 2])
     mlflow_client.log_artifact(parent_id, str(cut), names.ARTIFACT_INDEX_DIR)
@@ -144,3 +144,34 @@ def test_indexed_runs_read_like_mlflow_runs(mlflow_client, tmp_path: Path):
     assert indexed.data.params == real.data.params and indexed.data.tags == real.data.tags
     assert indexed.data.metrics == real.data.metrics
     assert {(m.key, m.step) for m in indexed.data._metric_objs} == {(m.key, m.step) for m in real.data._metric_objs}
+
+
+def test_runs_that_ended_just_before_the_index_are_not_sent_again(mlflow_client, tmp_path: Path, monkeypatch):
+    """A sweep indexed right after its trials ended reads back like one indexed long after: the
+    finished runs come from the index whenever they ended; only the runs started within the clock
+    slack are searched again."""
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
+    monkeypatch.setattr(run_index, "slack_ms", lambda: 0)  # every run started before the index's as_of
+    time.sleep(0.01)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    counting = CountingClient(mlflow_client)
+    runs = run_index.child_runs(counting, experiment_id)
+    assert _as_compared(runs) == _truth(mlflow_client, experiment_id)
+    assert counting.runs_sent == 1  # the parent only, though every trial ended milliseconds ago
+
+
+def test_a_run_open_at_the_index_is_read_again_whatever_its_clock_says(mlflow_client, tmp_path: Path, monkeypatch):
+    """A worker whose clock runs behind stamps end_time before the index's as_of; the run was open
+    then, so it is read again by id and its finished state is seen."""
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
+    late = _child(mlflow_client, experiment_id, parent_id, 60)
+    monkeypatch.setattr(run_index, "slack_ms", lambda: -60_000)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    assert run_index.load_index(mlflow_client, parent_id).open == {late}
+    mlflow_client.log_batch(late, tags=[RunTag(names.TAG_STATUS, "finished")])
+    mlflow_client.set_terminated(late, "FINISHED", end_time=run_index.now_ms() - 3_600_000)  # an hour behind
+    counting = CountingClient(mlflow_client)
+    runs = {r.info.run_id: r for r in run_index.child_runs(counting, experiment_id)}
+    assert _as_compared(runs.values()) == _truth(mlflow_client, experiment_id)
+    assert runs[late].info.status == "FINISHED" and runs[late].data.tags[names.TAG_STATUS] == "finished"
+    assert counting.runs_sent == 2  # the parent and the run that was open

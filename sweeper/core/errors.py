@@ -60,3 +60,10 @@ def show(value: Any) -> str:
     if isinstance(value, str):
         return value
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first non-empty line of an exception's message (its type's name when it has none), cut
+    at ``limit`` characters: how every one-line report of a failure quotes its cause."""
+    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+    return (lines[0] if lines else type(e).__name__)[:limit]

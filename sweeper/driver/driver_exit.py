@@ -19,7 +19,7 @@ import os
 import signal
 from typing import Callable, Iterator
 
-from sweeper.core.errors import SpecError, SweepError
+from sweeper.core.errors import SpecError, SweepError, first_line
 from sweeper.core.states import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
@@ -94,11 +94,10 @@ class DriverFailure(RuntimeError):
 
 def one_line(e: BaseException) -> str:
     """``Type: first line of the message``, at most 300 characters."""
-    lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-    text = f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
-    if isinstance(e, DriverFailure) and lines:
-        text = lines[0]
-    return text[:300]
+    line = first_line(e, limit=300)
+    if isinstance(e, DriverFailure) or line == type(e).__name__:
+        return line
+    return f"{type(e).__name__}: {line}"[:300]
 
 
 def failure_exit(e: BaseException, signals: DriverSignals) -> int:

@@ -47,8 +47,8 @@ from sweeper.plan.payload import TrialPayload, payload_dict
 # --- tracking set-up shared by run and train -------------------------------------------------
 
 
-def _prepare_tracking(spec, tracking_uri: str | None, *, create: bool):
-    uri = tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec))
+def _prepare_tracking(spec, uri: str, *, create: bool):
+    """The store at ``uri`` (resolved once by the caller), the sweep's experiment and parent run."""
     client = tracking.connect(uri)
     if not create:
         experiment = client.get_experiment_by_name(spec.name)
@@ -104,11 +104,12 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
     trials = expected_payloads(spec)
     if not dry_run:  # refuses what the cluster cannot reach, then probes a ray:// head
         cluster_address.check_address(address, storage, tracking_uri, _spec_tracking_uri(spec))
-    preflight.check_tracking_location(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
+    uri = tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec))
+    preflight.check_tracking_location(uri)
     preflight.check_storage(storage, create=not dry_run)  # before Ray, before MLflow is written
     if not dry_run:
-        preflight.create_sqlite_store_once(tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec)))
-    uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=not dry_run)
+        preflight.create_sqlite_store_once(uri)
+    uri, client, experiment_id, parent_id = _prepare_tracking(spec, uri, create=not dry_run)
     if not dry_run:
         parent_id = hold.take(client, experiment_id, parent_id, spec.name)
     # read after the lease: from here on no other driver changes these runs
@@ -122,6 +123,9 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
         _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)  # with the version tags just written
     states = {key: state_of(run) for key, run in by_key.items()}
     remaining = [t for t in trials if states.get(t.key) not in DONE]
+    # what the live view counts as done before this run: (key, name, state, final_test_acc)
+    done_before = [(key, run.info.run_name or key, states[key], run.data.metrics.get("final_test_acc"))
+                   for key, run in by_key.items() if states[key] in DONE]
     optuna = algorithm(spec) == "optuna"
     sampled_todo = optuna_samples_left(spec, trials, states) if optuna else 0
 
@@ -157,39 +161,43 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
             signals.install()  # ray.init put a SIGTERM handler of its own in place
         try:
             keys, interrupted = _fit_here_or_on_head(address, signals, spec, ctx, client, remaining,
-                                                     sampled_todo, storage, handle_signals, ray_log)
+                                                     sampled_todo, storage, done_before, handle_signals, ray_log)
         finally:
             if started_ray:
                 import ray
 
                 ray.shutdown()
+        read_at_ms = run_index.now_ms()
+        runs = run_index.child_runs(client, experiment_id, parent_id)  # the one read after training
         # without our handlers only Ray Tune's own SIGINT handler stops a fit early
-        code = _exit_code(client, experiment_id, keys, interrupted,
+        code = _exit_code(client, run_index.by_trial_key(runs), keys, interrupted,
                           signalled=signals.received or not handle_signals)
     except (Exception, KeyboardInterrupt) as e:  # noqa: BLE001 - every end of the driver gets its name
         if not handle_signals and isinstance(e, KeyboardInterrupt):
             signals.signum = signals.signum or signal.SIGINT  # Python's own SIGINT handler: an interrupt
         code = driver_exit.failure_exit(e, signals)
         _kill_running_children(client, experiment_id)
+        runs = None  # read again for the index: what the failure left is not known here
         failure = None if handle_signals else e
     finally:
         signals.restore()
-    _close_parent(client, parent_id, code, experiment_id)
+    _close_parent(client, parent_id, code, experiment_id, runs, read_at_ms)
     if failure is not None:
         raise failure  # from Python: the error itself, after the bookkeeping the CLI does too
     return code
 
 
-def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage,
+def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage, done_before,
                          handle_signals: bool = True, ray_log: bool = True):
     """Tune's loop here, or, through Ray Client, in a task on the head (sweeper.ray_client)."""
     if cluster_address.is_ray_client(address):
         from sweeper.driver import ray_client
 
         return ray_client.fit_on_head(_fit, signals, spec=spec, ctx=ctx, remaining=remaining,
-                                      sampled_todo=sampled_todo, storage_root=_storage_root(storage))
+                                      sampled_todo=sampled_todo, storage_root=_storage_root(storage),
+                                      done_before=done_before)
     with signals.stopping_tune_here() if handle_signals else contextlib.nullcontext():
-        return _fit(spec, ctx, client, remaining, sampled_todo, storage, ray_log)
+        return _fit(spec, ctx, client, remaining, sampled_todo, storage, done_before, ray_log)
 
 
 def _kill_running_children(client, experiment_id) -> None:
@@ -237,7 +245,7 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
 
 
 def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
-         storage: str, ray_log: bool = True) -> tuple[set[str], bool]:
+         storage: str, done_before: list[tuple] = (), ray_log: bool = True) -> tuple[set[str], bool]:
     from ray import tune
 
     optuna = algorithm(spec) == "optuna"
@@ -261,7 +269,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                     {"cpu": _cpus(spec), "gpu": _gpus(spec)})
     progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(),
                                  total=len(remaining) if not optuna else num_samples, sweep=spec.name,
-                                 parent_run_id=ctx.parent_run_id)
+                                 parent_run_id=ctx.parent_run_id, done_before=done_before)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -293,8 +301,9 @@ def _scheduler(spec):
                          grace_period=section.grace_period, reduction_factor=section.reduction_factor)
 
 
-def _exit_code(client, experiment_id: str, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
-    runs = run_index.trial_runs(client, experiment_id)
+def _exit_code(client, runs: dict, keys: set[str], interrupted: bool, signalled: bool = True) -> int:
+    """From the child runs by trial key as they are after training (open ones are marked
+    interrupted here)."""
     states = {key: state_of(runs.get(key)) for key in keys}
     for key, state in states.items():
         run = runs.get(key)
@@ -324,11 +333,12 @@ def _write_run_index(client, experiment_id: str, parent_id: str, runs=None, read
         pass
 
 
-def _close_parent(client, parent_id: str | None, code: int, experiment_id: str | None = None) -> None:
+def _close_parent(client, parent_id: str | None, code: int, experiment_id: str | None = None, runs=None,
+                  read_at_ms: int | None = None) -> None:
     if parent_id is None:
         return
-    if experiment_id is not None:
-        _write_run_index(client, experiment_id, parent_id)  # the sweep's last word on its trials
+    if experiment_id is not None:  # the sweep's last word on its trials
+        _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)
     status = {EXIT_OK: "FINISHED", EXIT_INTERRUPTED: "KILLED"}.get(code, "FAILED")  # bad input too
     client.set_terminated(parent_id, status)
 
@@ -348,7 +358,8 @@ def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None
     if not 0 <= index < len(trials):
         raise SpecError("--trial", None, f"{index} is out of range: the spec has trials 0..{len(trials) - 1}")
     payload = child_run.presented(trials[index], spec.varying_axes())
-    uri, client, experiment_id, parent_id = _prepare_tracking(spec, tracking_uri, create=True)
+    uri = tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec))
+    uri, client, experiment_id, parent_id = _prepare_tracking(spec, uri, create=True)
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
                        cpus_per_trial=_cpus(spec))

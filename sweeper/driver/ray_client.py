@@ -58,8 +58,8 @@ def connect(address: str) -> None:
 
 
 def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_todo: int,
-                storage_root: str) -> tuple[set[str], bool]:
-    """Run ``fit(spec, ctx, client, remaining, sampled_todo, storage_root)`` in a Ray
+                storage_root: str, done_before: list = ()) -> tuple[set[str], bool]:
+    """Run ``fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before)`` in a Ray
     task on the head, relaying its output here; returns what ``fit`` returns."""
     import ray
     from ray.util.queue import Queue
@@ -67,7 +67,7 @@ def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_t
     on_head = {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
     lines, stop = Queue(actor_options=on_head), Queue(maxsize=1, actor_options=on_head)
     task = ray.remote(max_retries=0, **on_head)(_fit_task).options(name="sweeper_fit_on_head")
-    ref = task.remote(fit, spec, ctx, remaining, sampled_todo, storage_root, lines, stop)
+    ref = task.remote(fit, spec, ctx, remaining, sampled_todo, storage_root, done_before, lines, stop)
     signals.graceful = lambda: None  # the loop below forwards the stop to the head
     stop_sent = False
     try:
@@ -123,7 +123,7 @@ def _result(ref) -> Any:
 # --- what runs on the head ---------------------------------------------------------------------
 
 
-def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, storage_root: str,
+def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, storage_root: str, done_before: list,
               lines, stop) -> tuple[set[str], bool]:
     import logging
 
@@ -143,7 +143,7 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
     sys.stdout, sys.stderr = _Relay(lines, "out", saved[0]), _Relay(lines, "err", saved[1])
     try:
         client = tracking.connect(ctx.tracking_uri)
-        return fit(spec, ctx, client, remaining, sampled_todo, storage_root)
+        return fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before)
     finally:
         sys.stdout, sys.stderr = saved
         finished.set()

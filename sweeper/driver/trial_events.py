@@ -26,7 +26,7 @@ class TrialEnds:
     after all its retries."""
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
-                 sweep: str = "sweep", parent_run_id: str | None = None):
+                 sweep: str = "sweep", parent_run_id: str | None = None, done_before=()):
         self.name_axes = name_axes
         self.client = client
         self.experiment_id = experiment_id
@@ -35,7 +35,7 @@ class TrialEnds:
         self.keys: set[str] = set()
         from sweeper.views.progress import SweepMonitor
 
-        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total)
+        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total, done_before)
         self.payloads: dict[str, TrialPayload] = {}
 
     def _payload_of(self, trial) -> TrialPayload:

@@ -109,6 +109,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     os.environ.update(ctx.tracking_env)  # MLflow reads credentials from the environment per request
     settings.apply(ctx.settings)  # the driver's, not this node's
+    tracking.no_run_links()  # a worker on another node did not inherit the driver's environment
     logger = open_trial_logger(ctx, payload, node_id)
     attempt = int(logger.client.get_run(logger.run_id).data.tags.get(names.TAG_ATTEMPTS, "0")) + 1
     logger.set_tags({names.TAG_ATTEMPTS: attempt})

@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from sweeper.core.errors import SweepError
+from sweeper.core.errors import SweepError, first_line
 
 
 def check_storage(storage: str, *, create: bool) -> None:
@@ -47,8 +47,7 @@ def _check_remote(storage: str) -> None:
         fs, base = pafs.FileSystem.from_uri(storage)
         fs.get_file_info(base)
     except Exception as e:  # noqa: BLE001 - any failure means trials could not reach it either
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        raise SweepError(f"--storage {storage}: cannot use it ({first})") from None
+        raise SweepError(f"--storage {storage}: cannot use it ({first_line(e)})") from None
 
 
 def check_store_exists(uri: str, name: str) -> None:

@@ -8,12 +8,17 @@ before ``set_terminated``, which stamps ``end_time``; the one later write, the s
 (``sweeper.versions``), is made by the driver, which then rewrites this index.
 
 So the driver keeps an index on the sweep's parent run, the artifact ``sweeper/runs.json.gz``:
-the data of every FINISHED child run as of a time ``as_of``. A reader loads it and asks the
-server only for what may differ since: runs that are not FINISHED (running, killed, failed),
-runs that ended after ``as_of - slack_ms()`` (the clock-skew bound ``SWEEPER_CLOCK_SKEW_S``,
-for clocks that disagree between the nodes that stamp ``end_time``) and deleted runs; a run deleted at the last write and not any
-more (restored) is read by id. Without an index (a sweep from before it existed, or a file cut
-short by a concurrent write) the reader lists every run, as before: slower, never wrong.
+the data of every FINISHED child run as of a time ``as_of`` (taken before the reads it was built
+from), and the ids of the runs that were not finished then (``open``). A reader loads it and asks
+the server only for what may differ since: runs that are not FINISHED now (running, killed,
+failed), the runs that were open at ``as_of`` (by id: they may have finished since), runs
+started after ``as_of - slack_ms()`` (created since; the clock-skew bound ``SWEEPER_CLOCK_SKEW_S``,
+for clocks that disagree between the nodes that stamp ``start_time``) and deleted runs; a run deleted at the last write and not
+any more (restored) is read by id. How recently the indexed runs ended does not matter: a run
+FINISHED at ``as_of`` is in the index and does not change, so a sweep indexed right after its
+trials ended reads back as fast as one indexed long after. Without an index (a sweep from before
+it existed, one of an older format, a file cut short by a concurrent write) the reader lists
+every run, as before: slower, never wrong.
 
 What the readers get is a :class:`IndexedRun` per run: the parts of ``mlflow.entities.Run``
 that sweeper reads (``info.run_id`` ..., ``data.tags``/``params``/``metrics``, the latest
@@ -35,7 +40,8 @@ from sweeper.core import settings
 from sweeper.record import names
 from sweeper.record import tracking
 
-FORMAT = 1  # bump when the layout below changes; an index of another format is not used
+FORMAT = 2  # bump when the layout below changes; an index of another format is not used (2: ``open``)
+IDS_PER_SEARCH = 200  # run ids in one ``attributes.run_id IN (...)`` filter
 _TRIALS = names.TRIAL_RUNS
 
 
@@ -98,6 +104,7 @@ class Index:
     as_of: int  # ms since the epoch, taken before the reads the index was built from
     runs: dict[str, IndexedRun]  # run_id -> a FINISHED child run
     deleted: set[str]  # run ids deleted at as_of
+    open: set[str] = field(default_factory=set)  # run ids active but not FINISHED at as_of
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -134,7 +141,9 @@ def _read(client: Any, experiment_id: str, parent_run_id: str | None) -> tuple[l
         return _oldest_first(search(client, experiment_id, _TRIALS)), deleted
     since = index.as_of - slack_ms()
     fresh = search(client, experiment_id, f"{_TRIALS} and attributes.status != 'FINISHED'")
-    fresh += search(client, experiment_id, f"{_TRIALS} and attributes.end_time > {since}")
+    fresh += search(client, experiment_id, f"{_TRIALS} and attributes.start_time > {since}")
+    seen = {run.info.run_id for run in fresh}
+    fresh += search_ids(client, experiment_id, index.open - seen - deleted)
     runs = {run_id: run for run_id, run in index.runs.items() if run_id not in deleted}
     runs.update({run.info.run_id: run for run in fresh})
     for run_id in index.deleted - deleted - runs.keys():  # deleted then, not now: restored (or purged)
@@ -155,7 +164,7 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
             if data.get("format") != FORMAT:
                 return None
             return Index(int(data["as_of"]), {row["id"]: IndexedRun.from_json(row) for row in data["runs"]},
-                         set(data["deleted"]))
+                         set(data["deleted"]), set(data["open"]))
         except Exception:  # noqa: BLE001 - no index yet, or one cut short: list every run instead
             return None
 
@@ -176,7 +185,9 @@ def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Itera
         listed = [IndexedRun.of(r) for r in runs]
         deleted = {r.info.run_id for r in search(client, experiment_id, _TRIALS, deleted=True)}
     finished = [r for r in listed if r.info.status == "FINISHED"]
-    body = {"format": FORMAT, "as_of": as_of, "deleted": sorted(deleted), "runs": [r.to_json() for r in finished]}
+    still_open = sorted(r.info.run_id for r in listed if r.info.status != "FINISHED" and r.info.run_id not in deleted)
+    body = {"format": FORMAT, "as_of": as_of, "deleted": sorted(deleted), "open": still_open,
+            "runs": [r.to_json() for r in finished]}
     with tempfile.TemporaryDirectory(prefix="sweeper-index-") as tmp:
         path = Path(tmp, names.ARTIFACT_INDEX_NAME)
         path.write_bytes(gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6))
@@ -185,7 +196,7 @@ def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Itera
 
 
 def slack_ms() -> int:
-    """Runs that ended this long before the index was written are read again: the bound on how
+    """Runs that started this long before the index was written are read again: the bound on how
     far two hosts' clocks may disagree (``SWEEPER_CLOCK_SKEW_S``, shared with the lease)."""
     return int(settings.CLOCK_SKEW_S.get() * 1000)
 
@@ -199,6 +210,16 @@ def now_ms() -> int:
 
 def search(client: Any, experiment_id: str, filter_string: str, deleted: bool = False) -> list[IndexedRun]:
     return [IndexedRun.of(r) for r in tracking.search_all_runs(client, experiment_id, filter_string, deleted=deleted)]
+
+
+def search_ids(client: Any, experiment_id: str, run_ids: Iterable[str]) -> list[IndexedRun]:
+    """The active child runs among ``run_ids``, a few hundred ids per request."""
+    ids = sorted(run_ids)
+    found = []
+    for at in range(0, len(ids), IDS_PER_SEARCH):
+        quoted = ", ".join(f"'{run_id}'" for run_id in ids[at:at + IDS_PER_SEARCH])
+        found += search(client, experiment_id, f"{_TRIALS} and attributes.run_id IN ({quoted})")
+    return found
 
 
 def _get_active(client: Any, run_id: str) -> IndexedRun | None:

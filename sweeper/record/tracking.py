@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.record import names
-from sweeper.core.errors import SweepError
+from sweeper.core.errors import SweepError, first_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -37,6 +37,13 @@ SEARCH_PAGE = 10_000  # runs per search_runs page; MLflow accepts up to 50,000
 # trial we would rather keep training and retry from our own buffer, so calls fail fast there.
 _FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                   "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+
+
+def no_run_links() -> None:
+    """MLflow prints "View run ... / View experiment ..." whenever a run ends on an http(s) store:
+    one pair per trial, repeating (with other URLs) the links sweeper prints once. Off for this
+    process and the Ray workers it starts; a user who set the variable keeps their value."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def resolve_tracking_uri(cli_uri: str | None = None, spec_uri: str | None = None,
@@ -103,14 +110,12 @@ def connect(uri: str):
 
 
 def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    message = text[0] if text else type(e).__name__
     lower = str(e).lower()
     if "401" in lower or "403" in lower or "unauthorized" in lower or "permission" in lower:
         return "credentials were refused (check MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN)"
     if "max retries" in lower or "connection" in lower or "failed to establish" in lower:
         return "server not reachable"
-    return message[:200]
+    return first_line(e)
 
 
 # --- experiment and runs --------------------------------------------------------------------

@@ -31,6 +31,8 @@ MODE_STYLE = {  # colour-blind-safe Okabe-Ito colours, one per training mode, th
     OUTPUT_ONLY: ("#CC79A7", "output layer only"),
     RANDOM_PARAMS: ("#7F7F7F", "random params (as many as BN)"),
 }
+# A mode without a style would be drawn in black with its raw name; tests/test_report.py checks
+# that every mode of trainables.names has one.
 CHANCE = {"cifar10": 10.0, "digits": 10.0, "cifar100": 1.0, "imagenet": 0.1}
 
 

@@ -144,22 +144,17 @@ class SweepMonitor:
 
     @classmethod
     def start(cls, client, experiment_id: str, parent_run_id: str | None, sweep: str, grid: Mapping[str, dict],
-              total: int) -> "SweepMonitor":
-        """The state of the whole sweep: trials finished by earlier runs count as done."""
-        from sweeper.record import run_index
+              total: int, done_before=()) -> "SweepMonitor":
+        """The state of the whole sweep: ``done_before``, the trials earlier runs finished, as
+        (key, name, state, final_test_acc) from what the driver read, count as done."""
         from sweeper.record.dashboard import Dashboard
-        from sweeper.record.trial_record import state_of
 
         epochs = {key: int(p["config"]["train"]["epochs"]) for key, p in grid.items()}
         state = SweepState(sweep, total, mean_epochs=(sum(epochs.values()) / len(epochs)) if epochs else 0.0)
-        try:
-            for key, run in run_index.trial_runs(client, experiment_id).items():
-                outcome = state_of(run)
-                if outcome in DONE and key not in grid:
-                    state.total += 1
-                    state.end(key, run.info.run_name or key, outcome, run.data.metrics.get("final_test_acc"))
-        except Exception:  # noqa: BLE001 - the view starts from zero rather than not at all
-            pass
+        for key, name, outcome, accuracy in done_before:
+            if outcome in DONE and key not in grid:
+                state.total += 1
+                state.end(key, name, outcome, accuracy)
         dashboard = Dashboard(client, parent_run_id, experiment_id=experiment_id) if parent_run_id else None
         return cls(state, dashboard, epochs)
 
