@@ -73,8 +73,8 @@ def _derived(text: str, compute: Callable[[], Any]) -> Callable[[], Any]:
 CLOCK_SKEW_S = _declare(
     "SWEEPER_CLOCK_SKEW_S", float, 60.0,
     "The most two hosts' clocks may disagree (NTP keeps them far closer). The lease needs its stale "
-    "time to exceed heartbeat + this; the run index re-reads every run that ended this long before "
-    "the index was written.", "driver, readers")
+    "time to exceed heartbeat + this; readers of the run index ask again for every run that started "
+    "this long before the index was written.", "driver, readers")
 LEASE_STALE_S = _declare(
     "SWEEPER_LEASE_STALE_S", float, 90.0,
     "A driver's claim on a sweep whose heartbeat is older than this is a dead driver's and is taken over.",
