@@ -69,3 +69,20 @@ def ray_local():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture
+def worker_killed_once(monkeypatch, tmp_path: Path):
+    """Call with an epoch before starting Ray: the first trial worker to log that epoch SIGKILLs
+    itself, once (tests/faults/sitecustomize.py, put first on the PYTHONPATH the Ray workers
+    inherit). Returns the flag file the dying worker creates."""
+
+    def arm(epoch: int) -> Path:
+        flag = tmp_path / "worker-killed-once"
+        faults = Path(__file__).resolve().parent / "faults"
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(faults), os.environ.get("PYTHONPATH")) if p))
+        monkeypatch.setenv("FAULT_KILL_AT_EPOCH", str(epoch))
+        monkeypatch.setenv("FAULT_ONCE_FLAG", str(flag))
+        return flag
+
+    return arm

@@ -27,6 +27,7 @@ STALE_S = 6  # short, so that B takes over a few seconds after A goes quiet
 EPOCHS = 25
 # What the drivers need to be quick about the lease (every other setting is the default).
 LEASE_ENV = {"SWEEPER_LEASE_STALE_S": str(STALE_S), "SWEEPER_LEASE_HEARTBEAT_S": "1", "SWEEPER_LEASE_SETTLE_S": "1",
+             "SWEEPER_CLOCK_SKEW_S": "2",
              "PYTHONUNBUFFERED": "1"}
 
 
@@ -275,7 +276,7 @@ def most_epochs(client, name: str) -> int:
 
 
 def trace(folder: Path) -> dict[str, list[tuple[str, int, float]]]:
-    """The checkpoint writes each trial recorded (SWEEPER_TRACE_CHECKPOINTS): key -> [(token, epoch, time)]."""
+    """The checkpoint writes each trial recorded (SWEEPER_TEST_TRACE_CHECKPOINTS, tests/faults): key -> [(token, epoch, time)]."""
     found = {}
     for path in folder.iterdir():
         lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
@@ -307,7 +308,9 @@ def run_takeover(workdir: Path, name: str, *, a_uri: str, b_uri: str, read_clien
     traces.mkdir()
     storage = storage or workdir / "results"
     base = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "RAY_ADDRESS"))}
-    env = {**base, **LEASE_ENV, "SWEEPER_TRACE_CHECKPOINTS": str(traces), **(env or {})}
+    faults = Path(__file__).resolve().parent / "faults"  # its sitecustomize traces the checkpoint writes
+    env = {**base, **LEASE_ENV, "SWEEPER_TEST_TRACE_CHECKPOINTS": str(traces), **(env or {}),
+           "PYTHONPATH": os.pathsep.join(p for p in (str(faults), base.get("PYTHONPATH")) if p)}
 
     def argv(uri: str) -> list[str]:
         return [SWEEPER, "run", str(spec), "--tracking-uri", uri, "--storage", str(storage)]

@@ -70,7 +70,7 @@ def test_two_drivers_started_two_seconds_apart_train_every_trial_once(workdir):
 def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(workdir, tracking_uri, mlflow_client,
                                                                            monkeypatch):
     stale_s = 8
-    env = _env(SWEEPER_LEASE_STALE_S=str(stale_s), SWEEPER_LEASE_HEARTBEAT_S="1")
+    env = _env(SWEEPER_LEASE_STALE_S=str(stale_s), SWEEPER_LEASE_HEARTBEAT_S="1", SWEEPER_CLOCK_SKEW_S="2")
     spec = write_spec(workdir, "orphan", modes=("bn_only", "full"), epochs=2)
     argv = [SWEEPER, "run", str(spec), "--tracking-uri", tracking_uri, "--storage", str(workdir / "results")]
     holder = subprocess.Popen(argv, cwd=workdir, env=env, start_new_session=True,
@@ -90,7 +90,8 @@ def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(work
     # fresh it names the holder and leaves; once it is stale (stale_s) it takes the sweep.
     # (Asked in this process: a new `sweeper run` takes longer than 8 s to start when busy.)
     monkeypatch.setattr(lease, "_pid_namespace", lambda: "another-machine")
-    monkeypatch.setattr(lease, "STALE_S", float(stale_s))
+    monkeypatch.setenv("SWEEPER_LEASE_STALE_S", str(stale_s))  # read when the lease is taken
+    monkeypatch.setenv("SWEEPER_CLOCK_SKEW_S", "2")
     parent = tracking.find_parent_run(mlflow_client, mlflow_client.get_experiment_by_name("orphan").experiment_id)
     with pytest.raises(lease.LeaseHeld, match=f"pid {holder.pid},"):
         lease.Lease(mlflow_client, parent.info.run_id, "orphan").acquire()

@@ -81,7 +81,7 @@ def test_with_an_index_finished_runs_come_from_it_and_only_changes_are_searched(
     running = _child(mlflow_client, experiment_id, parent_id, 99)  # running when the index is written
     assert run_index.write_index(mlflow_client, experiment_id, parent_id) == len(ids)
     # Later than the slack: the runs' start_time is well before the index's as_of.
-    monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
+    monkeypatch.setattr(run_index, "slack_ms", lambda: -60_000)
     counting = CountingClient(mlflow_client)
     runs = run_index.child_runs(counting, experiment_id)
     assert _as_compared(runs) == _truth(mlflow_client, experiment_id)
@@ -95,7 +95,7 @@ def test_changes_after_the_index_are_seen(mlflow_client, tmp_path: Path, monkeyp
     restored = ids[1]
     mlflow_client.delete_run(restored)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
-    monkeypatch.setattr(run_index, "SLACK_MS", 0)
+    monkeypatch.setattr(run_index, "slack_ms", lambda: 0)
     time.sleep(0.01)
     _finish(mlflow_client, running)  # ended after the index: its final metrics and tag are read
     new = _child(mlflow_client, experiment_id, parent_id, 51)  # started after the index
@@ -114,7 +114,7 @@ def test_a_tag_the_driver_changes_on_finished_runs_is_in_the_rewritten_index(mlf
                                                                              monkeypatch):
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
-    monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
+    monkeypatch.setattr(run_index, "slack_ms", lambda: -60_000)
     read_at = run_index.now_ms()
     runs = run_index.child_runs(mlflow_client, experiment_id)
     mlflow_client.set_tag(ids[2], "sweeper.superseded", "abc")  # what sweeper.versions does
@@ -151,7 +151,7 @@ def test_runs_that_ended_just_before_the_index_are_not_sent_again(mlflow_client,
     finished runs come from the index whenever they ended; only the runs started within the clock
     slack are searched again."""
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
-    monkeypatch.setattr(run_index, "SLACK_MS", 0)  # every run started before the index's as_of
+    monkeypatch.setattr(run_index, "slack_ms", lambda: 0)  # every run started before the index's as_of
     time.sleep(0.01)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     counting = CountingClient(mlflow_client)
@@ -165,7 +165,7 @@ def test_a_run_open_at_the_index_is_read_again_whatever_its_clock_says(mlflow_cl
     then, so it is read again by id and its finished state is seen."""
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
     late = _child(mlflow_client, experiment_id, parent_id, 60)
-    monkeypatch.setattr(run_index, "SLACK_MS", -60_000)
+    monkeypatch.setattr(run_index, "slack_ms", lambda: -60_000)
     run_index.write_index(mlflow_client, experiment_id, parent_id)
     assert run_index.load_index(mlflow_client, parent_id).open == {late}
     mlflow_client.log_batch(late, tags=[RunTag(names.TAG_STATUS, "finished")])

@@ -22,6 +22,7 @@ EXPECTED = {
     "imagenet_resnets": (10, 10),  # bn_only, full x ResNet-18/34/50/101/200 x 1 seed
     "lr_search": (2, 48),  # bn_only x depths 14, 110; 24 Optuna samples each
     "precision": (12, 12),  # bn_only x ResNet-110, 866 x fp32, bf16 x 3 seeds
+    "notebook": (5, 5),  # bn_only, full x lr 0.05, 0.1 at depth 8, and bn_only at depth 14
 }
 PAPER_STUDIES = ("depth_vs_width", "vgg", "imagenet_resnets")
 

@@ -20,7 +20,6 @@ from sweeper.record import names
 from sweeper.record import run_index
 from sweeper.driver.orchestrate import run_command, train_command
 from sweeper.record.trial_record import state_of
-from sweeper.driver.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG
 from sweeper.record.names import METRIC_START_EPOCH
 
 pytestmark = pytest.mark.slow
@@ -111,12 +110,10 @@ def test_a_sweep_lands_as_one_parent_and_n_children_and_a_second_run_adds_nothin
 
 
 def test_a_killed_worker_resumes_from_its_checkpoint_not_from_scratch(workdir, tracking_uri, mlflow_client,
-                                                                     monkeypatch):
+                                                                     worker_killed_once):
     import ray
 
-    flag = workdir / "killed-once"
-    monkeypatch.setenv(FAULT_KILL_AT_EPOCH, "1")  # the worker SIGKILLs itself after epoch 1
-    monkeypatch.setenv(FAULT_ONCE_FLAG, str(flag))
+    flag = worker_killed_once(1)  # the worker SIGKILLs itself after epoch 1
     spec = write_spec(workdir, "crash", modes=("bn_only",), epochs=2, max_failures=2)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers inherit the env
     try:

@@ -120,20 +120,20 @@ def one_line(e: BaseException) -> str:
 
 def failure_exit(e: BaseException, signals: DriverSignals) -> int:
     """Print the line for ``e`` on stderr and return the exit code it stands for."""
-    import click
+    from sweeper.views.terminal import say
 
     if isinstance(e, KeyboardInterrupt) and signals.received:
-        click.echo("interrupted: run the same command again to resume", err=True)
+        say("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
     if isinstance(e, (SpecError, SweepError)):
-        click.echo(str(e), err=True)
+        say(str(e), err=True)
         return EXIT_BAD_INPUT
     if isinstance(e, KeyboardInterrupt):
         # not from a signal we received: something inside raised it
-        click.echo("failed: the driver was stopped by a KeyboardInterrupt it did not receive as a signal; "
+        say("failed: the driver was stopped by a KeyboardInterrupt it did not receive as a signal; "
                    "run the same command again to resume", err=True)
         return EXIT_FAILED
-    click.echo(f"failed: {one_line(e)}; run the same command again to resume", err=True)
+    say(f"failed: {one_line(e)}; run the same command again to resume", err=True)
     return EXIT_FAILED
 
 

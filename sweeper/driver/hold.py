@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 
-from sweeper.driver.lease import SETTLE_S, Lease, LeaseLost
+from sweeper.core import settings
+from sweeper.driver.lease import Lease, LeaseLost
 from sweeper.record import names
 
 
@@ -16,7 +17,7 @@ def canonical_parent(client, experiment_id: str, parent_run_id: str) -> str:
 
     mine = client.get_run(parent_run_id)
     if time.time() * 1000 - (mine.info.start_time or 0) < 60_000:
-        time.sleep(SETTLE_S)
+        time.sleep(settings.LEASE_SETTLE_S.get())
     runs = client.search_runs([experiment_id], filter_string=names.SWEEP_RUNS,
                               max_results=100)
     oldest = min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
@@ -73,6 +74,6 @@ class DriverHold:
             if self.lease is not None:
                 try:
                     self.lease.release()
-                except Exception:  # noqa: BLE001 - a claim left behind goes stale in STALE_S
+                except Exception:  # noqa: BLE001 - a claim left behind goes stale (SWEEPER_LEASE_STALE_S)
                     pass
         return False

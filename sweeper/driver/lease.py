@@ -21,7 +21,9 @@ Stale: a claim whose heartbeat is older than ``STALE_S`` (90 s) is a dead driver
 machine) and is removed by the next driver, so a dead holder blocks a sweep for at most 90 s. On
 the same machine (same boot and pid namespace) a claim whose process is gone is dead at once.
 This assumes host clocks agree to well within that (NTP) and that a live holder reaches the
-tracking store at least once in ``STALE_S`` (it tries every ``HEARTBEAT_S`` = 15 s).
+tracking store at least once in ``STALE_S`` (it tries every ``HEARTBEAT_S`` = 15 s): a claim
+judged on a clock ``SWEEPER_CLOCK_SKEW_S`` (60 s) ahead looks that much older, so a lease is only
+taken while ``STALE_S > HEARTBEAT_S + CLOCK_SKEW_S`` (``check_times``).
 
 Fencing (a driver that wakes up after a takeover must not write again): the winner writes
 ``sweeper.holder`` = {driver, host, pid, since} on the parent run right after it has won.
@@ -53,19 +55,38 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from sweeper.core import settings
 from sweeper.record import names
 from sweeper.core.errors import SweepError
 
 log = logging.getLogger(__name__)
 
-STALE_S = float(os.environ.get("SWEEPER_LEASE_STALE_S", "90"))
-HEARTBEAT_S = float(os.environ.get("SWEEPER_LEASE_HEARTBEAT_S", str(STALE_S / 6)))
-SETTLE_S = float(os.environ.get("SWEEPER_LEASE_SETTLE_S", "2"))
+# The three times are settings (core.settings: SWEEPER_LEASE_STALE_S, _HEARTBEAT_S, _SETTLE_S),
+# read when used; SWEEPER_CLOCK_SKEW_S bounds how far host clocks disagree.
+
+
+def stale_s() -> float:
+    return settings.LEASE_STALE_S.get()
+
+
+def heartbeat_s() -> float:
+    return settings.LEASE_HEARTBEAT_S.get()
+
+
+def settle_s() -> float:
+    return settings.LEASE_SETTLE_S.get()
 TRIES = 5
-# How long a claim read from the store is trusted when the store cannot be read again: a taker
-# needs the claim to be STALE_S old on its own clock, so STALE_S - TRUST_S is left for skew.
-TRUST_S = STALE_S / 2
-FENCE_RETRY_S = min(2.0, HEARTBEAT_S)
+
+
+def trust_s() -> float:
+    """How long a claim read from the store is trusted when the store cannot be read again: a
+    taker needs the claim to be STALE_S old on its own clock, which may run CLOCK_SKEW_S ahead
+    (check_times keeps STALE_S above HEARTBEAT_S + CLOCK_SKEW_S, so this outlasts a heartbeat)."""
+    return min(stale_s() / 2, stale_s() - settings.CLOCK_SKEW_S.get())
+
+
+def fence_retry_s() -> float:
+    return min(2.0, heartbeat_s())
 
 
 @dataclass(frozen=True)
@@ -210,7 +231,7 @@ class Fence:
         mine, taker, lost = _verdict(tags, self.token)
         if lost:
             raise lost_error(self.sweep, taker)
-        self.trusted_until = mine.heartbeat + TRUST_S
+        self.trusted_until = mine.heartbeat + trust_s()
         return True
 
     def verified(self) -> bool:
@@ -229,13 +250,24 @@ class Fence:
         """Return once the lease is verified; raise LeaseLost when it is not the sweep's. Blocks
         while the store cannot be read and the last claim read is no longer trusted."""
         while not self.verified():
-            time.sleep(FENCE_RETRY_S)
+            time.sleep(fence_retry_s())
 
     def holds(self) -> bool:
         try:
             return self.verified()
         except LeaseLost:
             return False
+
+
+def check_times() -> tuple[float, float, float]:
+    """(stale, heartbeat, settle) seconds, refused (SweepError) when a live holder could look
+    stale: its heartbeat may be HEARTBEAT_S old, and seen on a clock CLOCK_SKEW_S ahead."""
+    stale, beat = settings.LEASE_STALE_S.get(), settings.LEASE_HEARTBEAT_S.get()
+    skew = settings.CLOCK_SKEW_S.get()
+    if stale <= beat + skew:
+        raise SweepError(f"SWEEPER_LEASE_STALE_S ({stale:g} s) must exceed SWEEPER_LEASE_HEARTBEAT_S ({beat:g} s) "
+                         f"+ SWEEPER_CLOCK_SKEW_S ({skew:g} s), or a live driver's claim could be taken over")
+    return stale, beat, settings.LEASE_SETTLE_S.get()
 
 
 class Lease:
@@ -246,6 +278,7 @@ class Lease:
     every later beat, until ``release``)."""
 
     def __init__(self, client, run_id: str, sweep: str):
+        self.stale_s, self.heartbeat_s, self.settle_s = check_times()
         self.client = client
         self.run_id = run_id
         self.sweep = sweep
@@ -275,7 +308,7 @@ class Lease:
             if driver == self.driver:
                 continue
             here = bool(claim.pidns) and claim.pidns == _pid_namespace()
-            if claim.age(now) > STALE_S or (here and _pid_gone(claim.pid)):
+            if claim.age(now) > self.stale_s or (here and _pid_gone(claim.pid)):
                 self._drop(names.TAG_LEASE_PREFIX + driver)  # a dead driver's claim
                 continue
             live[driver] = claim
@@ -293,20 +326,20 @@ class Lease:
             if before:
                 raise self._held(before)
             self._write()
-            time.sleep(SETTLE_S)
+            time.sleep(self.settle_s)
             after = self._others()
             if not after:
                 # the token: from now on trials and stale drivers check against it
                 self.client.set_tag(self.run_id, names.TAG_LEASE_HOLDER, json.dumps(
                     {"driver": self.driver, "host": socket.gethostname(), "pid": os.getpid(), "since": self.since}))
-                self.fence.trusted_until = time.time() + TRUST_S - SETTLE_S
+                self.fence.trusted_until = time.time() + trust_s() - self.settle_s
                 self._start_heartbeat()
                 return self
             # Someone wrote while we settled. We withdraw either way: if it already holds the
             # sweep, the next look finds it and we stop; if it is withdrawing too, the random
             # wait lets one of us through first.
             self._drop(self.tag)
-            time.sleep(random.uniform(SETTLE_S, 3 * SETTLE_S))
+            time.sleep(random.uniform(self.settle_s, 3 * self.settle_s))
             self.since = time.time()
         raise self._held(self._others())
 
@@ -318,7 +351,7 @@ class Lease:
         age = max(0.0, time.time() - holder.heartbeat)
         return LeaseHeld(f"sweep {self.sweep!r} is being run by another driver ({holder.describe()}, "
                          f"alive {age:.0f} s ago); not starting a second one (a driver silent for "
-                         f"{STALE_S:.0f} s is taken over)")
+                         f"{self.stale_s:.0f} s is taken over)")
 
     def holds(self) -> bool:
         """Whether this driver may still write to the sweep: one read of the parent run (which
@@ -338,7 +371,7 @@ class Lease:
         fence = Fence(self.client.tracking_uri, self.run_id, self.driver, self.sweep, client=client)
 
         def beat() -> None:
-            while not self._stop.wait(HEARTBEAT_S):
+            while not self._stop.wait(self.heartbeat_s):
                 if self.lost is None:
                     self._beat(client, fence)
                 if self.lost is not None and self.on_lost is not None:
@@ -358,7 +391,7 @@ class Lease:
             if not fence.read():
                 return  # the store did not answer (logged once by the fence): next beat
             now = time.time()
-            if now >= fence.trusted_until and now - asked >= SETTLE_S / 2:
+            if now >= fence.trusted_until and now - asked >= self.settle_s / 2:
                 # an old claim and a slow answer: this process may have been frozen while the
                 # read was in flight, its answer older than it looks; read again next beat
                 return
@@ -367,7 +400,7 @@ class Lease:
             self.lost = e
         except Exception as e:  # noqa: BLE001 - a tracking outage: try again next beat
             log.warning("sweep %r: lease heartbeat not written (%s); trying again in %.0f s",
-                        self.sweep, type(e).__name__, HEARTBEAT_S)
+                        self.sweep, type(e).__name__, self.heartbeat_s)
 
     def release(self) -> None:
         self._stop.set()

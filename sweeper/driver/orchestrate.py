@@ -26,12 +26,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
-import click
-
-from sweeper.core import logs
+from sweeper.core import logs, settings
 from sweeper.driver import cluster_address, driver_exit
 from sweeper.record import child_run, dashboard, links, preflight, run_index, tracking, versions
 from sweeper.views import terminal
@@ -80,6 +79,9 @@ def _pending_ends(storage: str, sweep: str) -> PendingEnds:
     return PendingEnds(f"{_storage_root(storage)}/{sweep}/pending-ends")
 
 
+storage_root = _storage_root  # public: sweeper.api names a trial's folder as the driver does
+
+
 def _cpus(spec) -> float:
     return float(spec.resources.cpu)
 
@@ -91,19 +93,26 @@ def _gpus(spec) -> float:
 # --- sweeper run ---------------------------------------------------------------------------
 
 
-def run_command(spec_path: str, *, address: str | None = None, tracking_uri: str | None = None,
-                storage: str = "./sweeper_results", dry_run: bool = False) -> int:
+def run_command(spec_path, *, address: str | None = None, tracking_uri: str | None = None,
+                storage: str = "./sweeper_results", dry_run: bool = False, handle_signals: bool = True,
+                ray_log: bool = True) -> int:
+    """The sweep of ``spec_path`` (a path or a ``Spec``); its exit code. The CLI's ways are the
+    defaults: SIGINT/SIGTERM handled (driver_exit) and Ray's output sent to the log file
+    (views.terminal). ``sweeper.run`` turns both off: no handler of ours, the caller's file
+    descriptors left alone, and a driver failure raised after the bookkeeping instead of
+    becoming exit 1 (its lines are kept by ``terminal.kept``, not printed)."""
     # the driver's log file, once the spec names it, outlives the lease (its release logs too)
     with contextlib.ExitStack() as log_file, DriverHold() as hold:  # one driver per sweep; the parent run never stays RUNNING
         return _run_held(hold, spec_path, address=address, tracking_uri=tracking_uri, storage=storage,
-                         dry_run=dry_run, log_file=log_file)
+                         dry_run=dry_run, log_file=log_file, handle_signals=handle_signals, ray_log=ray_log)
 
 
-def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking_uri: str | None,
-              storage: str, dry_run: bool, log_file: contextlib.ExitStack) -> int:
-    from sweeper.spec import load_spec
+def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri: str | None,
+              storage: str, dry_run: bool, log_file: contextlib.ExitStack, handle_signals: bool = True,
+              ray_log: bool = True) -> int:
+    from sweeper.spec import Spec, load_spec
 
-    spec = load_spec(spec_path)
+    spec = spec_path if isinstance(spec_path, Spec) else load_spec(spec_path)
     trials = expected_payloads(spec)
     if not dry_run:  # refuses what the cluster cannot reach, then probes a ray:// head
         cluster_address.check_address(address, storage, tracking_uri, _spec_tracking_uri(spec))
@@ -129,7 +138,7 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     if not dry_run:
         change = versions.apply(client, parent_id, spec, trials, by_key)
         for line in change.lines(spec.name):
-            click.echo(line)
+            terminal.say(line)
         _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)  # with the version tags just written
     states = {key: state_of(run) for key, run in by_key.items()}
     states.update(unwritten)  # a stop MLflow has not taken yet is still a stop: never trained again
@@ -141,37 +150,41 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
     sampled_todo = optuna_samples_left(spec, trials, states) if optuna else 0
 
     done = len(trials) - len(remaining)
-    click.echo(f"{spec.name}: {len(trials)} trials, {done} done, {len(remaining)} to run"
-               + (f", {sampled_todo} optuna samples to draw" if optuna else "")
-               + f"; tracking {uri}; storage {_storage_root(storage)}")
+    terminal.say(f"{spec.name}: {len(trials)} trials, {done} done, {len(remaining)} to run"
+                 + (f", {sampled_todo} optuna samples to draw" if optuna else "")
+                 + f"; tracking {uri}; storage {_storage_root(storage)}")
     for line in links.lines(uri, experiment_id, parent_id):
-        click.echo(line)
+        terminal.say(line)
     if dry_run:
         if not optuna:
             for i, t in enumerate(trials):
-                click.echo(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, PENDING)}")
+                terminal.say(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, PENDING)}")
         return EXIT_OK
     if not remaining and not (optuna and sampled_todo):
         _close_parent(client, parent_id, EXIT_OK)  # the index was written a moment ago
-        click.echo("nothing to do: every trial is finished")
+        terminal.say("nothing to do: every trial is finished")
         return EXIT_OK
 
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
                        cpus_per_trial=_cpus(spec), tracking_env=tracking.credentials_from_env(),
-                       lease_token=hold.token, sweep=spec.name)
+                       lease_token=hold.token, sweep=spec.name, settings=settings.captured())
     client.update_run(parent_id, status="RUNNING")
-    signals = driver_exit.DriverSignals().install()
+    signals = driver_exit.DriverSignals()
+    if handle_signals:
+        signals.install()
     hold.lease.on_lost = signals.request_stop  # the heartbeat found another holder: stop Tune
+    failure: BaseException | None = None
     try:
-        with terminal.to_log(terminal.log_path_for(_storage_root(storage), spec.name)):
-            started_ray = _init_ray(address)
-        signals.install()  # ray.init put a SIGTERM handler of its own in place
+        with terminal.ray_output(terminal.log_path_for(_storage_root(storage), spec.name), ray_log):
+            started_ray = _init_ray(address, quiet=not ray_log)
+        if handle_signals:
+            signals.install()  # ray.init put a SIGTERM handler of its own in place
         try:
             if _lease_lost(hold):  # Ray takes seconds to start: is the sweep still ours?
                 raise hold.lost
             keys, interrupted = _fit_here_or_on_head(address, signals, spec, ctx, client, remaining,
-                                                     sampled_todo, storage, done_before)
+                                                     sampled_todo, storage, done_before, handle_signals, ray_log)
         finally:
             if started_ray:
                 import ray
@@ -185,11 +198,15 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
             # ends MLflow did not take during the run: one more try (quietly: the exit's last line says what is left)
             fresh, unwritten = settle_pending(client, run_index.by_trial_key(runs), pending, level=logging.INFO)
             runs = [fresh.get(r.info.run_id, r) for r in runs]
-            code = _exit_code(client, run_index.by_trial_key(runs), keys, interrupted, signalled=signals.received,
+            # without our handlers only Ray Tune's own SIGINT handler stops a fit early
+            code = _exit_code(client, run_index.by_trial_key(runs), keys, interrupted,
+                              signalled=signals.received or not handle_signals,
                               unwritten=unwritten, kept_in=pending.root)
     except (Exception, KeyboardInterrupt) as e:  # every end of the driver gets its name, and the log its traceback
         if isinstance(e, LeaseLost) and hold.lost is None:
             hold.lease.lost = e
+        if not handle_signals and isinstance(e, KeyboardInterrupt):
+            signals.signum = signals.signum or signal.SIGINT  # Python's own SIGINT handler: an interrupt
         if _lease_lost(hold):
             code = EXIT_LEASE_LOST
         else:
@@ -197,13 +214,16 @@ def _run_held(hold: DriverHold, spec_path: str, *, address: str | None, tracking
             code = driver_exit.failure_exit(e, signals)
             _kill_running_children(client, experiment_id)
         runs = None  # read again for the index: what the failure left is not known here
+        failure = None if handle_signals else e
     finally:
         signals.restore()
     if hold.lost is not None:
         # another driver owns the sweep, its trials and its parent run now: write nothing more
-        click.echo(str(hold.lost), err=True)
+        terminal.say(str(hold.lost), err=True)
         return EXIT_LEASE_LOST
     _close_parent(client, parent_id, code, experiment_id, runs, read_at_ms)
+    if failure is not None:
+        raise failure  # from Python: the error itself, after the bookkeeping the CLI does too
     return code
 
 
@@ -213,7 +233,8 @@ def _lease_lost(hold: DriverHold) -> bool:
     return hold.lost is not None or (not hold.holds() and hold.lost is not None)
 
 
-def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage, done_before):
+def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled_todo, storage, done_before,
+                         handle_signals: bool = True, ray_log: bool = True):
     """Tune's loop here, or, through Ray Client, in a task on the head (sweeper.ray_client)."""
     if cluster_address.is_ray_client(address):
         from sweeper.driver import ray_client
@@ -221,8 +242,8 @@ def _fit_here_or_on_head(address, signals, spec, ctx, client, remaining, sampled
         return ray_client.fit_on_head(_fit, signals, spec=spec, ctx=ctx, remaining=remaining,
                                       sampled_todo=sampled_todo, storage_root=_storage_root(storage),
                                       done_before=done_before)
-    with signals.stopping_tune_here():
-        return _fit(spec, ctx, client, remaining, sampled_todo, storage, done_before)
+    with signals.stopping_tune_here() if handle_signals else contextlib.nullcontext():
+        return _fit(spec, ctx, client, remaining, sampled_todo, storage, done_before, ray_log)
 
 
 def _kill_running_children(client, experiment_id) -> None:
@@ -236,11 +257,14 @@ def _kill_running_children(client, experiment_id) -> None:
         log.warning("could not mark the trials left running as interrupted (%s); the next run does", logs.cause(e))
 
 
-def _init_ray(address: str | None) -> bool:
-    """Attach to ``address`` when given, else start Ray here. True when we started it."""
+def _init_ray(address: str | None, quiet: bool = False) -> bool:
+    """Attach to ``address`` when given, else start Ray here. True when we started it. ``quiet``
+    (no log file to take Ray's output): only Ray's errors are logged."""
     import logging
 
     import ray
+
+    level = logging.ERROR if quiet else logging.WARNING
 
     if ray.is_initialized():
         return False
@@ -250,10 +274,9 @@ def _init_ray(address: str | None) -> bool:
 
         ray_client.connect(address)
     elif address:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address=address, logging_level=level, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=level, log_to_driver=False)
     return True
 
 
@@ -269,7 +292,7 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
 
 
 def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled_todo: int,
-         storage: str, done_before: list[tuple] = ()) -> tuple[set[str], bool]:
+         storage: str, done_before: list[tuple] = (), ray_log: bool = True) -> tuple[set[str], bool]:
     from ray import tune
 
     optuna = algorithm(spec) == "optuna"
@@ -303,13 +326,13 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                     max_concurrent_trials=spec.max_concurrent,
                                     # a new actor per trial re-imports torch and MLflow and reopens
                                     # the store: seconds per trial, the largest overhead measured
-                                    reuse_actors=os.environ.get("SWEEPER_REUSE_ACTORS", "1") == "1",
+                                    reuse_actors=settings.REUSE_ACTORS.get(),
                                     trial_dirname_creator=lambda trial: trial.trial_id),
         run_config=tune.RunConfig(name=spec.name, storage_path=_storage_root(storage), verbose=0,
                                   failure_config=tune.FailureConfig(max_failures=int(spec.max_failures)),
                                   callbacks=[progress]),
     )
-    with terminal.to_log(terminal.log_path_for(_storage_root(storage), spec.name)):
+    with terminal.ray_output(terminal.log_path_for(_storage_root(storage), spec.name), ray_log):
         results = tuner.fit()
     interrupted = progress.finished < len(results)  # Ray ends no trial it paused on Ctrl-C
     return progress.keys | {t.key for t in remaining if not optuna}, interrupted
@@ -343,14 +366,14 @@ def _exit_code(client, runs: dict, keys: set[str], interrupted: bool, signalled:
     states.update({key: state for key, state in unwritten.items() if key in states})
     unfinished = sum(1 for s in states.values() if s in (INTERRUPTED, PENDING))
     if (interrupted or unfinished) and not signalled:  # "interrupted" only after a real signal
-        click.echo(driver_exit.unfinished_line(unfinished), err=True)
+        terminal.say(driver_exit.unfinished_line(unfinished), err=True)
         return EXIT_FAILED
     if interrupted or unfinished:
-        click.echo("interrupted: run the same command again to resume", err=True)
+        terminal.say("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
     if unwritten:
-        click.echo(f"{len(unwritten)} trial end{'s' if len(unwritten) != 1 else ''} could not be written to MLflow; "
-                   f"kept in {kept_in}, they are written by the next `sweeper run`", err=True)
+        terminal.say(f"{len(unwritten)} trial end{'s' if len(unwritten) != 1 else ''} could not be written to MLflow; "
+                     f"kept in {kept_in}, they are written by the next `sweeper run`", err=True)
         return EXIT_FAILED
     if any(s == FAILED for s in states.values()):
         return EXIT_FAILED
@@ -398,22 +421,22 @@ def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None
     ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
                        trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
                        cpus_per_trial=_cpus(spec))
-    click.echo(f"{payload.name} ({payload.key}): training in this process; tracking {uri}")
+    terminal.say(f"{payload.name} ({payload.key}): training in this process; tracking {uri}")
     try:
         final = run_tracked_trial(ctx, payload, node_id=f"local:{socket.gethostname()}")
     except KeyboardInterrupt:
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
             write_end_retried(client, run.info.run_id, INTERRUPTED)
-        click.echo("interrupted: run the same command again to resume", err=True)
+        terminal.say("interrupted: run the same command again to resume", err=True)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a trial that crashed is a result, not a traceback
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
             write_end_retried(client, run.info.run_id, FAILED)
-        click.echo(f"{payload.name}: failed: {type(e).__name__}: {e}", err=True)
+        terminal.say(f"{payload.name}: failed: {type(e).__name__}: {e}", err=True)
         return EXIT_FAILED
-    click.echo(f"{payload.name}: {final['status']}  test_acc={final.get('final_test_acc', float('nan')):.3f}")
+    terminal.say(f"{payload.name}: {final['status']}  test_acc={final.get('final_test_acc', float('nan')):.3f}")
     return EXIT_OK
 
 

@@ -72,7 +72,12 @@ def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_t
     stop_sent = False
     try:
         while True:
-            done, _ = ray.wait([ref], timeout=POLL_S)
+            try:
+                done, _ = ray.wait([ref], timeout=POLL_S)
+            except KeyboardInterrupt:  # no handler of ours (sweeper.run): Python's own Ctrl-C
+                if stop_sent:
+                    raise
+                signals.signum, done = signals.signum or signal.SIGINT, []  # stop the head gracefully
             if (signals.received or signals.stop_requested) and not stop_sent:
                 stop.put_nowait("stop")
                 stop_sent = True
@@ -91,11 +96,11 @@ def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_t
 
 
 def _print_lines(queue) -> None:
-    import click
+    from sweeper.views.terminal import say
 
     size = queue.size()
     for stream, line in (queue.get_nowait_batch(size) if size else []):
-        click.echo(line, err=stream == "err")
+        say(line, err=stream == "err")
 
 
 def _result(ref) -> Any:
@@ -122,12 +127,14 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
               lines, stop) -> tuple[set[str], bool]:
     import logging
 
+    from sweeper.core import settings
     from sweeper.core.logs import NAMESPACE, UserLines
     from sweeper.record import tracking
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # as ray.init(logging_level=...) in a driver
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # Tune passes it on to the trials
     os.environ.update(ctx.tracking_env)  # the callbacks log with the driver's MLflow credentials
+    settings.apply(ctx.settings)  # the user's SWEEPER_* settings, not the head's (core.settings)
     # Until Tune installs its SIGUSR1 handler, a stop request waits (the default would kill us).
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     finished = threading.Event()

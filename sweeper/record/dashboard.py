@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 import socket
 import time
 from datetime import datetime, timezone
+from sweeper.core import settings
 from sweeper.core.logs import cause
 from sweeper.record import names
 from sweeper.record.live import SweepState, duration
@@ -28,10 +28,9 @@ from sweeper.record.live import SweepState, duration
 log = logging.getLogger(__name__)
 
 MAX_TAG = 8000  # MLflow's limit on a tag value
-EVERY_S = float(os.environ.get("SWEEPER_DASHBOARD_EVERY_S", "15"))
-# How often a running driver rewrites the run index (sweeper.run_index), so that status and report
-# on a long sweep read only the runs that ended since; a few seconds' work at 10,000 trials.
-INDEX_EVERY_S = float(os.environ.get("SWEEPER_INDEX_EVERY_S", "600"))
+# How often: settings.DASHBOARD_EVERY_S; how often a running driver rewrites the run index
+# (sweeper.run_index), so that status and report on a long sweep read only the runs that ended
+# since (a few seconds' work at 10,000 trials): settings.INDEX_EVERY_S. Both read at __init__.
 
 # The parent's metrics: name -> how to read it from the state.
 METRICS = {
@@ -78,8 +77,10 @@ def prepare(client, experiment_id: str, parent_run_id: str, spec, trials: int) -
 
 
 class Dashboard:
-    def __init__(self, client, parent_run_id: str, every_s: float = EVERY_S, experiment_id: str | None = None,
-                 index_every_s: float = INDEX_EVERY_S, holds=None):
+    def __init__(self, client, parent_run_id: str, every_s: float | None = None, experiment_id: str | None = None,
+                 index_every_s: float | None = None, holds=None):
+        every_s = settings.DASHBOARD_EVERY_S.get() if every_s is None else every_s
+        index_every_s = settings.INDEX_EVERY_S.get() if index_every_s is None else index_every_s
         self.client, self.parent_run_id, self.every_s = client, parent_run_id, every_s
         self.holds = holds  # the driver's lease check: a driver that lost the sweep writes nothing
         self.experiment_id, self.index_every_s = experiment_id, index_every_s

@@ -12,8 +12,8 @@ the data of every FINISHED child run as of a time ``as_of`` (taken before the re
 from), and the ids of the runs that were not finished then (``open``). A reader loads it and asks
 the server only for what may differ since: runs that are not FINISHED now (running, killed,
 failed), the runs that were open at ``as_of`` (by id: they may have finished since), runs
-started after ``as_of - SLACK_MS`` (created since; SLACK_MS covers clocks that disagree between
-the nodes that stamp ``start_time``) and deleted runs; a run deleted at the last write and not
+started after ``as_of - slack_ms()`` (created since; the clock-skew bound ``SWEEPER_CLOCK_SKEW_S``,
+for clocks that disagree between the nodes that stamp ``start_time``) and deleted runs; a run deleted at the last write and not
 any more (restored) is read by id. How recently the indexed runs ended does not matter: a run
 FINISHED at ``as_of`` is in the index and does not change, so a sweep indexed right after its
 trials ended reads back as fast as one indexed long after. Without an index (a sweep from before
@@ -37,6 +37,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterable
 
+from sweeper.core import settings
 from sweeper.core.logs import cause
 from sweeper.record import names
 from sweeper.record import tracking
@@ -44,9 +45,6 @@ from sweeper.record import tracking
 log = logging.getLogger(__name__)
 
 FORMAT = 2  # bump when the layout below changes; an index of another format is not used (2: ``open``)
-# Runs that started this long before the index was written are read again: the bound on clock
-# skew between the hosts that stamp start_time (the lease assumes the same bound).
-SLACK_MS = 60 * 1000
 IDS_PER_SEARCH = 200  # run ids in one ``attributes.run_id IN (...)`` filter
 _TRIALS = names.TRIAL_RUNS
 
@@ -145,7 +143,7 @@ def _read(client: Any, experiment_id: str, parent_run_id: str | None) -> tuple[l
     deleted = {r.info.run_id for r in search(client, experiment_id, _TRIALS, deleted=True)}
     if index is None:
         return _oldest_first(search(client, experiment_id, _TRIALS)), deleted
-    since = index.as_of - SLACK_MS
+    since = index.as_of - slack_ms()
     fresh = search(client, experiment_id, f"{_TRIALS} and attributes.status != 'FINISHED'")
     fresh += search(client, experiment_id, f"{_TRIALS} and attributes.start_time > {since}")
     seen = {run.info.run_id for run in fresh}
@@ -207,6 +205,12 @@ def write_index(client: Any, experiment_id: str, parent_run_id: str, runs: Itera
         path.write_bytes(gzip.compress(json.dumps(body, separators=(",", ":")).encode(), compresslevel=6))
         client.log_artifact(parent_run_id, str(path), names.ARTIFACT_INDEX_DIR)
     return len(finished)
+
+
+def slack_ms() -> int:
+    """Runs that started this long before the index was written are read again: the bound on how
+    far two hosts' clocks may disagree (``SWEEPER_CLOCK_SKEW_S``, shared with the lease)."""
+    return int(settings.CLOCK_SKEW_S.get() * 1000)
 
 
 def now_ms() -> int:

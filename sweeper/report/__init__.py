@@ -9,6 +9,8 @@ Public surface:
 - ``report_command(spec_or_name, tracking_uri=None, out_dir=None)``: what the CLI calls.
 - ``build_report(client, name, tracking_uri, out_dir, ...) -> Report``: the same from Python.
 - ``load_reference()``: the paper's numbers shipped as ``reference.csv``.
+- ``resolve_target(spec_or_name)``: how a sweep
+  is named on the command line (a spec file, a ``Spec`` or a name), shared with ``sweeper.api``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sweeper.report.build import Report, build_report
 from sweeper.report.scorecard import load_reference
 from sweeper.spec import NAME_PATTERN
 
-__all__ = ["Report", "build_report", "load_reference", "report_command"]
+__all__ = ["Report", "build_report", "load_reference", "report_command", "resolve_target"]
 
 
 
@@ -34,7 +36,7 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     from sweeper.record import tracking
     from sweeper.record.preflight import check_store_exists
 
-    name, spec_uri, planned, keys = _target(spec_or_name)
+    name, spec_uri, planned, keys = resolve_target(spec_or_name)
     uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
     check_store_exists(uri, name)  # as status does: reading must not create a store, nor open a missing one
     client = tracking.connect(uri)
@@ -52,21 +54,25 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     return report
 
 
-def _target(spec_or_name: str) -> tuple[str, str | None, int | None, set[str] | None]:
-    """(sweep name, the spec's tracking URI, trials the spec plans, their keys) from a spec path
-    or a name."""
-    path = Path(spec_or_name)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
+def resolve_target(spec_or_name) -> tuple[str, str | None, int | None, set[str] | None]:
+    """(sweep name, the spec's tracking URI, trials the spec plans, their keys) from a spec path,
+    a ``Spec`` or a name."""
+    from sweeper.spec import Spec, load_spec
+
+    if isinstance(spec_or_name, Spec):
+        spec = spec_or_name
+    else:
+        spec_or_name = str(spec_or_name)
+        path = Path(spec_or_name)
+        if not (path.suffix in (".yaml", ".yml") or path.is_file()):
+            if not re.match(NAME_PATTERN, spec_or_name):
+                raise SpecError(None, None, f"{spec_or_name!r} is neither a spec file nor a sweep name ([A-Za-z0-9_.-]+)")
+            return spec_or_name, None, None, None
         if not path.is_file():
             raise SpecError(spec_or_name, None, "no such spec file")
-        from sweeper.spec import load_spec
-
         spec = load_spec(path)
-        from sweeper.plan.planning import expected_payloads
+    from sweeper.plan.planning import expected_payloads
 
-        planned = spec.sampled_trial_count() or len(spec.trials())
-        keys = {t.key for t in expected_payloads(spec)} | {t.key for t in spec.trials()}
-        return spec.name, spec.tracking.uri, planned, keys
-    if not re.match(NAME_PATTERN, spec_or_name):
-        raise SpecError(None, None, f"{spec_or_name!r} is neither a spec file nor a sweep name ([A-Za-z0-9_.-]+)")
-    return spec_or_name, None, None, None
+    planned = spec.sampled_trial_count() or len(spec.trials())
+    keys = {t.key for t in expected_payloads(spec)} | {t.key for t in spec.trials()}
+    return spec.name, spec.tracking.uri, planned, keys

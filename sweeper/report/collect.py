@@ -73,10 +73,16 @@ class SweepRuns:
         return {state: int(found.get(state, 0)) for state in REPORTED_STATES}
 
 
-def load_sweep(client: Any, name: str, tracking_uri: str, all_versions: bool = False,
+def load_sweep(client: Any, name: str, tracking_uri: str | None = None, all_versions: bool = False,
                keys: set[str] | None = None) -> SweepRuns:
     """The child runs of sweep ``name`` of the current spec version (``keys``, else the runs not
-    tagged superseded), or all with ``all_versions``; SweepError when there is no such sweep."""
+    tagged superseded), or all with ``all_versions``; SweepError when there is no such sweep.
+
+    ``client``: an ``MlflowClient`` or a tracking URI (then a checked client is made,
+    ``tracking.connect``); the URI the messages name is the client's own unless given."""
+    if isinstance(client, str):
+        client = tracking.connect(client)
+    tracking_uri = tracking_uri or client.tracking_uri
     experiment = client.get_experiment_by_name(name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
         raise SweepError(f"no sweep named {name!r} in {tracking_uri} (no MLflow experiment of that name)")

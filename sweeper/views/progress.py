@@ -16,11 +16,11 @@ import os
 import time
 from typing import Any, Mapping, TextIO
 
+from sweeper.core import settings
 from sweeper.views import terminal
 from sweeper.core.states import DONE, STOPPED_EARLY
 from sweeper.record.live import SweepState, TrialLine, duration
 
-PLAIN_EVERY_S = float(os.environ.get("SWEEPER_PROGRESS_EVERY_S", "30"))
 
 
 # --- the words, shared by both modes ---------------------------------------------------------
@@ -79,8 +79,9 @@ def renderable(state: SweepState):
 
 
 class PlainView:
-    def __init__(self, stream: TextIO, every_s: float = PLAIN_EVERY_S):
-        self.stream, self.every_s = stream, every_s
+    def __init__(self, stream: TextIO, every_s: float | None = None):
+        self.stream = stream
+        self.every_s = settings.PROGRESS_EVERY_S.get() if every_s is None else every_s
         self.last = time.monotonic()
 
     def message(self, text: str) -> None:

@@ -9,6 +9,11 @@ and what the user should see is written to ``terminal()``, a duplicate of the re
 
 Re-entrant: nested or repeated ``to_log`` blocks append to the same file; the path is printed
 once per process.
+
+From Python (``sweeper.run``, docs/python.md) nothing of this is the caller's: inside ``kept()``
+every line the CLI would print (``say``, and whatever is written to ``terminal()``) is kept in a
+list for the caller instead, and ``ray_output`` leaves descriptors 1 and 2 alone unless the
+caller asked for the log file.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
-_state: dict = {"depth": 0, "terminal": None, "announced": set(), "closers": []}
+_state: dict = {"depth": 0, "terminal": None, "announced": set(), "closers": [], "kept": None}
 
 # Tune adds CSV, JSON and TensorBoard loggers to every experiment unless told not to; MLflow holds
 # the metrics, so they would only be files nobody reads (and the source of the TensorBoard hint).
@@ -39,8 +44,85 @@ def log_path_for(storage_root: str, sweep: str) -> Path:
 
 
 def terminal() -> TextIO:
-    """Where user-facing output goes: the real stdout, also inside a ``to_log`` block."""
+    """Where user-facing output goes: the real stdout, also inside a ``to_log`` block; inside
+    ``kept()`` a stream whose lines are kept for the caller."""
+    if _state["kept"] is not None:
+        return _Keeper(_state["kept"])
     return _state["terminal"] or sys.stdout
+
+
+def say(text: str, err: bool = False) -> None:
+    """One line for the user: on stdout (stderr with ``err``), or kept inside ``kept()``."""
+    if _state["kept"] is not None:
+        _state["kept"].append(text)
+        return
+    import click
+
+    click.echo(text, err=err)
+
+
+@contextlib.contextmanager
+def kept() -> Iterator[list[str]]:
+    """Nothing is printed inside: the lines ``say`` and ``terminal()`` get are collected in the
+    list this yields (what ``sweeper.run`` returns as its messages)."""
+    saved, lines = _state["kept"], []
+    _state["kept"] = lines
+    try:
+        yield lines
+    finally:
+        _state["kept"] = saved
+
+
+class _Keeper(io.TextIOBase):
+    """A text stream that adds each complete line to a list."""
+
+    def __init__(self, lines: list[str]):
+        self.lines, self.partial = lines, ""
+
+    def write(self, text: str) -> int:
+        self.partial += text
+        *complete, self.partial = self.partial.split("\n")
+        self.lines.extend(complete)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+# Without the log file (sweeper.run), Ray Tune is asked to print nothing: its newer output engine
+# prints a configuration box and a "View detailed results" line at any verbosity, the older one
+# nothing at verbose=0; and its loggers' warnings about the result files we switch off are noise.
+UNLOGGED_ENV = {**QUIET_ENV, "RAY_AIR_NEW_OUTPUT": "0"}
+UNLOGGED_LOGGERS = ("ray.tune", "ray.train", "ray.air")
+
+
+@contextlib.contextmanager
+def ray_output(path: Path, to_file: bool = True) -> Iterator[None]:
+    """While Ray runs here: its output to ``path`` (``to_log``) or, without ``to_file``, the
+    caller's descriptors left alone and Tune asked to print nothing (``UNLOGGED_ENV``, its
+    loggers at ERROR), both as before afterwards."""
+    if to_file:
+        with to_log(path):
+            yield
+        return
+    import logging
+
+    saved = {k: os.environ.get(k) for k in UNLOGGED_ENV}
+    os.environ.update({k: v for k, v in UNLOGGED_ENV.items() if k not in os.environ})
+    loggers = [logging.getLogger(name) for name in UNLOGGED_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        if not _state["depth"]:
+            _leave()  # a live view stops drawing where the caller's output goes on
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
 
 
 def on_leave(closer: Callable[[], None]) -> None:
@@ -62,7 +144,7 @@ def to_log(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if str(path) not in _state["announced"]:
         _state["announced"].add(str(path))
-        print(f"Ray's own output: {path}", file=sys.stdout, flush=True)
+        say(f"Ray's own output: {path}")
     sys.stdout.flush()
     sys.stderr.flush()
     user = _user_stream()
@@ -76,10 +158,7 @@ def to_log(path: Path) -> Iterator[Path]:
     try:
         yield path
     finally:
-        for closer in reversed(_state["closers"]):
-            with contextlib.suppress(Exception):
-                closer()
-        _state["closers"].clear()
+        _leave()
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
@@ -93,6 +172,13 @@ def to_log(path: Path) -> Iterator[Path]:
             with contextlib.suppress(Exception):
                 user.close()
         log.close()
+
+
+def _leave() -> None:
+    for closer in reversed(_state["closers"]):
+        with contextlib.suppress(Exception):
+            closer()
+    _state["closers"].clear()
 
 
 def _user_stream() -> TextIO:
