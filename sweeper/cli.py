@@ -50,7 +50,7 @@ def run(spec: str, address: str | None, tracking_uri: str | None, storage: str, 
 @click.option("--storage", default="./sweeper_results", show_default=True)
 def train(spec: str, index: int, tracking_uri: str | None, storage: str) -> None:
     """Run one trial of SPEC in this process, without Ray, logging to MLflow."""
-    from sweeper.driver.orchestrate import train_command
+    from sweeper.driver.train import train_command
 
     sys.exit(train_command(spec, index, tracking_uri=tracking_uri, storage=storage))
 

@@ -9,7 +9,6 @@ import threading
 
 import pytest
 
-from sweeper.driver import lease
 from sweeper.driver.lease import Fence, Lease, LeaseLost
 from sweeper.record import names, tracking
 from trainables import run_trial
@@ -18,7 +17,7 @@ from trainables.checkpoint import load_checkpoint
 
 @pytest.fixture
 def parent(mlflow_client, tracking_uri, monkeypatch) -> str:
-    monkeypatch.setattr(lease, "SETTLE_S", 0.1)
+    monkeypatch.setenv("SWEEPER_LEASE_SETTLE_S", "0.1")
     experiment = tracking.ensure_experiment(mlflow_client, "fenced", tracking_uri)
     return tracking.ensure_parent_run(mlflow_client, experiment, "fenced", "name: fenced\n", "h")
 
@@ -61,7 +60,7 @@ def test_a_claim_removed_as_stale_is_a_lost_lease_even_before_the_new_token(mlfl
 
 
 def test_the_heartbeat_does_not_put_back_a_claim_it_lost_and_calls_on_lost(mlflow_client, parent, monkeypatch):
-    monkeypatch.setattr(lease, "HEARTBEAT_S", 0.2)
+    monkeypatch.setenv("SWEEPER_LEASE_HEARTBEAT_S", "0.2")
     held = Lease(mlflow_client, parent, "fenced").acquire()
     told = threading.Event()
     held.on_lost = told.set

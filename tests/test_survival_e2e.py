@@ -15,7 +15,8 @@ from sweeper.record import names
 from sweeper.core import states
 from sweeper.record import tracking
 from sweeper.core.errors import SweepError
-from sweeper.driver.orchestrate import run_command, train_command
+from sweeper.driver.orchestrate import run_command
+from sweeper.driver.train import train_command
 from sweeper.plan.planning import expected_payloads
 from sweeper.spec import load_spec
 from sweeper.views.status import sweep_status

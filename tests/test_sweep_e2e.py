@@ -18,7 +18,8 @@ import pytest
 
 from sweeper.record import names
 from sweeper.record import run_index
-from sweeper.driver.orchestrate import run_command, train_command
+from sweeper.driver.orchestrate import run_command
+from sweeper.driver.train import train_command
 from sweeper.record.trial_record import state_of
 from sweeper.record.names import METRIC_START_EPOCH
 

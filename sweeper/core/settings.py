@@ -99,6 +99,10 @@ INDEX_EVERY_S = _declare(
 PROGRESS_EVERY_S = _declare(
     "SWEEPER_PROGRESS_EVERY_S", float, 30.0,
     "Seconds between two summaries of the plain progress view (not a terminal: CI, nohup, logs).", "tune loop")
+SETTLE_WAIT_S = _declare(
+    "SWEEPER_SETTLE_WAIT_S", float, 30.0,
+    "How long the driver retries writing a trial's end (a scheduler stop, a failure for good) before it "
+    "keeps it in <storage>/<sweep>/pending-ends for the next run.", "tune loop")
 END_FLUSH_WAIT_S = _declare(
     "SWEEPER_END_FLUSH_WAIT_S", float, 120.0,
     "How long a trial that finished training waits for MLflow to take its results before it fails "

@@ -65,16 +65,6 @@ log = logging.getLogger(__name__)
 # read when used; SWEEPER_CLOCK_SKEW_S bounds how far host clocks disagree.
 
 
-def stale_s() -> float:
-    return settings.LEASE_STALE_S.get()
-
-
-def heartbeat_s() -> float:
-    return settings.LEASE_HEARTBEAT_S.get()
-
-
-def settle_s() -> float:
-    return settings.LEASE_SETTLE_S.get()
 TRIES = 5
 
 
@@ -82,11 +72,12 @@ def trust_s() -> float:
     """How long a claim read from the store is trusted when the store cannot be read again: a
     taker needs the claim to be STALE_S old on its own clock, which may run CLOCK_SKEW_S ahead
     (check_times keeps STALE_S above HEARTBEAT_S + CLOCK_SKEW_S, so this outlasts a heartbeat)."""
-    return min(stale_s() / 2, stale_s() - settings.CLOCK_SKEW_S.get())
+    stale = settings.LEASE_STALE_S.get()
+    return min(stale / 2, stale - settings.CLOCK_SKEW_S.get())
 
 
 def fence_retry_s() -> float:
-    return min(2.0, heartbeat_s())
+    return min(2.0, settings.LEASE_HEARTBEAT_S.get())
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,6 @@ from sweeper.core import logs, settings
 from sweeper.driver import cluster_address, driver_exit
 from sweeper.record import child_run, dashboard, links, preflight, run_index, tracking, versions
 from sweeper.views import terminal
-from sweeper.core.errors import SpecError
 from sweeper.driver.hold import DriverHold
 from sweeper.driver.lease import LeaseLost
 from sweeper.plan.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
@@ -399,45 +398,6 @@ def _close_parent(client, parent_id: str | None, code: int, experiment_id: str |
         _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)
     status = {EXIT_OK: "FINISHED", EXIT_INTERRUPTED: "KILLED"}.get(code, "FAILED")  # bad input too
     client.set_terminated(parent_id, status)
-
-
-# --- sweeper train -------------------------------------------------------------------------
-
-
-def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None,
-                  storage: str = "./sweeper_results") -> int:
-    """One trial of the sweep in this process, no Ray, tracked exactly as under `sweeper run`."""
-    import socket
-
-    from sweeper.spec import load_spec
-
-    spec = load_spec(spec_path)
-    trials = expected_payloads(spec)
-    if not 0 <= index < len(trials):
-        raise SpecError("--trial", None, f"{index} is out of range: the spec has trials 0..{len(trials) - 1}")
-    payload = child_run.presented(trials[index], spec.varying_axes())
-    uri = tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec))
-    uri, client, experiment_id, parent_id = _prepare_tracking(spec, uri, create=True)
-    ctx = SweepContext(tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent_id,
-                       trials_root=f"{_storage_root(storage)}/{spec.name}/trials",
-                       cpus_per_trial=_cpus(spec))
-    terminal.say(f"{payload.name} ({payload.key}): training in this process; tracking {uri}")
-    try:
-        final = run_tracked_trial(ctx, payload, node_id=f"local:{socket.gethostname()}")
-    except KeyboardInterrupt:
-        run = tracking.find_child_run(client, experiment_id, payload.key)
-        if run is not None:
-            write_end_retried(client, run.info.run_id, INTERRUPTED)
-        terminal.say("interrupted: run the same command again to resume", err=True)
-        return EXIT_INTERRUPTED
-    except Exception as e:  # noqa: BLE001 - a trial that crashed is a result, not a traceback
-        run = tracking.find_child_run(client, experiment_id, payload.key)
-        if run is not None:
-            write_end_retried(client, run.info.run_id, FAILED)
-        terminal.say(f"{payload.name}: failed: {type(e).__name__}: {e}", err=True)
-        return EXIT_FAILED
-    terminal.say(f"{payload.name}: {final['status']}  test_acc={final.get('final_test_acc', float('nan')):.3f}")
-    return EXIT_OK
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,18 +33,17 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from typing import Any
 
 from sweeper.core.logs import cause
 from sweeper.core.states import DIVERGED, DONE, FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, STOPPED_EARLY
+from sweeper.core import settings
 from sweeper.record import names, tracking
 
 log = logging.getLogger(__name__)
 
 # How long the driver retries writing a trial's end before leaving it to PendingEnds.
-SETTLE_WAIT_S = float(os.environ.get("SWEEPER_SETTLE_WAIT_S", "30"))
 SETTLE_EVERY_S = 2.0
 
 # The MLflow run status each end leaves (a run's own lifecycle, beside the status tag).
@@ -127,10 +126,11 @@ def _write_end(client, run_id: str, state: str) -> None:
     {FAILED: mark_failed, STOPPED_EARLY: mark_stopped_early, INTERRUPTED: mark_interrupted}[state](client, run_id)
 
 
-def write_end_retried(client, run_id: str, state: str, wait_s: float = SETTLE_WAIT_S,
+def write_end_retried(client, run_id: str, state: str, wait_s: float | None = None,
                       every_s: float = SETTLE_EVERY_S, level: int = logging.WARNING) -> bool:
     """``state`` (stopped early, failed or interrupted) written on ``run_id``, retried for ``wait_s``; whether it
     went in. The last failure's cause is logged once, at ``level``."""
+    wait_s = settings.SETTLE_WAIT_S.get() if wait_s is None else wait_s
     last: list[BaseException] = []
 
     def attempt() -> bool:
@@ -209,10 +209,11 @@ class PendingEnds:
 
 
 def settle_driver_end(client, experiment_id: str, key: str, ray_end: str, pending: PendingEnds | None,
-                      wait_s: float = SETTLE_WAIT_S, name: str | None = None) -> tuple[str | None, Any]:
+                      wait_s: float | None = None, name: str | None = None) -> tuple[str | None, Any]:
     """Ray reported trial ``key`` ended (``ray_end``): record that durably, read its run, write
     the state it ends in, with retries. Returns (the state it ends in, or None when unknown
     because MLflow could not be read; the run as read, or None)."""
+    wait_s = settings.SETTLE_WAIT_S.get() if wait_s is None else wait_s
     if pending is not None:
         pending.record(key, ray_end)
     found: list[Any] = []
@@ -253,12 +254,13 @@ def _kept(pending: PendingEnds | None) -> str:
 
 
 def settle_pending(client, by_key: dict[str, Any], pending: PendingEnds, write: bool = True,
-                   wait_s: float = SETTLE_WAIT_S, level: int = logging.WARNING) -> tuple[dict[str, Any], dict[str, str]]:
+                   wait_s: float | None = None, level: int = logging.WARNING) -> tuple[dict[str, Any], dict[str, str]]:
     """Write the ends an earlier driver kept in ``pending`` onto the runs ``by_key`` holds
     (trial key -> run, as read now). Returns (run id -> the run read again after its write;
     trial key -> the state of each end that could not be written, to plan with). ``write=False``
     (a dry run) writes nothing and returns every such state. A failed write is logged at
     ``level`` (the driver's exit says it in its last line instead)."""
+    wait_s = settings.SETTLE_WAIT_S.get() if wait_s is None else wait_s
     fresh: dict[str, Any] = {}
     unwritten: dict[str, str] = {}
     store_down = False
