@@ -24,7 +24,7 @@ every kind; after that each fault is of a random kind, 6-14 s apart. A fault wit
 (no trial worker running yet, no driver alive) is tried again 2 s later, up to 10 times. Meanwhile a supervisor (a Kubernetes
 restart policy, a user running the command again) starts a new `sweeper run` whenever none is
 alive. When the duration is over, every paused process is continued, and `sweeper run` is run
-again until one exits 0 (at most ``--reruns`` times); then every process left in the drivers'
+again until one exits 0 (at most ``--reruns`` times, within ``--settle-s``); then every process left in the drivers'
 sessions is killed and the invariants are checked against the server:
 
 1. every trial finished: exactly one child run per trial key, status tag ``finished``, run FINISHED;
@@ -499,6 +499,10 @@ def check(uri: str, trials: dict[str, str], storage: Path, epochs: int) -> dict[
     return broken
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of fault injection")
@@ -506,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--reruns", type=int, default=6, help="`sweeper run`s at most after the faults")
+    parser.add_argument("--settle-s", type=float, default=900.0,
+                        help="seconds at most after the faults for the sweep to finish")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, store, checkpoints)")
     args = parser.parse_args(argv)
@@ -517,6 +523,11 @@ def main(argv: list[str] | None = None) -> int:
     server = TrackingServer(root)
     storage = root / "results"
     chaos = None
+    early = done = interrupted = False
+    faults_s = total_s = 0.0
+    left, broken = 0, {}
+    # SIGTERM (a timeout, a CI stop) ends the run as Ctrl-C does: cleaned up, figures printed
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         server.start()
         spec = write_spec(root, args.trials, args.epochs)
@@ -524,18 +535,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chaos: {len(trials)} trials x {args.epochs} epochs; tracking {server.uri}; work folder {root}",
               flush=True)
         chaos = Chaos(root, seed, args.duration, server, spec, storage)
-        early = chaos.faults_phase()
-        faults_s = time.monotonic() - chaos.t0
-        done = chaos.settle(args.reruns, bound_s=max(600.0, 2 * args.duration))
+        try:
+            early = chaos.faults_phase()
+            faults_s = time.monotonic() - chaos.t0
+            done = chaos.settle(args.reruns, bound_s=args.settle_s)
+        except KeyboardInterrupt:
+            interrupted = True
+            faults_s = faults_s or time.monotonic() - chaos.t0
+            print("chaos: interrupted; cleaning up, the invariants are not checked", flush=True)
         total_s = time.monotonic() - chaos.t0
         left = chaos.cleanup()
-        if server.proc is None:
-            server.start()
-        broken = check(server.uri, trials, storage, args.epochs)
+        if not interrupted:
+            if server.proc is None:
+                server.start()
+            broken = check(server.uri, trials, storage, args.epochs)
     finally:
         if chaos is not None:
             chaos.cleanup()
         server.stop()
+    if chaos is None:
+        return 130
 
     exits = Counter(f"{d.role}:{d.code}" for d in chaos.drivers)
     took = [d for d in chaos.drivers if d.took_the_sweep()]
@@ -568,6 +587,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"work folder kept: {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
+    if interrupted:
+        return 130
     if any(broken.values()):
         return 1
     return 0 if done else 2
