@@ -33,7 +33,11 @@ sessions is killed and the invariants are checked against the server:
    logs a trial's epochs in increasing order (a resumed trainer starts after the last checkpoint,
    which is never behind the last logged epoch, and skips what the run holds); so, ordered by the
    time MLflow stamped them, a trial's ``epoch_s`` steps must strictly increase. Two trainers at
-   once log overlapping epochs: a step repeated or going back in time order;
+   once log overlapping epochs: a step repeated or going back in time order. It sees two trainers
+   only where both logged epochs of the trial (a second trainer that found the first one's
+   finished checkpoint trains nothing; one whose epochs the run already held logs nothing), so
+   beside it the run prints how many drivers took the sweep while one that had taken it earlier
+   was still alive (from the drivers' own output: the plan line is printed once the lease is held);
 4. no parent run left RUNNING, and no lease claim left on it;
 5. every finished trial's checkpoint (``<storage>/<sweep>/trials/<key>/``) holds epochs 1..epochs
    and its final metrics.
