@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -74,31 +75,42 @@ def main() -> None:
     parser.add_argument("--mode", default="full", help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=None, help="alternating solo/array timing rounds (median)")
     parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.batch = args.batch or (32 if args.quick else 128)
     args.steps = args.steps or (2 if args.quick else 5)
+    args.rounds = args.rounds or (2 if args.quick else 3)
     if args.child:
         return _child(args)
     device = torch.device(args.device)
-    print(f"bench_array on {args.device} ({os.cpu_count()} cores, {torch.get_num_threads()} threads), "
-          f"batch {args.batch}, {args.steps} timed steps after 1 warm-up; images/s")
+    print(f"bench_array on {args.device} ({os.cpu_count()} cores, {torch.get_num_threads()} threads, load "
+          f"{os.getloadavg()[0]:.1f}), batch {args.batch}, median of {args.rounds} rounds of {args.steps} timed "
+          f"steps after 1 warm-up; images/s")
     print(f"{'model':<10} {'mode':<8} {'K':>3} {'array':>9} {'sequential':>11} {'processes':>10} "
           f"{'array/seq':>10} {'array/proc':>11}")
     for depth in args.depths:
         for mode in args.modes:
             cfg = config(depth, mode, args.batch, args.device)
-            sequential = args.batch / _seconds_per_step(solo_step(cfg, device), device, args.steps, 1)
+            solo = solo_step(cfg, device)
             for k in args.ks:
-                fused = k * args.batch / _seconds_per_step(array_step(members(cfg, k), device), device, args.steps, 1)
+                fused_step = array_step(members(cfg, k), device)
+                # solo and array timed in alternating rounds, medians kept: on a shared machine the
+                # load changes between rounds, and both columns should see the same spread of it
+                solo_s, fused_s = [], []
+                for _ in range(args.rounds):
+                    solo_s.append(_seconds_per_step(solo, device, args.steps, 1))
+                    fused_s.append(_seconds_per_step(fused_step, device, args.steps, 1))
+                sequential = args.batch / statistics.median(solo_s)
+                fused = k * args.batch / statistics.median(fused_s)
+                del fused_step
                 procs = None if args.no_processes or device.type != "cpu" else \
                     processes(depth, mode, args.batch, k, args.steps, args.device)
                 shown = f"{procs:10.0f}" if procs is not None else f"{'-':>10}"
                 ratio = f"{fused / procs:11.2f}" if procs is not None else f"{'-':>11}"
                 print(f"ResNet-{depth:<3} {mode:<8} {k:>3} {fused:9.0f} {sequential:11.0f} {shown} "
                       f"{fused / sequential:10.2f} {ratio}", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -115,7 +115,8 @@ def _train_epoch(array: _Array, epoch: int) -> list[dict | None]:
             if not alive:
                 break
         array.optimizer.zero_grad()
-        losses[alive].sum().backward()  # a member's gradient is its own loss's: the sum separates
+        # a member's gradient is its own loss's: the sum separates; a diverged member's is left out
+        (losses if len(alive) == k else losses[alive]).sum().backward()
         array.optimizer.step(lrs[step - 1])
         array.steps += 1
     totals, hits = loss_sum.tolist(), correct.tolist()  # the epoch's one sync
