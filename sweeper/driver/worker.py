@@ -26,7 +26,7 @@ from typing import Callable
 
 from sweeper.record import names
 from sweeper.plan.payload import TrialPayload
-from sweeper.record import tracking, trial_record
+from sweeper.record import system_metrics, tracking, trial_record
 from trainables.names import FINAL_METRICS
 
 END_FLUSH_WAIT_S = float(os.environ.get("SWEEPER_END_FLUSH_WAIT_S", "120"))
@@ -144,7 +144,8 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
                 tune_report({**metrics, "trial_key": payload.key})
 
     try:
-        final = run_trial(payload.config, report, store.local_dir)
+        with system_metrics.monitored([logger.run_id], ctx.tracking_uri):
+            final = run_trial(payload.config, report, store.local_dir)
     except BaseException as e:  # SystemExit too: Ray stops an early-stopped trial that way
         if not isinstance(e, SystemExit):
             logger.set_tags(trial_record.error_tags(e))
