@@ -193,3 +193,18 @@ def test_the_drivers_callback_counts_an_arrays_members_as_trials(support, monkey
     assert sorted(ended) == sorted(keys)  # each member once, the one that reported its final first
     assert ended[0] == units[0].members[0].key
     assert ends.keys == keys and ends.finished == 2  # two Ray trials ended (tuner.fit's results)
+
+
+def test_validate_measure_prints_solo_and_array_images_per_s_and_what_auto_chooses(support):
+    from sweeper.plan import array_measure
+
+    spec = parse_spec(spec_text(array="auto"))
+    trials = payloads(spec)
+    key = support.array_key(trials[0].config)
+    measured = {key: {2: {"solo_images_per_s": 1000.0, "array_images_per_s": 1500.0},
+                      4: {"solo_images_per_s": 1000.0, "array_images_per_s": 3200.0}}}
+    lines = array_measure.measured_lines(spec, trials, measured)
+    rows = [line.split() for line in lines if line.startswith("  bn_only")]
+    assert [row[1:] for row in rows] == [["8", "2", "1,000", "1,500", "1.50x"], ["8", "4", "1,000", "3,200", "3.20x"]]
+    assert any(line.startswith("  auto chooses: bn_only-d8-w1-lr0.1-s0: arrays of 4") for line in lines)
+    assert any("2 array(s) of 4: each asks Ray for cpu 4, gpu 1" in line for line in lines)
