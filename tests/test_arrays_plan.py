@@ -106,6 +106,9 @@ def test_validate_prints_the_arrays_and_what_each_asks_ray_for(support):
     assert any(line.startswith("  2 array(s) of 4: each asks Ray for cpu 4, gpu 1 (4 x one trial's cpu 1, gpu 0.25")
                for line in lines)
     assert not any("array" in line for line in describe(parse_spec(spec_text(array="1"))))  # solo: as before
+    auto = [line for line in describe(parse_spec(spec_text(array="auto"))) if "array" in line]
+    assert auto == ["arrays: auto: 1 group(s) of compatible trials; `validate --measure` times solo and array "
+                    "steps here and picks each group's size, `run` measures the same way as it starts"]
 
 
 @pytest.mark.parametrize("extra, word", [
