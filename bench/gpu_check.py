@@ -16,6 +16,8 @@ Sections, in the order they run (the cheap, decisive ones first, torch.compile l
 - throughput (eager, then compiled): ResNet-20/56/110 at batch 128, full vs bn_only, images/s and
   the share of the card's dense bf16 peak (3 x forward FLOPs per image); loop_overhead: the real
   loop's images/s over bare steps.
+- array: one K-member trial array (trainables/array) against solo trials: images/s at K = 1, 4,
+  8, 16, and one step of four mixed members equal to their solo steps in fp32 and bf16.
 - memory: peak memory of one full-training step of ResNet-866, ResNet-14 w32, VGG-19 and ImageNet
   ResNet-50/200 at their studies' batch sizes and precision, and how many fit on this card.
 - packing: a real `sweeper run` (local Ray, sqlite MLflow) of 8 short ResNet-20 bn_only trials at
@@ -45,6 +47,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_check_sections as sections
+from gpu_check_array import array as array_section
+from gpu_check_array import detail as array_detail
 from gpu_check_packing import packing
 
 SECTIONS = (
@@ -54,6 +58,7 @@ SECTIONS = (
     ("data_pipeline", sections.data_pipeline, 10),
     ("throughput_eager", lambda p: sections.throughput(p, compile=False), 30),
     ("loop_overhead", sections.loop_overhead, 15),
+    ("array", array_section, 40),
     ("memory", sections.memory, 30),
     ("packing", packing, 60),
     ("correctness_compiled", lambda p: sections.correctness(p, compile=True), 60),
@@ -170,6 +175,8 @@ def _detail(name: str, s: dict) -> str:
                 f"{s.get('same_history')}, loads on cpu {s.get('loads_on_cpu')}")
     if name == "data_pipeline":
         return f"{_f(s.get('images_per_s'), ',.0f')} images/s on {s.get('on')}"
+    if name == "array":
+        return array_detail(s)
     if name == "loop_overhead":
         return (f"loop {_f(s.get('loop_images_per_s'), ',.0f')} images/s, bare steps "
                 f"{_f(s.get('bare_step_images_per_s'), ',.0f')}: {_f(s.get('loop_over_bare'), '.2f')}x")

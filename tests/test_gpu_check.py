@@ -30,7 +30,7 @@ def test_the_quick_cpu_gpu_check_fills_every_section_with_real_results(tmp_path)
     assert (out / "gpu_check.md").read_text().startswith("# gpu_check: cpu\n\ncard cpu, driver")
     assert report["environment"]["device"] == "cpu" and report["environment"]["torch"]
     sections = ["correctness_eager", "divergence", "checkpoint", "data_pipeline", "throughput_eager",
-                "loop_overhead", "memory", "packing", "correctness_compiled", "throughput_compiled"]
+                "loop_overhead", "array", "memory", "packing", "correctness_compiled", "throughput_compiled"]
     for name in sections:
         assert "skipped" not in report[name] and "error" not in report[name], (name, report[name])
         assert report[name]["passed"] is True, (name, report[name])
@@ -75,3 +75,24 @@ def test_the_quick_cpu_gpu_check_fills_every_section_with_real_results(tmp_path)
         assert run["exit_code"] == 0 and run["trials_finished"] == packing["trials"]
         assert run["devices"] == ["cpu"]  # every trial's sweeper.device tag, read back from MLflow
         assert run["aggregate_images_per_s"] > 0 and math.isfinite(run["aggregate_images_per_s"])
+
+
+@pytest.mark.timeout(600)
+def test_the_array_section_runs_on_the_cpu_and_finds_members_equal_to_solo(tmp_path):
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "bench/gpu_check.py", "--device", "cpu", "--quick", "--only", "array",
+                           "--out", str(out), "--budget-s", "600"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=580)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    section = json.loads((out / "gpu_check.json").read_text())["array"]
+    assert section["passed"] is True, section
+    rows = section["throughput"]["rows"]
+    assert {(r["mode"], r["k"]) for r in rows} == {("bn_only", 4), ("full", 4)}
+    assert all(r["array_images_per_s"] > 0 and r["solo_images_per_s"] > 0 for r in rows)
+    for precision in ("fp32", "bf16"):
+        check = section[f"equivalence_{precision}"]
+        assert check["frozen_unchanged"] is True and check["max_rel_diff"] <= check["bound"]
+        assert set(check["per_member"]) == {"full", "bn_only", "random_params", "bn_output"}
+    assert section["equivalence_fp32"]["max_rel_diff"] <= 1e-5  # the CPU has no TF32
+    assert "| array | ok |" in (out / "gpu_check.md").read_text()

@@ -87,12 +87,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _build(config: TrialConfig) -> _Setup:
+def _build(config: TrialConfig, data: Any = None) -> _Setup:
+    """``data``: an already loaded source of this trial's data set (trainables/array shares one
+    on-device set among an array's members); None loads it, as a solo trial does."""
     device = resolve_device(config.train.device)
     seed_everything(config.seed)
     details = conventions(config.train.fidelity)
-    data = load_data(config.dataset, device, config.seed, augment=config.train.augment,
-                     cifar_normalisation=details.cifar_normalisation)
+    if data is None:
+        data = load_data(config.dataset, device, config.seed, augment=config.train.augment,
+                         cifar_normalisation=details.cifar_normalisation)
     # on the CPU, from the seed
     model = build_model(config.model, data.num_classes, config.seed, bias_init=details.bias_init)
     trainability = apply_mode(model, config.mode, config.seed)

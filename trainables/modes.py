@@ -18,6 +18,8 @@ mode in every mode, as in the paper.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable
 
 import torch
 from torch import nn
@@ -26,7 +28,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 from trainables.config import TrainConfig
 from trainables.names import BN_ONLY, BN_OUTPUT, FULL, MODES, OUTPUT_ONLY, RANDOM_PARAMS
 
-__all__ = ["Trainability", "apply_mode", "build_optimizer", "MASK_SEED_OFFSET", "WEIGHTS_PER_CHANNEL"]
+__all__ = ["Trainability", "apply_mode", "MODE_REGISTRY", "build_optimizer", "MASK_SEED_OFFSET", "WEIGHTS_PER_CHANNEL"]
 
 WEIGHTS_PER_CHANNEL = 2  # BN's gamma and beta: the per-channel budget random_params matches
 # The masks come from their own stream, far from the init's (seed) and the data order's
@@ -42,32 +44,54 @@ class Trainability:
     total_params: int
 
 
+@dataclass(frozen=True)
+class _Parts:
+    """A model's parameters as the modes name them."""
+
+    model: nn.Module
+    mode: str
+    seed: int
+    all: frozenset[str]
+    bn: frozenset[str]
+
+    @property
+    def fc(self) -> frozenset[str]:
+        # asked for only by the modes that train the classifier, so the others need no model.fc
+        if not isinstance(getattr(self.model, "fc", None), nn.Linear):
+            raise TypeError(f"mode {self.mode} needs the classifier at model.fc (an nn.Linear)")
+        return frozenset(f"fc.{name}" for name, _ in self.model.fc.named_parameters())
+
+
+# What trains, per mode: the names of the (wholly or partly) trainable tensors and the masks of
+# the partly trainable ones. A mode is one entry here; names.MODES and this registry must hold
+# the same names (tests/test_modes_registry.py), so a mode missing here is an error, never a
+# silent fallback to another mode's rule.
+_TRAINS: dict[str, Callable[[_Parts], tuple[set[str], dict[str, torch.Tensor]]]] = {
+    FULL: lambda parts: (set(parts.all), {}),
+    BN_ONLY: lambda parts: (set(parts.bn), {}),
+    BN_OUTPUT: lambda parts: (set(parts.bn | parts.fc), {}),
+    OUTPUT_ONLY: lambda parts: (set(parts.fc), {}),
+    RANDOM_PARAMS: lambda parts: _random_params(parts),
+}
+MODE_REGISTRY = MappingProxyType(_TRAINS)  # read-only view for callers and tests
+
+
+def _random_params(parts: _Parts) -> tuple[set[str], dict[str, torch.Tensor]]:
+    masks = _random_channel_masks(parts.model, parts.seed)
+    return set(masks), masks
+
+
 def apply_mode(model: nn.Module, mode: str, seed: int) -> Trainability:
     """Set ``requires_grad`` on every parameter of ``model`` for ``mode``; draw masks from ``seed``."""
-    if mode not in MODES:
+    rule = _TRAINS.get(mode)
+    if rule is None:
         raise ValueError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
     params = dict(model.named_parameters())
-    bn_names = {f"{prefix}.{name}" if prefix else name
-                for prefix, module in model.named_modules() if isinstance(module, nn.modules.batchnorm._BatchNorm)
-                for name, _ in module.named_parameters(recurse=False)}
-    fc_names = set()
-    if mode in (BN_OUTPUT, OUTPUT_ONLY):
-        if not isinstance(getattr(model, "fc", None), nn.Linear):
-            raise TypeError(f"mode {mode} needs the classifier at model.fc (an nn.Linear)")
-        fc_names = {f"fc.{name}" for name, _ in model.fc.named_parameters()}
-
-    masks: dict[str, torch.Tensor] = {}
-    if mode == FULL:
-        trains = set(params)
-    elif mode == BN_ONLY:
-        trains = bn_names
-    elif mode == BN_OUTPUT:
-        trains = bn_names | fc_names
-    elif mode == OUTPUT_ONLY:
-        trains = fc_names
-    else:  # random_params
-        masks = _random_channel_masks(model, seed)
-        trains = set(masks)
+    bn_names = frozenset(f"{prefix}.{name}" if prefix else name
+                         for prefix, module in model.named_modules()
+                         if isinstance(module, nn.modules.batchnorm._BatchNorm)
+                         for name, _ in module.named_parameters(recurse=False))
+    trains, masks = rule(_Parts(model, mode, seed, frozenset(params), bn_names))
     for name, param in params.items():
         param.requires_grad_(name in trains)
 

@@ -1,0 +1,292 @@
+"""``run_array``: K compatible trials trained as one fused network, each with run_trial's contract.
+
+Every member keeps a solo ``loop._Setup`` (its model, optimizer and scheduler, built exactly as
+``run_trial`` builds them, so its initial weights are its solo trial's bit for bit). The solo
+setups are where a member's state lives between arrays: it is fused in (``_Array``) and copied
+back out whenever the member writes a checkpoint, diverges or finishes, so its checkpoint and
+``gamma.json`` are written by the loop's own ``_save`` in the solo format.
+
+Members resumed at different epochs: the array starts at the earliest epoch with the members
+there, and a member joins when the array reaches the epoch its checkpoint holds (members at one
+epoch have taken the same steps, so nothing but the membership changes). A member that diverges
+is copied out at that step (before its update, as solo) and leaves the array at the epoch's end;
+the others go on. The array is refused (``ValueError``) unless ``key.compatible`` accepts it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from trainables import analysis, loop
+from trainables.array.fused import copy_member_out, fuse_model, repeat_input, stack_inputs
+from trainables.array.key import compatible
+from trainables.array.optim import FusedOptimizer
+from trainables.checkpoint import (check_same_trial, load_checkpoint, restore_model_state, restore_optimizer_state,
+                                   restore_rng_state, write_gamma_json)
+from trainables.config import TrialConfig
+from trainables.data.source import TensorSource
+
+Report = Callable[[dict, "Path | None"], None]
+
+
+@dataclass
+class Member:
+    config: TrialConfig
+    setup: loop._Setup
+    directory: Path | None
+    report: Report | None
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 1
+    diverged: bool = False
+    final: dict | None = None  # set at the last epoch
+
+
+class _Array:
+    """The fused network and optimizer over some members; their state copied in at construction."""
+
+    def __init__(self, members: list[Member]):
+        self.members = members
+        setups = [m.setup for m in members]
+        first = setups[0]
+        self.steps = first.scheduler.steps_done
+        if any(s.scheduler.steps_done != self.steps for s in setups):
+            raise RuntimeError("array members must have taken the same steps")
+        self.model = fuse_model([s.model for s in setups])
+        trains = [{n: s.trainability.masks.get(n) for n, p in s.model.named_parameters() if p.requires_grad}
+                  for s in setups]
+        self.optimizer = FusedOptimizer(self.model, trains, [m.config.train for m in members])
+        for index, setup in enumerate(setups):
+            self.optimizer.load_member(index, setup.model, setup.optimizer)
+        self.optimizer.steps = self.steps
+        self.net = torch.compile(self.model) if first.config.train.compile else self.model
+
+    def copy_out(self, index: int) -> None:
+        """Member ``index``'s weights, statistics, optimizer state and step count into its solo setup."""
+        member = self.members[index]
+        copy_member_out(self.model, index, member.setup.model)
+        self.optimizer.store_member(index, member.setup.model, member.setup.optimizer,
+                                    member.config.train.optimizer.momentum)
+        member.setup.scheduler.load_state_dict({"steps_done": self.steps})
+
+    def lr_table(self, steps: int) -> torch.Tensor:
+        """``[steps, K]``: each member's lr for this epoch's steps, on the device in one copy."""
+        rows = [[m.setup.scheduler.schedule.lr_at(self.steps + i) for m in self.members] for i in range(steps)]
+        # in the weights' dtype: solo applies lr as a Python float, so no rounding beyond theirs
+        dtype = next(self.model.parameters()).dtype
+        return torch.tensor(rows, dtype=torch.float64).to(self.members[0].setup.device, dtype)
+
+
+def _train_epoch(array: _Array, epoch: int) -> list[dict | None]:
+    """One epoch for every member; a member's metrics, or None for a member that diverged."""
+    members, first = array.members, array.members[0].setup
+    device, k = first.device, len(members)
+    check_every = 1 if device.type == "cpu" else loop.CUDA_FINITE_CHECK_EVERY
+    batch_size = first.config.train.batch_size
+    epochs = [m.setup.data.train_batches(batch_size, torch.Generator().manual_seed(
+        m.config.seed * loop.EPOCH_SEED_STRIDE + epoch)) for m in members]
+    lrs = array.lr_table(first.data.steps_per_epoch(batch_size))
+    loss_sum = torch.zeros(k, device=device)
+    correct = torch.zeros(k, dtype=torch.long, device=device)
+    alive = list(range(k))
+    seen = 0
+    array.model.train()
+    start = time.perf_counter()
+    for step, batches in enumerate(zip(*epochs), start=1):
+        images = stack_inputs([b[0] for b in batches])
+        labels = torch.stack([b[1] for b in batches])  # K x N
+        if first.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with first.precision():
+            logits = array.net(images)  # K x N x classes
+            losses = torch.stack([F.cross_entropy(logits[i], labels[i], label_smoothing=m.config.train.label_smoothing)
+                                  for i, m in enumerate(members)])
+        loss_sum += losses.detach().float() * labels.shape[1]
+        correct += (logits.detach().argmax(dim=2) == labels).sum(dim=1)
+        seen += labels.shape[1]
+        if step % check_every == 0:
+            alive = _drop_diverged(array, alive, loss_sum)
+            if not alive:
+                break
+        array.optimizer.zero_grad()
+        losses[alive].sum().backward()  # a member's gradient is its own loss's: the sum separates
+        array.optimizer.step(lrs[step - 1])
+        array.steps += 1
+    totals, hits = loss_sum.tolist(), correct.tolist()  # the epoch's one sync
+    seconds = time.perf_counter() - start
+    alive = _drop_diverged(array, alive, loss_sum, totals)
+    out: list[dict | None] = [None] * k
+    for i in alive:
+        out[i] = {"train_loss": totals[i] / max(seen, 1), "train_acc": hits[i] / max(seen, 1),
+                  "lr": members[i].setup.scheduler.schedule.lr_at(array.steps - 1),
+                  "images_per_s": seen / seconds if seconds > 0 else 0.0}
+    return out
+
+
+def _drop_diverged(array: _Array, alive: list[int], loss_sum: torch.Tensor,
+                   totals: list[float] | None = None) -> list[int]:
+    """Members whose running loss stopped being finite are copied out now (their weights at their
+    last finite values on the CPU, as solo) and leave ``alive``."""
+    values = totals if totals is not None else loss_sum.tolist()
+    still = []
+    for i in alive:
+        if math.isfinite(values[i]):
+            still.append(i)
+        else:
+            array.copy_out(i)
+            array.members[i].diverged = True
+    return still
+
+
+@torch.no_grad()
+def _evaluate(array: _Array) -> list[dict[str, float]]:
+    """Every member's test loss, top-1 and top-5 (one fused forward per test batch)."""
+    first = array.members[0].setup
+    k, device = len(array.members), first.device
+    loss_sum = torch.zeros(k, device=device)
+    top1 = torch.zeros(k, dtype=torch.long, device=device)
+    top5 = torch.zeros(k, dtype=torch.long, device=device)
+    top = min(5, first.data.num_classes)
+    seen = 0
+    array.model.eval()
+    for images, labels in loop._batches(first, first.data.test_batches(first.config.train.eval_batch_size)):
+        with first.precision():
+            logits = array.net(repeat_input(images, k))
+        logits = logits.float()
+        loss_sum += torch.stack([F.cross_entropy(logits[i], labels, reduction="sum") for i in range(k)])
+        hits = logits.topk(top, dim=2).indices == labels[None, :, None]
+        top1 += hits[:, :, 0].sum(dim=1)
+        top5 += hits.any(dim=2).sum(dim=1)
+        seen += labels.shape[0]
+    array.model.train()
+    n = max(seen, 1)
+    losses, ones, fives = loss_sum.tolist(), top1.tolist(), top5.tolist()
+    return [{"test_loss": losses[i] / n, "test_acc": ones[i] / n, "test_top5": fives[i] / n} for i in range(k)]
+
+
+def _finish(member: Member, status: str, fence: Callable[[], None] | None) -> dict[str, Any]:
+    """A member that diverged or resumed past its last epoch: final metrics and checkpoint, as solo."""
+    final = loop._final_metrics(member.setup, member.history, status)
+    if member.directory is not None:
+        if fence is not None:
+            fence()
+        write_gamma_json(member.directory, analysis.bn_gammas(member.setup.model))
+        loop._save(member.setup, member.directory, len(member.history), member.history, final)
+    return dict(final)
+
+
+def _prepare(config: TrialConfig, report: Report | None, directory: Path | None,
+             shared_data: list) -> Member | dict:
+    """A member set up as run_trial sets a trial up (resumed from its checkpoint), or its final
+    metrics when its checkpoint is finished."""
+    saved = load_checkpoint(directory) if directory is not None else None
+    if saved is not None:
+        check_same_trial(saved, config, directory)
+        if saved["final"] is not None:
+            return dict(saved["final"])
+    # On-device sets do not depend on the trial's seed (data/__init__.py): one copy serves all.
+    setup = loop._build(config, data=shared_data[0] if shared_data else None)
+    if not shared_data and isinstance(setup.data, TensorSource):
+        shared_data.append(setup.data)
+    member = Member(config, setup, directory, report)
+    if saved is not None:
+        restore_model_state(setup.model, setup.trainability, saved["model"])
+        restore_optimizer_state(setup.model, setup.trainability, setup.optimizer, saved["optimizer"])
+        setup.scheduler.load_state_dict(saved["scheduler"])
+        restore_rng_state(saved["rng"])
+        member.history = list(saved["history"])
+        member.start_epoch = saved["epoch"] + 1
+    return member
+
+
+def run_array(configs: Sequence[Mapping[str, Any] | TrialConfig], reports: Sequence[Report | None] | None = None,
+              checkpoint_dirs: Sequence[str | Path | None] | None = None, *,
+              fence: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``configs`` as one array; every member's final metrics, in order (see module doc).
+
+    Per member, ``run_trial(config, report, checkpoint_dir)``'s contract: ``reports[i](metrics,
+    checkpoint)`` after each of its epochs once that epoch's checkpoint (if any) is written; a
+    finished checkpoint returns its final metrics untrained; ``gamma.json`` at the end.
+    ``fence()`` is called once per epoch for the whole array, after training and evaluation and
+    before any member's checkpoint write or report; it raises to stop every member with their
+    checkpoints untouched.
+    """
+    configs = [c if isinstance(c, TrialConfig) else TrialConfig.from_dict(c) for c in configs]
+    compatible(configs)
+    k = len(configs)
+    reports = list(reports) if reports is not None else [None] * k
+    dirs = [Path(d).expanduser() if d is not None else None for d in (checkpoint_dirs or [None] * k)]
+    if len(reports) != k or len(dirs) != k:
+        raise ValueError(f"{k} configs need {k} reports and {k} checkpoint_dirs, got {len(reports)} and {len(dirs)}")
+    named = [d.resolve() for d in dirs if d is not None]
+    if len(set(named)) != len(named):
+        raise ValueError("two array members share a checkpoint folder")
+
+    results: list[dict[str, Any] | None] = [None] * k
+    members: dict[int, Member] = {}
+    shared_data: list = []
+    for i, (config, report, directory) in enumerate(zip(configs, reports, dirs)):
+        prepared = _prepare(config, report, directory, shared_data)
+        if isinstance(prepared, dict):
+            results[i] = prepared
+        else:
+            members[i] = prepared
+
+    epochs = configs[0].train.epochs
+    for i, member in members.items():
+        if member.start_epoch > epochs:  # a last checkpoint without its final metrics
+            results[i] = _finish(member, "finished", fence)
+    running = {i: m for i, m in members.items() if results[i] is None}
+    array: _Array | None = None
+    for epoch in range(min((m.start_epoch for m in running.values()), default=epochs + 1), epochs + 1):
+        now = [i for i, m in running.items() if m.start_epoch <= epoch and not m.diverged]
+        if not now:
+            continue
+        if array is None or [id(m) for m in array.members] != [id(running[i]) for i in now]:
+            if array is not None:  # membership changes: the old array's state goes back to the solo setups
+                for index, member in enumerate(array.members):
+                    if not member.diverged:
+                        array.copy_out(index)
+            array = _Array([running[i] for i in now])
+        _run_epoch(array, epoch, epochs, fence)
+        for i in now:
+            member = running[i]
+            if member.diverged:
+                results[i] = _finish(member, "diverged", None)  # fenced in _run_epoch
+            elif epoch == epochs:
+                results[i] = dict(member.final)
+    return [dict(r) for r in results]
+
+
+def _run_epoch(array: _Array, epoch: int, epochs: int, fence: Callable[[], None] | None) -> None:
+    started = time.perf_counter()
+    trained = _train_epoch(array, epoch)
+    tested = _evaluate(array)
+    seconds = time.perf_counter() - started
+    if fence is not None:
+        fence()
+    for index, member in enumerate(array.members):
+        if trained[index] is None:
+            continue
+        metrics = {"epoch": epoch, **trained[index], **tested[index], "epoch_s": seconds}
+        member.history.append(metrics)
+        config, directory = member.config, member.directory
+        last = epoch == epochs
+        checkpointed = None
+        if last or (directory is not None and epoch % config.checkpoint.every_epochs == 0):
+            array.copy_out(index)
+        final = loop._final_metrics(member.setup, member.history, "finished") if last else None
+        member.final = final
+        if directory is not None and (last or epoch % config.checkpoint.every_epochs == 0):
+            if final is not None:  # gamma.json first: a finished checkpoint implies it exists
+                write_gamma_json(directory, analysis.bn_gammas(member.setup.model))
+            loop._save(member.setup, directory, epoch, member.history, final)
+            checkpointed = directory
+        if member.report is not None:
+            member.report(dict(metrics), checkpointed)
