@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sweeper.driver.orchestrate import run_command
+from sweeper.driver.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG
 from sweeper.plan.arrays import array_support
 from sweeper.record import names
 from sweeper.record.trial_record import state_of
@@ -109,3 +110,34 @@ def test_arrays_of_4_land_as_the_solo_sweep_and_a_killed_driver_resumes_every_me
 
     assert run_command(str(spec), tracking_uri=tracking_uri, storage=str(storage)) == 0  # nothing left
     assert len(mlflow_client.search_runs([experiment])) == 9
+
+
+def test_an_array_whose_worker_dies_resumes_each_member_from_its_own_checkpoint(workdir, tracking_uri,
+                                                                               mlflow_client, monkeypatch):
+    import ray
+
+    flag = workdir / "killed-once"
+    monkeypatch.setenv(FAULT_KILL_AT_EPOCH, "1")  # the array's process SIGKILLs itself at a member's epoch 1
+    monkeypatch.setenv(FAULT_ONCE_FLAG, str(flag))
+    spec = write_spec(workdir, "crash", 4).read_text().replace("output_only, random_params", "output_only")
+    spec = spec.replace("max_failures: 1", "max_failures: 2").replace("seed: [0, 1]", "seed: [0]")
+    (workdir / "crash.yaml").write_text(spec)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # workers inherit the env
+    try:
+        code = run_command(str(workdir / "crash.yaml"), tracking_uri=tracking_uri, storage=str(workdir / "results"))
+    finally:
+        ray.shutdown()
+    assert flag.exists() and code == 0  # the array really died once, and Ray's retry finished it
+    runs = children(mlflow_client, "crash")
+    assert len(runs) == 3 and len({r.data.tags[names.TAG_ARRAY] for r in runs.values()}) == 1
+    assert_no_duplicate_steps(mlflow_client, runs)
+    resumed = 0
+    for run in runs.values():
+        assert run.data.tags[names.TAG_STATUS] == "finished" and run.data.tags[names.TAG_ATTEMPTS] == "2"
+        assert sorted(metric_points(mlflow_client, run.info.run_id, "test_acc")) == [1, 2]
+        starts = {m.step: m.value for m in mlflow_client.get_metric_history(run.info.run_id, names.METRIC_START_EPOCH)}
+        # the member whose epoch-1 report triggered the kill had saved that epoch: it resumed at epoch 2;
+        # members not yet saved at the kill (no report in attempt 1) started again at epoch 1
+        assert starts in ({1: 1.0, 2: 2.0}, {2: 1.0}), (run.info.run_name, starts)
+        resumed += starts == {1: 1.0, 2: 2.0}
+    assert resumed >= 1
