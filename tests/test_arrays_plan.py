@@ -126,10 +126,10 @@ def test_with_asha_or_optuna_validate_says_arrays_are_off_and_why_in_one_line(su
 
 
 def test_auto_picks_the_size_with_the_most_images_per_s_only_if_it_beats_a_solo_trial():
-    measured = {"g1": {2: {"solo_images_per_s": 100, "array_images_per_s": 180},
-                       4: {"solo_images_per_s": 100, "array_images_per_s": 320},
-                       8: {"solo_images_per_s": 100, "array_images_per_s": 300}},
-                "g2": {2: {"solo_images_per_s": 100, "array_images_per_s": 105}}}  # not worth it: solo
+    measured = {"g1": {2: {"solo_images_per_s": 100, "array_images_per_s": 250},
+                       4: {"solo_images_per_s": 100, "array_images_per_s": 600},
+                       8: {"solo_images_per_s": 100, "array_images_per_s": 700}},  # more, but < 8 side by side
+                "g2": {2: {"solo_images_per_s": 100, "array_images_per_s": 190}}}  # two packed trials might win
     assert arrays.choose_sizes(measured) == {"g1": 4, "g2": 1}
 
 
@@ -139,7 +139,7 @@ def test_auto_in_run_measures_and_groups_by_what_it_measured(support, monkeypatc
 
     def measure_array(config, k, steps):
         calls.append(k)
-        return {"solo_images_per_s": 100.0, "array_images_per_s": {2: 150.0, 4: 330.0, 8: 310.0}[k]}
+        return {"solo_images_per_s": 100.0, "array_images_per_s": {2: 150.0, 4: 530.0, 8: 610.0}[k]}
 
     monkeypatch.setattr(arrays.array_support(), "measure_array", measure_array, raising=False)
     told = []
@@ -205,9 +205,10 @@ def test_validate_measure_prints_solo_and_array_images_per_s_and_what_auto_choos
     trials = payloads(spec)
     key = support.array_key(trials[0].config)
     measured = {key: {2: {"solo_images_per_s": 1000.0, "array_images_per_s": 1500.0},
-                      4: {"solo_images_per_s": 1000.0, "array_images_per_s": 3200.0}}}
+                      4: {"solo_images_per_s": 1000.0, "array_images_per_s": 4800.0}}}
     lines = array_measure.measured_lines(spec, trials, measured)
     rows = [line.split() for line in lines if line.startswith("  bn_only")]
-    assert [row[1:] for row in rows] == [["8", "2", "1,000", "1,500", "1.50x"], ["8", "4", "1,000", "3,200", "3.20x"]]
+    assert [row[1:] for row in rows] == [["8", "2", "1,000", "1,500", "1.50x", "0.75x"],
+                                         ["8", "4", "1,000", "4,800", "4.80x", "1.20x"]]
     assert any(line.startswith("  auto chooses: bn_only-d8-w1-lr0.1-s0: arrays of 4") for line in lines)
     assert any("2 array(s) of 4: each asks Ray for cpu 4, gpu 1" in line for line in lines)

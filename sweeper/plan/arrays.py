@@ -157,14 +157,15 @@ def _count_by_key(payloads: list[TrialPayload], key: Callable[[dict], str]) -> d
 
 def choose_sizes(measured: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[str, int]:
     """``auto``'s choice per array key from measurement: {key: {K: {"solo_images_per_s",
-    "array_images_per_s"}}} -> {key: K}. The K with the most images/s, if it beats a solo trial
-    on the same device by AUTO_MARGIN; else 1 (solo)."""
+    "array_images_per_s"}}} -> {key: K}. The K with the most images/s, if it beats K solo trials
+    side by side (K times one trial's images/s: packed trials at best, the conservative side) by
+    AUTO_MARGIN; else 1 (solo). So auto never picks an array that packing might beat."""
     chosen = {}
     for key, by_size in measured.items():
         best, best_rate = 1, 0.0
         for size, m in sorted(by_size.items()):
             rate, solo = float(m["array_images_per_s"]), float(m["solo_images_per_s"])
-            if rate >= AUTO_MARGIN * solo and rate > best_rate:
+            if rate >= AUTO_MARGIN * size * solo and rate > best_rate:
                 best, best_rate = size, rate
         chosen[key] = best
     return chosen
