@@ -22,7 +22,7 @@ PINNED_TAGS = {
     "TAG_LAST_ERROR": "sweeper.last_error", "TAG_NODE_ID": "sweeper.node_id", "TAG_DEVICE": "sweeper.device",
     "TAG_ATTEMPTS": "sweeper.attempts", "TAG_CHECKPOINT_SET_ASIDE": "sweeper.checkpoint_set_aside",
     "TAG_SUPERSEDED": "sweeper.superseded", "TAG_SHORT_PARAMS": "sweeper.short_params",
-    "TAG_GRID_KEY": "sweeper.grid_key", "TAG_SAMPLED": "sweeper.sampled",
+    "TAG_GRID_KEY": "sweeper.grid_key", "TAG_SAMPLED": "sweeper.sampled", "TAG_ARRAY": "sweeper.array",
 }
 
 

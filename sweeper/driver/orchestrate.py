@@ -36,6 +36,7 @@ from sweeper.record import child_run, dashboard, links, preflight, run_index, tr
 from sweeper.views import terminal
 from sweeper.driver.hold import DriverHold
 from sweeper.driver.lease import LeaseLost
+from sweeper.plan import arrays as plan_arrays
 from sweeper.plan.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
 from sweeper.core.states import (DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, FAILED, INTERRUPTED,
@@ -279,14 +280,23 @@ def _init_ray(address: str | None, quiet: bool = False) -> bool:
     return True
 
 
-def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[str]) -> None:
-    """The function trainable: a grid point (or an Optuna sample on one) -> one tracked trial."""
+def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[str], arrays=None) -> None:
+    """The function trainable: a grid point (or an Optuna sample on one) -> one tracked trial, or
+    an array's grid point -> its members trained as one array (sweeper.driver.array_worker)."""
     import ray
     from ray import tune
 
     logs.configure_worker()  # the worker's sweeper records to its stderr, Ray's worker log
-    payload = child_run.presented(payload_from_config(config, grid, name_axes), name_axes)
     node_id = ray.get_runtime_context().get_node_id()
+    members = plan_arrays.members_of(config, arrays)
+    if members is not None:
+        from sweeper.driver.array_worker import run_tracked_array
+
+        payloads = [child_run.presented(TrialPayload(**grid[key]), name_axes) for key in members]
+        run_tracked_array(ctx, payloads, config["grid"], node_id, cpus=arrays[config["grid"]]["cpu"],
+                          tune_report=tune.report)
+        return
+    payload = child_run.presented(payload_from_config(config, grid, name_axes), name_axes)
     run_tracked_trial(ctx, payload, node_id, tune_report=tune.report)
 
 
@@ -309,14 +319,19 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
         num_samples = sampled_todo + len(unfinished)
     else:
         param_space = {"grid": tune.grid_search(list(grid))}
+    units = plan_arrays.plan_units(spec, remaining, terminal.say)  # None: every trial solo, as before
+    extra, resources = {}, {"cpu": _cpus(spec), "gpu": _gpus(spec)}
+    if units is not None:  # arrays: a grid point per array or solo trial, each with its own resources
+        extra, resources = _array_points(units, spec)
+        param_space = {"grid": tune.grid_search([u.grid_point for u in units])}
 
     trainable = tune.with_resources(tune.with_parameters(_ray_trainable, ctx=ctx, grid=grid,
-                                                         name_axes=spec.varying_axes()),
-                                    {"cpu": _cpus(spec), "gpu": _gpus(spec)})
+                                                         name_axes=spec.varying_axes(), **extra),
+                                    resources)
     progress = progress_callback(client, ctx.experiment_id, grid, spec.varying_axes(),
                                  total=len(remaining) if not optuna else num_samples, sweep=spec.name,
                                  parent_run_id=ctx.parent_run_id, done_before=done_before,
-                                 pending_ends=_pending_ends(storage, spec.name).root, fence=ctx.fence())
+                                 pending_ends=_pending_ends(storage, spec.name).root, fence=ctx.fence(), **extra)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,
@@ -335,6 +350,22 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
         results = tuner.fit()
     interrupted = progress.finished < len(results)  # Ray ends no trial it paused on Ctrl-C
     return progress.keys | {t.key for t in remaining if not optuna}, interrupted
+
+
+def _array_points(units, spec):
+    """The ``arrays`` dict (trainable and callback) and the resources per grid point: an array
+    asks for its own (sweeper.plan.arrays.array_resources), a solo trial for the spec's."""
+    import ray
+    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
+
+    arrays = plan_arrays.tune_arrays(units, _cpus(spec), _gpus(spec), plan_arrays.largest_node(ray.nodes()))
+    solo = {"cpu": _cpus(spec), "gpu": _gpus(spec)}
+
+    def resources(config: dict):
+        chosen = arrays.get(config.get("grid"))
+        return resource_dict_to_pg_factory({"cpu": chosen["cpu"], "gpu": chosen["gpu"]} if chosen else solo)
+
+    return {"arrays": arrays}, resources
 
 
 def _scheduler(spec):

@@ -11,6 +11,7 @@ import logging
 from sweeper.core.logs import cause
 from sweeper.core.states import FAILED
 from sweeper.driver.lease import LeaseLost
+from sweeper.plan.arrays import members_of
 from sweeper.driver.worker import trial_notes
 from sweeper.plan.payload import TrialPayload
 from sweeper.plan.planning import payload_from_config
@@ -34,10 +35,12 @@ class TrialEnds:
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
                  sweep: str = "sweep", parent_run_id: str | None = None, done_before=(),
-                 pending_ends: str | None = None, fence=None):
+                 pending_ends: str | None = None, fence=None, arrays: dict | None = None):
         self.name_axes = name_axes
         self.fence = fence
         self.pending = PendingEnds(pending_ends) if pending_ends else None  # <storage>/<sweep>/pending-ends
+        self.arrays = arrays  # array id -> its members (sweeper.plan.arrays): one Ray trial, several trials
+        self.settled: set[str] = set()  # array members already ended (at their final report)
         self.client = client
         self.experiment_id = experiment_id
         self.grid = grid
@@ -55,16 +58,29 @@ class TrialEnds:
             self.payloads[trial.trial_id] = payload_from_config(trial.config, self.grid, self.name_axes)
         return self.payloads[trial.trial_id]
 
+    def _trials_of(self, trial) -> list[TrialPayload]:
+        """The trials one Ray trial trains: itself, or an array's members (counted one by one)."""
+        keys = members_of(trial.config, self.arrays)
+        if keys is None:
+            return [self._payload_of(trial)]
+        return [TrialPayload(**self.grid[key]) for key in keys]
+
     def setup(self, **info):
         self.monitor.open()
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        p = self._payload_of(trial)
-        self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
+        for p in self._trials_of(trial):
+            self.monitor.started(p.key, p.name, int(p.config["train"]["epochs"]))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        p = self._payload_of(trial)
+        members = members_of(trial.config, self.arrays)
+        if members is not None and result.get("trial_key") in members:  # one member's epoch
+            p = TrialPayload(**self.grid[result["trial_key"]])
+        else:
+            p = self._payload_of(trial)
         self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
+        if members is not None and "final_test_acc" in result:  # its final report: it ended, its array goes on
+            self._settle_trial(trial, p, failed=False)
 
     def on_step_end(self, iteration, trials, **info):
         self.monitor.tick()
@@ -79,8 +95,17 @@ class TrialEnds:
         self._settle(trial, failed=True)
 
     def _settle(self, trial, failed: bool) -> None:
-        self.finished += 1
-        payload = payload_from_config(trial.config, self.grid, self.name_axes)
+        self.finished += 1  # Ray trials: tuner.fit() returns one result per array too
+        members = members_of(trial.config, self.arrays)
+        for payload in ([payload_from_config(trial.config, self.grid, self.name_axes)] if members is None
+                        else [TrialPayload(**self.grid[key]) for key in members]):
+            self._settle_trial(trial, payload, failed)
+
+    def _settle_trial(self, trial, payload: TrialPayload, failed: bool) -> None:
+        if payload.key in self.settled:
+            return
+        if self.arrays:
+            self.settled.add(payload.key)
         self.keys.add(payload.key)
         if self.fence is not None:
             try:

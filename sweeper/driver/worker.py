@@ -33,7 +33,7 @@ from sweeper.core import settings
 from sweeper.driver.lease import Fence, LeaseLost
 from sweeper.record import names
 from sweeper.plan.payload import TrialPayload
-from sweeper.record import tracking, trial_record
+from sweeper.record import system_metrics, tracking, trial_record
 from trainables.names import FINAL_METRICS
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,8 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
                 tune_report({**metrics, "trial_key": payload.key})
 
     try:
-        final = run_trial(payload.config, report, store.local_dir, fence=fence)
+        with system_metrics.monitored([logger.run_id], ctx.tracking_uri):
+            final = run_trial(payload.config, report, store.local_dir, fence=fence)
         if fence is not None:
             fence()  # the end's results go in under the same lease
     except LeaseLost:

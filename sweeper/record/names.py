@@ -48,6 +48,7 @@ TAG_SUPERSEDED = "sweeper.superseded"  # spec hash of the version that no longer
 TAG_SHORT_PARAMS = "sweeper.short_params"  # comma-separated short param names (the axes that vary)
 TAG_GRID_KEY = "sweeper.grid_key"  # a sampled trial: the key of the grid point it was drawn for
 TAG_SAMPLED = "sweeper.sampled"  # a sampled trial: JSON of its sampled values
+TAG_ARRAY = "sweeper.array"  # the array that trained it last ("array-" + 12 hex; absent: trained solo)
 
 # --- metrics sweeper adds to a trial's per-epoch and final metrics ------------------------------
 METRIC_EPOCH = "sweeper.epoch"  # value = step = the epoch a trial last reported
@@ -55,6 +56,7 @@ METRIC_START_EPOCH = "sweeper.start_epoch"  # per attempt (step = attempt): the 
 FINAL_STEP = 0  # final metrics are single values; step 0 keeps them out of the epoch axis
 TRIAL_METRICS = (*PER_EPOCH_METRICS, *FINAL_METRICS)  # the trial's own (trainables.names)
 SWEEPER_METRIC_PREFIX = "sweeper."  # every metric sweeper adds starts so: bookkeeping, not a result
+SYSTEM_METRIC_PREFIX = "system/"  # MLflow's own system metrics (CPU, memory, GPU), step = sample
 
 # --- artifacts ---------------------------------------------------------------------------------
 ARTIFACT_SPEC = "spec"  # parent run: the spec YAML as run

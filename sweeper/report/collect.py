@@ -173,8 +173,8 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
             row[key] = parse_param(value)
             param_keys.add(key)
         for key, value in run.data.metrics.items():
-            if key.startswith(names.SWEEPER_METRIC_PREFIX):  # the sweep layer's bookkeeping, not a result
-                continue
+            if key.startswith((names.SWEEPER_METRIC_PREFIX, names.SYSTEM_METRIC_PREFIX)):  # bookkeeping and
+                continue  # MLflow's system metrics (the UI's tab): not results
             row[key] = float(value)
             metric_keys.add(key)
         rows.append(row)

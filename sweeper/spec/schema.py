@@ -148,6 +148,8 @@ Scheduler = Annotated[Union[FifoScheduler, AshaScheduler], Field(discriminator="
 class Resources(_Schema):
     cpu: float = Field(1.0, ge=0, allow_inf_nan=False)  # per trial
     gpu: float = Field(0.0, ge=0, allow_inf_nan=False)  # per trial; fractions pack trials onto one card
+    # trials trained as one fused network (sweeper.plan.arrays): K >= 1 (1: solo) or "auto" (measured)
+    array: Union[Annotated[int, Field(ge=1)], Literal["auto"]] = 1
 
 
 class CheckpointSettings(_Schema):

@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import click
 
+from sweeper.plan import arrays
 from sweeper.plan.estimate import ASSUMED_FLOPS_PER_S, BACKWARD_FACTOR, estimate_spec, hours, si
 from sweeper.spec import Spec, load_spec
 
@@ -24,6 +25,18 @@ def validate_command(spec_path: str, echo: Callable[[str], Any] = click.echo, me
 
         for line in describe_measured(spec, progress=lambda text: click.echo(text, err=True)):
             echo(line)
+        if spec.resources.array != 1 and arrays.arrays_off_reason(spec) is None and arrays.array_support():
+            from sweeper.plan import array_measure
+
+            planned = _planned(spec)
+            try:
+                measured = array_measure.measure_sizes(spec, planned,
+                                                       progress=lambda text: click.echo(text, err=True))
+            except Exception as e:  # noqa: BLE001 - the rest of validate's output stands
+                echo(f"arrays: could not time arrays here ({type(e).__name__}: {e}); auto would train solo")
+            else:
+                for line in array_measure.measured_lines(spec, planned, measured):
+                    echo(line)
     else:
         echo("shown: the FLOP estimate (an assumed throughput); --measure times real steps on this machine")
     return spec
@@ -55,6 +68,10 @@ def describe(spec: Spec) -> list[str]:
         lines.append(f"scheduler: asha on {spec.metric} ({spec.direction}), grace_period={sched.grace_period}, "
                      f"reduction_factor={sched.reduction_factor:g}, max_t={sched.max_t or 'longest trial'}")
 
+    array_lines = arrays.describe(spec, _planned(spec))
+    if array_lines:
+        lines += [""] + array_lines
+
     est = estimate_spec(spec)
     bound = " (upper bound: sampled axes change the work; each trial counted at its largest)" if est.upper_bound else ""
     flops = si(est.forward_flops_max, "FLOP")
@@ -71,6 +88,15 @@ def describe(spec: Spec) -> list[str]:
         "sustained per GPU",
     ]
     return lines
+
+
+def _planned(spec: Spec) -> list:
+    """The trials arrays would group: the grid points (each num_samples times for a search, at the
+    grid point's values: lr, weight decay and momentum never change a group)."""
+    from sweeper.plan.payload import TrialPayload
+
+    samples = spec.search.num_samples if spec.sampled_trial_count() else 1
+    return [TrialPayload(t.key, t.name, dict(t.config), dict(t.params)) for t in spec.trials() for _ in range(samples)]
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:

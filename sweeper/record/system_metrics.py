@@ -1,0 +1,44 @@
+"""MLflow's own system metrics on a trial's child run (issue 21): CPU and memory (psutil), GPU
+utilisation and memory where a card is present (pynvml), under ``system/`` (names.SYSTEM_METRICS_PREFIX),
+so the run's "System metrics" tab shows whether the card was busy while it trained.
+
+``mlflow.system_metrics.SystemMetricsMonitor`` samples in a thread of the trial's process every
+``SWEEPER_SYSTEM_METRICS_S`` seconds (default 10) and stops when the trial ends. Monitoring only
+observes: a monitor that cannot start (no psutil) leaves the trial as it is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+INTERVAL_S = float(os.environ.get("SWEEPER_SYSTEM_METRICS_S", "10"))
+
+
+@contextmanager
+def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = None) -> Iterator[None]:
+    """System metrics sampled onto every run in ``run_ids`` while the block runs (an array's
+    members share one process, so each of their runs gets the same samples)."""
+    monitors = []
+    for run_id in run_ids:
+        try:
+            from mlflow.system_metrics import system_metrics_monitor
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            logging.getLogger(system_metrics_monitor.__name__).setLevel(logging.WARNING)  # no "Started ..." lines
+            monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s or INTERVAL_S,
+                                           resume_logging=True, tracking_uri=tracking_uri)
+            monitor.start()
+            monitors.append(monitor)
+        except Exception:  # noqa: BLE001 - observing must never stop training
+            pass
+    try:
+        yield
+    finally:
+        for monitor in monitors:
+            try:
+                monitor.finish()
+            except Exception:  # noqa: BLE001
+                pass
