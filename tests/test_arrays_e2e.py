@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 from sweeper.driver.orchestrate import run_command
-from sweeper.driver.worker import FAULT_KILL_AT_EPOCH, FAULT_ONCE_FLAG
 from sweeper.plan.arrays import array_support
 from sweeper.record import names
 from sweeper.record.trial_record import state_of
@@ -113,12 +112,10 @@ def test_arrays_of_4_land_as_the_solo_sweep_and_a_killed_driver_resumes_every_me
 
 
 def test_an_array_whose_worker_dies_resumes_each_member_from_its_own_checkpoint(workdir, tracking_uri,
-                                                                               mlflow_client, monkeypatch):
+                                                                               mlflow_client, worker_killed_once):
     import ray
 
-    flag = workdir / "killed-once"
-    monkeypatch.setenv(FAULT_KILL_AT_EPOCH, "1")  # the array's process SIGKILLs itself at a member's epoch 1
-    monkeypatch.setenv(FAULT_ONCE_FLAG, str(flag))
+    flag = worker_killed_once(1)  # the array's process SIGKILLs itself at a member's epoch 1
     spec = write_spec(workdir, "crash", 4).read_text().replace("output_only, random_params", "output_only")
     spec = spec.replace("max_failures: 1", "max_failures: 2").replace("seed: [0, 1]", "seed: [0]")
     (workdir / "crash.yaml").write_text(spec)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -36,6 +35,7 @@ from sweeper.record import child_run, dashboard, links, preflight, run_index, tr
 from sweeper.views import terminal
 from sweeper.driver.hold import DriverHold
 from sweeper.driver.lease import LeaseLost
+from sweeper.driver.ray_setup import array_points as _array_points, init_ray as _init_ray, scheduler as _scheduler
 from sweeper.plan import arrays as plan_arrays
 from sweeper.plan.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
@@ -257,29 +257,6 @@ def _kill_running_children(client, experiment_id) -> None:
         log.warning("could not mark the trials left running as interrupted (%s); the next run does", logs.cause(e))
 
 
-def _init_ray(address: str | None, quiet: bool = False) -> bool:
-    """Attach to ``address`` when given, else start Ray here. True when we started it. ``quiet``
-    (no log file to take Ray's output): only Ray's errors are logged."""
-    import logging
-
-    import ray
-
-    level = logging.ERROR if quiet else logging.WARNING
-
-    if ray.is_initialized():
-        return False
-    os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials use absolute paths only
-    if cluster_address.is_ray_client(address):
-        from sweeper.driver import ray_client
-
-        ray_client.connect(address)
-    elif address:
-        ray.init(address=address, logging_level=level, log_to_driver=False)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=level, log_to_driver=False)
-    return True
-
-
 def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[str], arrays=None) -> None:
     """The function trainable: a grid point (or an Optuna sample on one) -> one tracked trial, or
     an array's grid point -> its members trained as one array (sweeper.driver.array_worker)."""
@@ -350,33 +327,6 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
         results = tuner.fit()
     interrupted = progress.finished < len(results)  # Ray ends no trial it paused on Ctrl-C
     return progress.keys | {t.key for t in remaining if not optuna}, interrupted
-
-
-def _array_points(units, spec):
-    """The ``arrays`` dict (trainable and callback) and the resources per grid point: an array
-    asks for its own (sweeper.plan.arrays.array_resources), a solo trial for the spec's."""
-    import ray
-    from ray.tune.execution.placement_groups import resource_dict_to_pg_factory
-
-    arrays = plan_arrays.tune_arrays(units, _cpus(spec), _gpus(spec), plan_arrays.largest_node(ray.nodes()))
-    solo = {"cpu": _cpus(spec), "gpu": _gpus(spec)}
-
-    def resources(config: dict):
-        chosen = arrays.get(config.get("grid"))
-        return resource_dict_to_pg_factory({"cpu": chosen["cpu"], "gpu": chosen["gpu"]} if chosen else solo)
-
-    return {"arrays": arrays}, resources
-
-
-def _scheduler(spec):
-    section = spec.scheduler
-    if section.name != "asha":  # fifo: the spec's schema admits no other
-        return None
-    from ray.tune.schedulers import ASHAScheduler
-
-    max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
-    return ASHAScheduler(time_attr="epoch", max_t=max_t,
-                         grace_period=section.grace_period, reduction_factor=section.reduction_factor)
 
 
 def _exit_code(client, runs: dict, keys: set[str], interrupted: bool, signalled: bool = True,
