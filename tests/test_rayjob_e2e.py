@@ -16,6 +16,8 @@ Two stops:
 
 from __future__ import annotations
 
+from sweeper.record import names
+
 import json
 import os
 import shlex
@@ -27,8 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeper import lease, tracking
-from sweeper.worker import START_EPOCH_METRIC
+from sweeper.record.names import METRIC_START_EPOCH
 
 sys.path.insert(0, str(Path(__file__).parent / "cluster"))
 from cluster_services import (LOOPBACK, Service, _descendants, _kill_stragglers,
@@ -142,13 +143,13 @@ def sweep_runs(client, name: str):
     if experiment is None:
         return None, {}
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
-    parent = next((r for r in runs if r.data.tags.get(tracking.TAG_ROLE) == "sweep"), None)
-    children = {r.data.tags[tracking.TAG_TRIAL_KEY]: r for r in runs if tracking.TAG_TRIAL_KEY in r.data.tags}
+    parent = next((r for r in runs if r.data.tags.get(names.TAG_ROLE) == "sweep"), None)
+    children = {r.data.tags[names.TAG_TRIAL_KEY]: r for r in runs if names.TAG_TRIAL_KEY in r.data.tags}
     return parent, children
 
 
 def lease_claims(parent) -> dict:
-    return {k: json.loads(v) for k, v in parent.data.tags.items() if k.startswith(lease.TAG_PREFIX)}
+    return {k: json.loads(v) for k, v in parent.data.tags.items() if k.startswith(names.TAG_LEASE_PREFIX)}
 
 
 def wait_for_an_epoch(head: RayHead, job_id: str, client, name: str, timeout: float = 300) -> None:
@@ -187,11 +188,11 @@ def assert_resumed_and_each_epoch_logged_once(head: RayHead, argv: list[str], cl
     assert len(children) == count
     resumed = 0
     for run in children.values():
-        assert run.info.status == "FINISHED" and run.data.tags[tracking.TAG_STATUS] == "finished", run.info.run_name
+        assert run.info.status == "FINISHED" and run.data.tags[names.TAG_STATUS] == "finished", run.info.run_name
         for key in ("test_acc", "train_loss", "epoch_s"):
             steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
             assert sorted(steps) == list(range(1, epochs + 1)), f"{run.info.run_name}: {key} steps {steps}"
-        starts = [m.value for m in client.get_metric_history(run.info.run_id, START_EPOCH_METRIC)]
+        starts = [m.value for m in client.get_metric_history(run.info.run_id, METRIC_START_EPOCH)]
         resumed += any(s > 1 for s in starts)
     assert resumed >= 1, "no trial resumed from a checkpoint"  # the stop caught one mid-sweep
     assert f"{name}: {count} trials, 0 done, {count} to run" in logs  # nothing was finished at the stop
@@ -221,7 +222,7 @@ def test_a_ray_job_stopped_within_its_grace_ends_killed_and_a_resubmitted_job_re
     assert lease_claims(parent) == {}
     # every trial that had started (both, unless the machine was too busy to start the second)
     assert children and all(r.info.status == "KILLED" for r in children.values())
-    assert not any(tracking.TAG_STATUS in r.data.tags for r in children.values())  # not done: resumed next
+    assert not any(names.TAG_STATUS in r.data.tags for r in children.values())  # not done: resumed next
 
     assert_resumed_and_each_epoch_logged_once(head, argv, client, name, epochs, count=2)
 

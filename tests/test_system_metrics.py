@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import pytest
 
-from sweeper.driver.orchestrate import train_command
-from sweeper.record import names, run_index, system_metrics
+from sweeper.driver.train import train_command
+from sweeper.record import names, run_index
 
 pytestmark = pytest.mark.slow  # a real trial and MLflow store: about half a minute here
 
 
 def test_a_trials_run_records_cpu_and_memory_system_metrics(workdir, tracking_uri, mlflow_client, monkeypatch):
-    monkeypatch.setattr(system_metrics, "INTERVAL_S", 0.2)  # samples within a trial of a few seconds
+    monkeypatch.setenv("SWEEPER_SYSTEM_METRICS_S", "0.2")  # samples within a trial of a few seconds
     spec = workdir / "sysm.yaml"
     spec.write_text("name: sysm\ndataset: {name: digits, image_size: 8, train_size: 192, test_size: 96}\n"
                     "model: {family: cifar_resnet, depth: 8}\ntrain: {epochs: 2, batch_size: 64, augment: false}\n"

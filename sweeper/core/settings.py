@@ -99,6 +99,9 @@ INDEX_EVERY_S = _declare(
 PROGRESS_EVERY_S = _declare(
     "SWEEPER_PROGRESS_EVERY_S", float, 30.0,
     "Seconds between two summaries of the plain progress view (not a terminal: CI, nohup, logs).", "tune loop")
+SYSTEM_METRICS_S = _declare(
+    "SWEEPER_SYSTEM_METRICS_S", float, 10.0,
+    "Seconds between two samples of MLflow's system metrics (CPU, memory, GPU) on a trial's run.", "trial")
 SETTLE_WAIT_S = _declare(
     "SWEEPER_SETTLE_WAIT_S", float, 30.0,
     "How long the driver retries writing a trial's end (a scheduler stop, a failure for good) before it "

@@ -10,11 +10,13 @@ observes: a monitor that cannot start (no psutil) leaves the trial as it is.
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import contextmanager
 from typing import Iterator
 
-INTERVAL_S = float(os.environ.get("SWEEPER_SYSTEM_METRICS_S", "10"))
+from sweeper.core import settings
+from sweeper.core.logs import cause
+
+log = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -28,17 +30,17 @@ def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = 
             from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
             logging.getLogger(system_metrics_monitor.__name__).setLevel(logging.WARNING)  # no "Started ..." lines
-            monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s or INTERVAL_S,
+            monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s or settings.SYSTEM_METRICS_S.get(),
                                            resume_logging=True, tracking_uri=tracking_uri)
             monitor.start()
             monitors.append(monitor)
-        except Exception:  # noqa: BLE001 - observing must never stop training
-            pass
+        except Exception as e:  # noqa: BLE001 - observing must never stop training (logged)
+            log.warning("no system metrics for run %s (%s)", run_id, cause(e))
     try:
         yield
     finally:
         for monitor in monitors:
             try:
                 monitor.finish()
-            except Exception:  # noqa: BLE001
-                pass
+            except Exception as e:  # noqa: BLE001 - the trial's results are in; only the samples end (logged)
+                log.info("system metrics monitor did not stop cleanly (%s)", cause(e))
