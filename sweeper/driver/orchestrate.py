@@ -119,8 +119,9 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
     uri = tracking.resolve_tracking_uri(tracking_uri, _spec_tracking_uri(spec))
     preflight.check_tracking_location(uri)
     preflight.check_storage(storage, create=not dry_run)  # before Ray, before MLflow is written
-    if not dry_run:  # the sweeper log records go beside Ray's output (sweeper.core.logs)
-        log_file.enter_context(logs.to_file(terminal.log_path_for(_storage_root(storage), spec.name)))
+    if not dry_run:
+        if ray_log:  # the CLI: sweeper's log records go beside Ray's output (from Python: the caller's logging)
+            log_file.enter_context(logs.to_file(terminal.log_path_for(_storage_root(storage), spec.name)))
         preflight.create_sqlite_store_once(uri)
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, uri, create=not dry_run)
     if not dry_run:

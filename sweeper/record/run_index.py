@@ -169,7 +169,10 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
             log.info("no run index read (%s): %s; listing every run", where, cause(e))
             return None
         try:
-            data = json.loads(gzip.decompress(Path(path).read_bytes()))
+            raw = Path(path).read_bytes()
+            # an artifact store that serves .gz files with Content-Encoding: gzip (S3 behind the
+            # MLflow server) has them decoded on the way: plain JSON then
+            data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
             if data.get("format") != FORMAT:
                 log.info("run index %s is of format %r, not %r; listing every run", where, data.get("format"), FORMAT)
                 return None
