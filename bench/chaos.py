@@ -84,6 +84,8 @@ DRIVER_ENV = {
     "SWEEPER_LEASE_STALE_S": str(LEASE_STALE_S),  # a paused driver is taken over within the run
     "SWEEPER_LEASE_HEARTBEAT_S": "2",
     "SWEEPER_LEASE_SETTLE_S": "1",
+    # one host: clocks agree; the lease refuses a stale time not above heartbeat + this bound
+    "SWEEPER_CLOCK_SKEW_S": "2",
     "SWEEPER_PROGRESS_EVERY_S": "10",
     "PYTHONUNBUFFERED": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
