@@ -16,6 +16,12 @@ back through the server over HTTP, as a user's laptop would.
 After fabricating, the bench writes the run index (``sweeper.run_index``) as the driver of a
 finished sweep does as it ends; ``--without-index`` hides it, to measure a sweep without one.
 
+``--index-age both`` measures what the index's age costs, in one run on one fresh store: first
+with the index written the moment the last trial ended (every run ended in the minutes before
+it; the first index format re-read all of those), then with the index rewritten once the
+clock-skew bound (``SWEEPER_CLOCK_SKEW_S``) has passed since the last run started, as for a sweep
+indexed long after; it prints the ratio of the two per command.
+
 ``--code DIR`` runs the three commands with ``PYTHONPATH=DIR`` (e.g. an unchanged checkout of
 main, to measure "before"); fabrication always uses this tree. Each command runs in its own
 process, under a small wrapper that reports the command's peak resident memory
@@ -208,6 +214,21 @@ def write_index(uri: str) -> float:
     return time.monotonic() - started
 
 
+def _wait_past_skew(root: Path) -> None:
+    """Until the clock-skew bound has passed since the last fabricated run started (the one bound
+    within which a reader re-reads runs the index holds)."""
+    import sqlite3
+
+    from sweeper.record import run_index
+
+    with sqlite3.connect(root / "mlflow.db") as db:
+        (last_start_ms,) = db.execute("SELECT MAX(start_time) FROM runs").fetchone()
+    wait_s = (last_start_ms + run_index.slack_ms()) / 1000 + 1 - time.time()
+    if wait_s > 0:
+        print(f"waiting {wait_s:.0f} s, until the clock-skew bound has passed since the last run started", flush=True)
+        time.sleep(wait_s)
+
+
 def hide_index(root: Path) -> tuple[Path, Path]:
     """Move the index file out of the server's artifact folder; (where it was, where it is)."""
 
@@ -287,6 +308,9 @@ def main() -> None:
     parser.add_argument("--fabricate-only", action="store_true", help="make the stores (with --stores), measure nothing")
     parser.add_argument("--without-index", action="store_true",
                         help="measure as for a sweep whose driver wrote no run index (sweeper.run_index)")
+    parser.add_argument("--index-age", choices=("as-stored", "both"), default="as-stored",
+                        help="both: measure with the index written right after the runs ended, then rewritten "
+                             "past the clock-skew bound, on a freshly fabricated store (see above)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per command before giving up")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -304,6 +328,8 @@ def main() -> None:
         server = hidden = None
         try:
             made = (root / "fabricated").exists()
+            if made and args.index_age == "both":
+                raise SystemExit(f"--index-age both needs a fresh store: {root} was fabricated before")
             if not made:  # a fabrication that was cut short: start again
                 (root / "mlflow.db").unlink(missing_ok=True)
                 shutil.rmtree(root / "artifacts", ignore_errors=True)
@@ -320,13 +346,21 @@ def main() -> None:
             hidden = hide_index(root) if args.without_index else None
             if args.fabricate_only:
                 continue
-            for command in args.commands:
-                for code in codes:
-                    figures = measure(command_argv(command, spec, uri, root / f"out-{command}"), code, root,
-                                      args.timeout, server.pid)
-                    results.append({"trials": n, "command": command, **figures, "code": str(code)})
-                    print(f"N={n:>6}  {command:<7} {figures['seconds']:8.2f} s  {figures['peak_mb']:7.1f} MB  "
-                          f"cpu {figures['cpu_s']:6.1f} s + server {figures['server_cpu_s']:6.1f} s  {code}", flush=True)
+            ages = ["right after", "long after"] if args.index_age == "both" else [None]
+            for age in ages:
+                if age == "long after":
+                    _wait_past_skew(root)
+                    seconds = write_index(uri)
+                    print(f"N={n:>6}: run index rewritten in {seconds:.1f} s, past the clock-skew bound", flush=True)
+                for command in args.commands:
+                    for code in codes:
+                        figures = measure(command_argv(command, spec, uri, root / f"out-{command}"), code, root,
+                                          args.timeout, server.pid)
+                        results.append({"trials": n, "command": command, **figures, "code": str(code),
+                                        **({"index": age} if age else {})})
+                        print(f"N={n:>6}  {command:<7} {figures['seconds']:8.2f} s  {figures['peak_mb']:7.1f} MB  "
+                              f"cpu {figures['cpu_s']:6.1f} s + server {figures['server_cpu_s']:6.1f} s  {code}"
+                              + (f"  index {age}" if age else ""), flush=True)
         finally:
             if hidden is not None:
                 hidden[1].rename(hidden[0])
@@ -335,10 +369,19 @@ def main() -> None:
             if not args.stores:
                 shutil.rmtree(root, ignore_errors=True)
 
+    if args.index_age == "both":
+        print("\nindexed right after / long after (seconds; 1.0 = the index's age costs nothing):")
+        for r in results:
+            if r["index"] == "right after":
+                late = next(x for x in results if x["index"] == "long after" and
+                            (x["trials"], x["command"], x["code"]) == (r["trials"], r["command"], r["code"]))
+                print(f"  N={r['trials']:>6}  {r['command']:<7} {r['seconds']:8.2f} s / {late['seconds']:8.2f} s"
+                      f" = x{r['seconds'] / max(late['seconds'], 1e-9):.2f}")
     print("\ngrowth (seconds ratio / trials ratio, 1.0 = linear):")
     for code in codes:
         for command in args.commands:
-            rows = [r for r in results if r["command"] == command and r["code"] == str(code)]
+            rows = [r for r in results if r["command"] == command and r["code"] == str(code)
+                    and r.get("index") in (None, "right after")]
             for a, b in zip(rows, rows[1:]):
                 ratio = b["seconds"] / max(a["seconds"], 1e-9)
                 print(f"  {command:<7} {a['trials']:>6} -> {b['trials']:>6}: x{ratio:.2f} time for "

@@ -37,6 +37,7 @@ def test_no_module_but_settings_reads_a_sweeper_variable():
 def test_a_value_set_after_import_counts_where_it_is_read(monkeypatch):
     from sweeper.driver import lease
     from sweeper.record import run_index
+    from sweeper.driver.index_refresh import IndexRefresh
     from sweeper.record.dashboard import Dashboard
     from sweeper.views.progress import PlainView
 
@@ -46,8 +47,8 @@ def test_a_value_set_after_import_counts_where_it_is_read(monkeypatch):
     monkeypatch.setenv("SWEEPER_CLOCK_SKEW_S", "6")
     monkeypatch.setenv("SWEEPER_LEASE_STALE_S", "60")
     assert PlainView(io.StringIO()).every_s == 3
-    dashboard = Dashboard(client=None, parent_run_id="p")
-    assert (dashboard.every_s, dashboard.index_every_s) == (4, 5)
+    assert Dashboard(client=None, parent_run_id="p").every_s == 4
+    assert IndexRefresh(client=None, experiment_id="1", parent_run_id="p").every_s == 5
     assert run_index.slack_ms() == 6000
     assert lease.check_times() == (60, 10, 2)  # the heartbeat follows the stale time: stale / 6
     monkeypatch.setenv("SWEEPER_REUSE_ACTORS", "off")
@@ -125,7 +126,7 @@ def test_the_tune_loop_on_a_ray_client_head_applies_the_drivers_settings(trackin
 
     monkeypatch.setenv("SWEEPER_INDEX_EVERY_S", "900")  # the head's own value
     ctx = SimpleNamespace(tracking_uri=tracking_uri, tracking_env={}, settings={"SWEEPER_INDEX_EVERY_S": "5"})
-    def fit(*args):  # reads the setting where the Tune loop reads it
+    def fit(*args, **kwargs):  # reads the setting where the Tune loop reads it
         return settings.INDEX_EVERY_S.get()
 
     lines = SimpleNamespace(put_nowait=lambda item: None)

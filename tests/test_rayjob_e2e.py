@@ -48,7 +48,11 @@ class RayHead:
     ports, in its own session; the jobs it runs import this tree (PYTHONPATH)."""
 
     def __init__(self, root: Path):
-        self.temp_dir = root / "ray"
+        self.root, self.temp_dir = root, root / "ray"
+        self.service, self.client, self.starts = None, None, 0
+
+    def _new_service(self) -> Service:
+        """A `ray start` on ports free a moment ago (another process may take one before Ray binds it)."""
         self.dashboard_port = free_port()
         self.address = f"http://{LOOPBACK}:{self.dashboard_port}"
         ports = {flag: free_port() for flag in (
@@ -63,15 +67,26 @@ class RayHead:
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         env = {"PYTHONPATH": pythonpath, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
                "MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": ""}
-        self.service = Service("ray-head", argv, root / "ray-head.log", env=env)
-        self.client = None
+        self.starts += 1
+        return Service("ray-head", argv, self.root / f"ray-head.{self.starts}.log", env=env)
 
-    def start(self) -> "RayHead":
+    def start(self, attempts: int = 2) -> "RayHead":
+        """The head with its Jobs API answering. `ray start --block` stays up when its dashboard
+        dies (a port taken in the meantime): such a start is stopped and made again on new ports,
+        and the last failure shows the dashboard's own log."""
         from ray.job_submission import JobSubmissionClient
 
-        self.service.start()
-        wait_until(lambda: http_ok(f"{self.address}/api/version"), 240, "ray head dashboard", interval=1.0,
-                   proc=self.service)
+        for attempt in range(1, attempts + 1):
+            self.service = self._new_service().start()
+            try:
+                wait_until(lambda: http_ok(f"{self.address}/api/version"), 180, "ray head dashboard",
+                           interval=1.0, proc=self.service)
+                break
+            except TimeoutError as e:
+                tail = _dashboard_log_tail(self.temp_dir)
+                self.stop()
+                if attempt == attempts:
+                    raise TimeoutError(f"{e}\n--- dashboard log\n{tail}") from None
         self.client = JobSubmissionClient(self.address)
         return self
 
@@ -79,7 +94,7 @@ class RayHead:
         """Our head and everything under it; the job drivers run in sessions of their own
         (the supervisor starts them with start_new_session), so they are found as descendants
         before the head goes, and by our temp dir afterwards."""
-        if self.service.proc is None:
+        if self.service is None or self.service.proc is None:
             return
         below = _descendants(self.service.proc.pid)
         self.service.stop(timeout=10)
@@ -105,6 +120,11 @@ class RayHead:
 
     def logs(self, job_id: str) -> str:
         return self.client.get_job_logs(job_id)
+
+
+def _dashboard_log_tail(temp_dir: Path, chars: int = 3000) -> str:
+    logs = sorted(temp_dir.glob("session_*/logs/dashboard.*"), key=lambda p: p.stat().st_mtime)
+    return "\n".join(f"{p}:\n{p.read_text(errors='replace')[-chars:]}" for p in logs[-2:]) or "(no dashboard log)"
 
 
 @pytest.fixture(scope="module")

@@ -136,6 +136,24 @@ def test_an_index_cut_short_is_ignored(mlflow_client, tmp_path: Path):
     assert _as_compared(run_index.child_runs(mlflow_client, experiment_id)) == _truth(mlflow_client, experiment_id)
 
 
+def test_an_index_the_artifact_store_served_decoded_and_padded_is_read(mlflow_client, tmp_path: Path):
+    """S3 behind ``mlflow server`` serves runs.json.gz with Content-Encoding: gzip; the client
+    decodes it on the way, and MLflow's presigned download had sized the file to the object's
+    compressed length first: plain JSON followed by NUL bytes."""
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
+    run_index.write_index(mlflow_client, experiment_id, parent_id)
+    index = run_index.load_index(mlflow_client, parent_id)
+    (tmp_path / "stored").mkdir()
+    compressed = Path(mlflow_client.download_artifacts(
+        parent_id, f"{names.ARTIFACT_INDEX_DIR}/{names.ARTIFACT_INDEX_NAME}", str(tmp_path / "stored"))).read_bytes()
+    decoded = gzip.decompress(compressed)
+    as_served = tmp_path / names.ARTIFACT_INDEX_NAME
+    as_served.write_bytes(decoded + b"\x00" * 13)
+    mlflow_client.log_artifact(parent_id, str(as_served), names.ARTIFACT_INDEX_DIR)
+    again = run_index.load_index(mlflow_client, parent_id)
+    assert again is not None and (again.as_of, again.runs.keys(), again.open) == (index.as_of, index.runs.keys(), index.open)
+
+
 def test_indexed_runs_read_like_mlflow_runs(mlflow_client, tmp_path: Path):
     experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path, trials=1)
     real = mlflow_client.get_run(ids[0])
@@ -175,3 +193,43 @@ def test_a_run_open_at_the_index_is_read_again_whatever_its_clock_says(mlflow_cl
     assert _as_compared(runs.values()) == _truth(mlflow_client, experiment_id)
     assert runs[late].info.status == "FINISHED" and runs[late].data.tags[names.TAG_STATUS] == "finished"
     assert counting.runs_sent == 2  # the parent and the run that was open
+
+
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_running_driver_rewrites_the_index_once_a_period_and_only_while_it_holds_the_sweep(
+        mlflow_client, tmp_path: Path):
+    from sweeper.driver.index_refresh import IndexRefresh
+
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
+    clock, holds = _Clock(), [True]
+    refresh = IndexRefresh(mlflow_client, experiment_id, parent_id, holds=lambda: holds[0], every_s=600, clock=clock)
+    clock.now = 599
+    assert not refresh.maybe_write() and run_index.load_index(mlflow_client, parent_id) is None
+    clock.now = 600
+    assert refresh.maybe_write()
+    assert run_index.load_index(mlflow_client, parent_id).runs.keys() == set(ids)
+    _finish(mlflow_client, late := _child(mlflow_client, experiment_id, parent_id, 9))
+    clock.now, holds[0] = 1300, False  # the lease went to another driver: its index stands
+    assert not refresh.maybe_write()
+    assert late not in run_index.load_index(mlflow_client, parent_id).runs
+    clock.now, holds[0] = 2000, True
+    assert refresh.maybe_write() and late in run_index.load_index(mlflow_client, parent_id).runs
+
+
+def test_an_index_rewrite_the_store_refuses_is_logged_and_leaves_the_sweep_running(mlflow_client, tmp_path: Path,
+                                                                                  caplog):
+    from sweeper.driver.index_refresh import IndexRefresh
+
+    experiment_id, parent_id, ids = _sweep(mlflow_client, tmp_path)
+    clock = _Clock()
+    refresh = IndexRefresh(mlflow_client, experiment_id, "no-such-parent-run", every_s=10, clock=clock)
+    clock.now = 10
+    assert refresh.maybe_write() is False
+    assert "could not rewrite the run index on parent run no-such-parent-run" in caplog.text

@@ -146,7 +146,9 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
     logging.getLogger(NAMESPACE).addHandler(warnings)
     try:
         client = tracking.connect(ctx.tracking_uri)
-        return fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before)
+        # ray_log=False: Ray's output stays in the head's own logs; a driver log file here would land
+        # in the head's working directory, and its path mean nothing on the user's machine
+        return fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before, ray_log=False)
     finally:
         logging.getLogger(NAMESPACE).removeHandler(warnings)
         sys.stdout, sys.stderr = saved

@@ -1,8 +1,9 @@
 """The driver's Ray Tune callback: every trial event feeds the live view and the parent-run
-dashboard (sweeper.progress), and a trial's end is settled here, where only the driver can know
-it: a trial the scheduler stopped early, and a trial that failed for good after all its retries.
-A driver that no longer holds the sweep's lease (``fence``) settles, prints and writes nothing:
-its trials were stopped by their own fences and belong to the new holder."""
+dashboard (sweeper.progress), each step of the loop may rewrite the run index (index_refresh),
+and a trial's end is settled here, where only the driver can know it: a trial the scheduler
+stopped early, and a trial that failed for good after all its retries. A driver that no longer
+holds the sweep's lease (``fence``) settles, prints and writes nothing: its trials were stopped
+by their own fences and belong to the new holder."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 
 from sweeper.core.logs import cause
 from sweeper.core.states import FAILED
+from sweeper.driver.index_refresh import IndexRefresh
 from sweeper.driver.lease import LeaseLost
 from sweeper.plan.arrays import members_of
 from sweeper.driver.worker import trial_notes
@@ -49,8 +51,9 @@ class TrialEnds:
         from sweeper.views.progress import SweepMonitor
 
         holds = fence.holds if fence is not None else None
-        self.monitor = SweepMonitor.start(client, experiment_id, parent_run_id, sweep, grid, total, done_before,
+        self.monitor = SweepMonitor.start(client, parent_run_id, sweep, grid, total, done_before,
                                           holds=holds)
+        self.index = IndexRefresh(client, experiment_id, parent_run_id, holds=holds) if parent_run_id else None
         self.payloads: dict[str, TrialPayload] = {}
 
     def _payload_of(self, trial) -> TrialPayload:
@@ -84,6 +87,8 @@ class TrialEnds:
 
     def on_step_end(self, iteration, trials, **info):
         self.monitor.tick()
+        if self.index is not None:
+            self.index.maybe_write()
 
     def on_experiment_end(self, trials, **info):
         self.monitor.close()

@@ -8,8 +8,8 @@
   parent run began, so they chart over time, resumes included), the ``SweepState`` as JSON (``sweeper.live``, which
   ``status --watch`` draws) and a markdown summary as the run's description
   (``mlflow.note.content``, which MLflow shows on the run page). One ``log_batch`` at most every
-  ``SWEEPER_DASHBOARD_EVERY_S`` seconds (default 15), whatever the number of trials and epochs;
-  every ``SWEEPER_INDEX_EVERY_S`` (default 600) also the run index (``sweeper.run_index``).
+  ``SWEEPER_DASHBOARD_EVERY_S`` seconds (default 15), whatever the number of trials and epochs.
+  (The run index is the driver's to rewrite: sweeper.driver.index_refresh.)
 - ``report_note``: what `sweeper report` puts in the description instead (summary + scorecard).
 """
 
@@ -28,9 +28,7 @@ from sweeper.record.live import SweepState, duration
 log = logging.getLogger(__name__)
 
 MAX_TAG = 8000  # MLflow's limit on a tag value
-# How often: settings.DASHBOARD_EVERY_S; how often a running driver rewrites the run index
-# (sweeper.run_index), so that status and report on a long sweep read only the runs that ended
-# since (a few seconds' work at 10,000 trials): settings.INDEX_EVERY_S. Both read at __init__.
+# How often: settings.DASHBOARD_EVERY_S, read at __init__.
 
 # The parent's metrics: name -> how to read it from the state.
 METRICS = {
@@ -77,15 +75,11 @@ def prepare(client, experiment_id: str, parent_run_id: str, spec, trials: int) -
 
 
 class Dashboard:
-    def __init__(self, client, parent_run_id: str, every_s: float | None = None, experiment_id: str | None = None,
-                 index_every_s: float | None = None, holds=None):
+    def __init__(self, client, parent_run_id: str, every_s: float | None = None, holds=None):
         every_s = settings.DASHBOARD_EVERY_S.get() if every_s is None else every_s
-        index_every_s = settings.INDEX_EVERY_S.get() if index_every_s is None else index_every_s
         self.client, self.parent_run_id, self.every_s = client, parent_run_id, every_s
         self.holds = holds  # the driver's lease check: a driver that lost the sweep writes nothing
-        self.experiment_id, self.index_every_s = experiment_id, index_every_s
         self.last_write = float("-inf")
-        self.last_index = time.monotonic()  # the driver wrote one as it started
         self.params: dict[str, str] | None = None
         self.origin_ms = 0
         self.writes = 0
@@ -102,12 +96,6 @@ class Dashboard:
             return False
         try:
             self._write(state)
-            if self.experiment_id is not None and now - self.last_index >= self.index_every_s:
-                self.last_index = now
-                from sweeper.record import run_index, tracking
-
-                with tracking.fast_fail_http():
-                    run_index.write_index(self.client, self.experiment_id, self.parent_run_id)
         except Exception as e:  # noqa: BLE001 - the dashboard is a view: the next write carries the newer state
             if not self.failing:
                 log.warning("could not update the sweep's dashboard on parent run %s (%s); trying again in %.0fs",

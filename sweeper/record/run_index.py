@@ -169,10 +169,7 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
             log.info("no run index read (%s): %s; listing every run", where, cause(e))
             return None
         try:
-            raw = Path(path).read_bytes()
-            # an artifact store that serves .gz files with Content-Encoding: gzip (S3 behind the
-            # MLflow server) has them decoded on the way: plain JSON then
-            data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
+            data = json.loads(_json_bytes(Path(path).read_bytes()))
             if data.get("format") != FORMAT:
                 log.info("run index %s is of format %r, not %r; listing every run", where, data.get("format"), FORMAT)
                 return None
@@ -182,6 +179,16 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
             log.warning("run index %s is unreadable (%s); listing every run instead (slower, never wrong)",
                         where, cause(e))
             return None
+
+
+def _json_bytes(raw: bytes) -> bytes:
+    """The index's JSON from the downloaded file. An S3 store behind the MLflow server keeps
+    ``.gz`` objects with Content-Encoding: gzip, so the client's HTTP layer hands back the JSON
+    already decoded; and MLflow's presigned download first sizes the file to the object's
+    (compressed) length, so a small index arrives followed by NUL bytes."""
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    return raw.rstrip(b"\x00")
 
 
 # --- writing (the driver) -----------------------------------------------------------------

@@ -36,11 +36,25 @@ def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = 
             monitors.append(monitor)
         except Exception as e:  # noqa: BLE001 - observing must never stop training (logged)
             log.warning("no system metrics for run %s (%s)", run_id, cause(e))
+    trained = False
     try:
         yield
+        trained = True
     finally:
         for monitor in monitors:
             try:
                 monitor.finish()
+                if trained:
+                    _publish_last_window(monitor)
             except Exception as e:  # noqa: BLE001 - the trial's results are in; only the samples end (logged)
                 log.info("system metrics monitor did not stop cleanly (%s)", cause(e))
+
+
+def _publish_last_window(monitor) -> None:
+    """MLflow's monitor publishes a window only once a whole sampling interval has passed with
+    the run still RUNNING, and drops the window it is in when stopped: a trial shorter than the
+    interval would show no system metrics at all. One more sample, and the window published.
+    Not after a failure: a fenced trial writes nothing more."""
+    monitor.collect_metrics()
+    monitor.publish_metrics(monitor.aggregate_metrics())
+    monitor.mlflow_logger.flush()

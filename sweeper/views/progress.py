@@ -143,7 +143,7 @@ class SweepMonitor:
         self.view = None
 
     @classmethod
-    def start(cls, client, experiment_id: str, parent_run_id: str | None, sweep: str, grid: Mapping[str, dict],
+    def start(cls, client, parent_run_id: str | None, sweep: str, grid: Mapping[str, dict],
               total: int, done_before=(), holds=None) -> "SweepMonitor":
         """The state of the whole sweep: ``done_before``, the trials earlier runs finished, as
         (key, name, state, final_test_acc) from what the driver read, count as done. ``holds``:
@@ -156,8 +156,7 @@ class SweepMonitor:
             if outcome in DONE and key not in grid:
                 state.total += 1
                 state.end(key, name, outcome, accuracy)
-        dashboard = (Dashboard(client, parent_run_id, experiment_id=experiment_id, holds=holds)
-                     if parent_run_id else None)
+        dashboard = Dashboard(client, parent_run_id, holds=holds) if parent_run_id else None
         return cls(state, dashboard, epochs)
 
     def open(self) -> None:
