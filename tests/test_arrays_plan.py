@@ -1,15 +1,11 @@
 """Trial arrays on the sweeper side (issue 21), fast: the spec key, grouping, what an array asks
 Ray for, what `validate` says, auto's choice, and the driver's callback counting trials, not arrays.
 
-Which trials may share an array is the trainables' rule (``trainables.array.array_key``); where
-this tree does not have it yet, a stand-in with the same shape (mode, seed and lr per member,
-everything else shared) stands for it here.
+Which trials may share an array is the trainables' rule (``trainables.array.array_key``).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from types import SimpleNamespace
 
 import pytest
@@ -18,22 +14,12 @@ from sweeper.core.errors import SpecError
 from sweeper.plan import arrays
 from sweeper.plan.payload import TrialPayload
 from sweeper.spec import parse_spec
-from trainables.keys import flatten
-
-PER_MEMBER = ("mode", "seed", "train.lr", "train.weight_decay", "train.optimizer.momentum")
-
-
-def _standin_key(config: dict) -> str:
-    shared = {k: v for k, v in flatten(config).items() if k not in PER_MEMBER}
-    return "arr-" + hashlib.sha256(json.dumps(shared, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 @pytest.fixture
-def support(monkeypatch):
+def support():
     real = arrays.array_support()
-    if real is None:
-        real = SimpleNamespace(array_key=_standin_key, run_array=None)
-        monkeypatch.setattr(arrays, "array_support", lambda: real)
+    assert real is not None, "trainables.array is part of this tree"
     return real
 
 
@@ -212,3 +198,24 @@ def test_validate_measure_prints_solo_and_array_images_per_s_and_what_auto_choos
                                          ["8", "4", "1,000", "4,800", "4.80x", "1.20x"]]
     assert any(line.startswith("  auto chooses: bn_only-d8-w1-lr0.1-s0: arrays of 4") for line in lines)
     assert any("2 array(s) of 4: each asks Ray for cpu 4, gpu 1" in line for line in lines)
+
+
+def test_run_dry_run_shows_which_array_each_remaining_trial_would_train_in(support, tmp_path, tracking_uri):
+    from click.testing import CliRunner
+
+    from sweeper.cli import cli
+
+    path = tmp_path / "a.yaml"
+    path.write_text(spec_text(array="4"))
+    result = CliRunner().invoke(cli, ["run", str(path), "--dry-run", "--tracking-uri", tracking_uri,
+                                      "--storage", str(tmp_path / "results")])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "bn_only-" in line or "full-" in line
+            or "output_only-" in line or "random_params-" in line]
+    expected = {u.members[i].key: u.array for u in arrays.group(payloads(parse_spec(spec_text())), 4, support.array_key)
+                for i in range(len(u.members))}
+    assert len(rows) == 8 and len(set(expected.values())) == 2
+    for row in rows:
+        key = row.split()[2]
+        assert row.split()[-1] == expected[key] and row.split()[-2] == "pending"
+    assert "arrays: 8 of 8 trials in 2 array(s) (resources.array: 4); one array is one Ray trial" in result.output

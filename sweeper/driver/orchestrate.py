@@ -157,9 +157,12 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
     for line in links.lines(uri, experiment_id, parent_id):
         terminal.say(line)
     if dry_run:
+        in_array = plan_arrays.array_of(spec, remaining)  # what resources.array would group, if fixed
         if not optuna:
             for i, t in enumerate(trials):
-                terminal.say(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, PENDING)}")
+                terminal.say(f"  {i:>4}  {t.name:<40} {t.key}  {states.get(t.key, PENDING)}  {in_array.get(t.key, '')}".rstrip())
+        for line in plan_arrays.describe(spec, remaining):
+            terminal.say(line)
         return EXIT_OK
     if not remaining and not (optuna and sampled_todo):
         _close_parent(client, parent_id, EXIT_OK)  # the index was written a moment ago

@@ -22,7 +22,7 @@ from sweeper.plan.payload import TrialPayload
 
 ARRAY_PREFIX = "array-"  # a grid point naming an array, not a trial key
 CANDIDATE_SIZES = (2, 4, 8)  # what `auto` times against a solo trial
-AUTO_MARGIN = 1.1  # an array must beat a solo trial's images/s by this much to be chosen
+AUTO_MARGIN = 1.1  # an array must beat K solo trials side by side (K x one trial's images/s) by this much
 
 
 def arrays_off_reason(spec) -> str | None:
@@ -146,6 +146,15 @@ def describe(spec, payloads: list[TrialPayload], chosen: Mapping[str, int] | int
                      f"({size} x one trial's cpu {cpu:g}, gpu {gpu:g}; gpu at most one card; "
                      "both capped at the largest node's)")
     return lines
+
+
+def array_of(spec, remaining: list[TrialPayload]) -> dict[str, str]:
+    """Trial key -> the array `run` would train it in, for a fixed ``resources.array`` (what
+    `run --dry-run` shows); empty when arrays are off, solo, or ``auto`` (decided by measuring)."""
+    want, support = requested(spec), array_support()
+    if want in (1, "auto") or arrays_off_reason(spec) is not None or support is None:
+        return {}
+    return {m.key: u.array for u in group(remaining, int(want), support.array_key) if u.array for m in u.members}
 
 
 def _count_by_key(payloads: list[TrialPayload], key: Callable[[dict], str]) -> dict[str, int]:

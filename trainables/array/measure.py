@@ -2,8 +2,8 @@
 
 ``measure_array(config, k)`` times training steps of one solo trial and of a K-member array of
 ``config`` (members differ in seed only) on random batches of the data set's shape, built as the
-loop and the runner build them; ``choose_k(config)`` is what ``resources.array: auto`` asks: the
-K of the highest measured images/s, and 1 unless an array beats solo (never a slower plan). A
+loop and the runner build them. What ``resources.array: auto`` makes of the figures is the
+planner's rule, in one place (``sweeper.plan.arrays.choose_sizes``). A
 mixed-mode array costs about what its most-trained member's mode costs (one member training the
 convs makes every member's conv-weight gradients computed), so measure with that mode.
 """
@@ -27,7 +27,6 @@ from trainables.modes import apply_mode, build_optimizer
 from trainables.precision import precision_context
 from trainables.schedule import build_scheduler
 
-CANDIDATE_KS = (1, 2, 4, 8, 16)
 
 
 def _setup(config: TrialConfig, device: torch.device) -> loop._Setup:
@@ -125,18 +124,3 @@ def measure_array(config: Mapping[str, Any] | TrialConfig, k: int, steps: int = 
     fused = k * batch / _seconds_per_step(array_step(members(config, k), device), device, steps, warmup)
     return {"k": k, "device": str(device), "solo_images_per_s": solo, "array_images_per_s": fused,
             "speedup": fused / solo}
-
-
-def choose_k(config: Mapping[str, Any] | TrialConfig, candidates: Sequence[int] = CANDIDATE_KS, steps: int = 5,
-             warmup: int = 2, device: str | torch.device | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """``resources.array: auto``: the K whose array trains the most images/s here, 1 when no array
-    beats solo; and the measurements it chose from. Stops growing K at the first slower one."""
-    measured, best_k, best = [], 1, None
-    for k in sorted(c for c in candidates if c > 1):
-        row = measure_array(config, k, steps, warmup, device)
-        measured.append(row)
-        best = row["solo_images_per_s"] if best is None else best
-        if row["array_images_per_s"] <= best:
-            break
-        best_k, best = k, row["array_images_per_s"]
-    return best_k, measured
