@@ -2,6 +2,12 @@
 to back by `sweeper train` (each its own process, as a user would), as a ratio, plus the time from
 the `sweeper run` command to the first trial's first epoch (read from the MLflow metric timestamp).
 
+Where the time to the first epoch goes is printed as a split: the driver's ``startup:`` records
+in its log file (``<storage>/<sweep>/ray-driver.log``: store ready, parent run agreed on, lease
+held, runs read, Ray started, Tune starts), then from MLflow the first child run's creation (a
+worker process started and imported the trainable) and its first ``test_acc`` point (data and
+model built, one epoch trained and evaluated).
+
     .venv/bin/python bench/bench_sweep_overhead.py [--trials 4] [--epochs 1]
 
 Each mode gets a fresh MLflow store and storage folder, so nothing is skipped as already done.
@@ -46,6 +52,29 @@ def first_epoch_at(uri: str) -> float:
     return min(m.timestamp for r in runs for m in client.get_metric_history(r.info.run_id, "test_acc")) / 1000
 
 
+def startup_split(log_path: Path, uri: str, started: float) -> list[tuple[str, float]]:
+    """(milestone, seconds after ``started``) in the order they happened."""
+    from datetime import datetime
+
+    from mlflow.tracking import MlflowClient
+
+    points = []
+    for line in log_path.read_text().splitlines():
+        head, sep, what = line.partition(": startup: ")
+        if sep:
+            stamp = datetime.strptime(" ".join(head.split()[:2]), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+            points.append((what, stamp - started))
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("bench")
+    runs = client.search_runs([experiment.experiment_id], "tags.`sweeper.role` = 'trial'")
+    first = min(runs, key=lambda r: r.info.start_time)
+    points.append(("first child run created (a worker started, trainable imported)", first.info.start_time / 1000 - started))
+    history = client.get_metric_history(first.info.run_id, "test_acc")
+    points.append(("its first epoch trained and evaluated (data and model built, one epoch, the test set)",
+                   min(m.timestamp for m in history) / 1000 - started))
+    return sorted(points, key=lambda p: p[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=4)
@@ -75,11 +104,17 @@ def main() -> None:
                        check=True, cwd=run_dir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         run_s = time.time() - started
         run_first = first_epoch_at(uri) - started
+        split = startup_split(run_dir / "results" / "bench" / "ray-driver.log", uri, started)
 
         print(f"trials={n} epochs={args.epochs} (digits 16px, cifar_resnet d8, cpu 1 per trial)")
         print(f"sweeper train x{n}, back to back: {train_s:7.1f} s   first epoch after {train_first:5.1f} s")
         print(f"sweeper run:                      {run_s:7.1f} s   first epoch after {run_first:5.1f} s")
         print(f"ratio run / train:                {run_s / train_s:7.2f}")
+        print("\nsweeper run, from the command to the first epoch (s after the command; step):")
+        before = 0.0
+        for what, at in split:
+            print(f"  {at:6.1f}  +{at - before:5.1f}  {what}")
+            before = at
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -89,7 +89,7 @@ def test_a_holder_killed_with_sigkill_is_taken_over_once_its_claim_is_stale(work
     # A driver on another machine cannot see that pid: while the dead holder's heartbeat is
     # fresh it names the holder and leaves; once it is stale (stale_s) it takes the sweep.
     # (Asked in this process: a new `sweeper run` takes longer than 8 s to start when busy.)
-    monkeypatch.setattr(lease, "_pid_namespace", lambda: "another-machine")
+    monkeypatch.setattr(lease, "pid_namespace", lambda: "another-machine")
     monkeypatch.setenv("SWEEPER_LEASE_STALE_S", str(stale_s))  # read when the lease is taken
     monkeypatch.setenv("SWEEPER_CLOCK_SKEW_S", "2")
     parent = tracking.find_parent_run(mlflow_client, mlflow_client.get_experiment_by_name("orphan").experiment_id)

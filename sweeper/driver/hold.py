@@ -3,30 +3,34 @@ lease on it (``lease.Lease``), and the promise that the parent run never stays R
 
 from __future__ import annotations
 
+import logging
 import time
 
-from sweeper.core import settings
-from sweeper.driver.lease import Lease, LeaseLost
+from sweeper.driver.lease import Lease, LeaseLost, ParentSuperseded
 from sweeper.record import names
 
+log = logging.getLogger(__name__)
 
-def canonical_parent(client, experiment_id: str, parent_run_id: str) -> str:
-    """Two drivers that start together on a new sweep may each create a parent run. All agree on
-    the oldest (start time, then id) once every creation is visible, which a settle wait after a
-    recent creation ensures; a duplicate this driver made is deleted (it has no children yet)."""
 
-    mine = client.get_run(parent_run_id)
-    if time.time() * 1000 - (mine.info.start_time or 0) < 60_000:
-        time.sleep(settings.LEASE_SETTLE_S.get())
-    runs = client.search_runs([experiment_id], filter_string=names.SWEEP_RUNS,
-                              max_results=100)
-    oldest = min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
-    if oldest.info.run_id != parent_run_id:
-        children = client.search_runs([experiment_id], max_results=1,
-                                      filter_string=f"tags.`{names.TAG_PARENT}` = '{parent_run_id}'")
-        if not children:
-            client.delete_run(parent_run_id)
-    return oldest.info.run_id
+def made_recently(client, parent_run_id: str) -> bool:
+    """A parent run made in the last minute: another driver starting with this one may have made
+    its own, not visible yet."""
+    return time.time() * 1000 - (client.get_run(parent_run_id).info.start_time or 0) < 60_000
+
+
+def oldest_parent(client, experiment_id: str) -> str:
+    """The parent run every driver agrees on once every creation is visible: the oldest (start
+    time, then id)."""
+    runs = client.search_runs([experiment_id], filter_string=names.SWEEP_RUNS, max_results=100)
+    return min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)).info.run_id
+
+
+def drop_duplicate(client, experiment_id: str, parent_run_id: str) -> None:
+    """A parent run this driver made next to the oldest one is deleted (it has no children yet)."""
+    children = client.search_runs([experiment_id], max_results=1,
+                                  filter_string=f"tags.`{names.TAG_PARENT}` = '{parent_run_id}'")
+    if not children:
+        client.delete_run(parent_run_id)
 
 
 class DriverHold:
@@ -41,9 +45,21 @@ class DriverHold:
         self.parent_run_id: str | None = None
 
     def take(self, client, experiment_id: str, parent_run_id: str, sweep: str) -> str:
-        """Take the sweep's lease; the parent run id every driver agrees on."""
-        parent_run_id = canonical_parent(client, experiment_id, parent_run_id)
-        self.lease = Lease(client, parent_run_id, sweep).acquire()
+        """Take the sweep's lease; the parent run id every driver agrees on. Both need a settle
+        wait after a write (a parent run made, a claim written); for a parent made a moment ago
+        the claim goes on it at once and one wait serves both: when the parent the drivers agree
+        on turns out to be another, the claim moves there (a settle of its own)."""
+        if made_recently(client, parent_run_id):
+            try:
+                self.lease = Lease(client, parent_run_id, sweep).acquire(
+                    agree_on_parent=lambda: oldest_parent(client, experiment_id))
+            except ParentSuperseded as other:
+                drop_duplicate(client, experiment_id, parent_run_id)
+                parent_run_id = other.parent_run_id
+                self.lease = Lease(client, parent_run_id, sweep).acquire()
+        else:
+            self.lease = Lease(client, parent_run_id, sweep).acquire()
+        log.info("startup: lease held on parent run %s", parent_run_id)
         self.client, self.parent_run_id = client, parent_run_id
         return parent_run_id
 

@@ -50,22 +50,16 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Callable
 
 from sweeper.core import settings
 from sweeper.record import names
 from sweeper.core.errors import SweepError
+from sweeper.driver.claims import Claim, claims_in, pid_gone, pid_namespace, verdict
 
 log = logging.getLogger(__name__)
 
-# The three times are settings (core.settings: SWEEPER_LEASE_STALE_S, _HEARTBEAT_S, _SETTLE_S),
-# read when used; SWEEPER_CLOCK_SKEW_S bounds how far host clocks disagree.
-
-
-TRIES = 5
+TRIES = 5  # claims withdrawn because another driver claimed in the same settle, before giving up
 
 
 def trust_s() -> float:
@@ -80,48 +74,16 @@ def fence_retry_s() -> float:
     return min(2.0, settings.LEASE_HEARTBEAT_S.get())
 
 
-@dataclass(frozen=True)
-class Claim:
-    driver: str
-    host: str
-    pid: int
-    since: float
-    heartbeat: float
-    pidns: str = ""
-
-    def age(self, now: float) -> float:
-        return now - self.heartbeat
-
-    def describe(self) -> str:
-        since = datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        return f"host {self.host}, pid {self.pid}, since {since}"
-
-    def since_text(self) -> str:
-        return datetime.fromtimestamp(self.since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _pid_namespace() -> str:
-    """Boot and pid namespace of this process: two claims with the same one can check each
-    other's pid directly (a hostname alone is shared by host-network containers)."""
-    try:
-        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        return f"{boot}:{os.stat('/proc/self/ns/pid').st_ino}"
-    except OSError:
-        return ""
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # exists, owned by someone else
-        return False
-    return False
-
-
 class LeaseHeld(SweepError):
     """Another live driver holds this sweep."""
+
+
+class ParentSuperseded(Exception):
+    """The run this lease was claimed on is not the sweep's parent: ``parent_run_id`` is."""
+
+    def __init__(self, parent_run_id: str):
+        super().__init__(parent_run_id)
+        self.parent_run_id = parent_run_id
 
 
 class LeaseLost(SweepError):
@@ -130,46 +92,7 @@ class LeaseLost(SweepError):
 
 
 def _claims(client, run_id: str) -> dict[str, Claim]:
-    return _claims_in(client.get_run(run_id).data.tags)
-
-
-def _claims_in(tags: dict[str, str]) -> dict[str, Claim]:
-    found = {}
-    for key, value in tags.items():
-        if not key.startswith(names.TAG_LEASE_PREFIX):
-            continue
-        try:
-            data = json.loads(value)
-            found[key[len(names.TAG_LEASE_PREFIX):]] = Claim(key[len(names.TAG_LEASE_PREFIX):], str(data["host"]), int(data["pid"]),
-                                                 float(data["since"]), float(data["heartbeat"]),
-                                                 str(data.get("pidns", "")))
-        except (ValueError, KeyError, TypeError):
-            continue  # not ours to read; never blocks a sweep
-    return found
-
-
-def _holder_in(tags: dict[str, str]) -> Claim | None:
-    """The driver that last won the lease, from the holder tag (None: no driver has, or unreadable)."""
-    try:
-        data = json.loads(tags[names.TAG_LEASE_HOLDER])
-        return Claim(str(data["driver"]), str(data["host"]), int(data["pid"]), float(data["since"]),
-                     float(data["since"]))
-    except (KeyError, ValueError, TypeError):
-        return None
-
-
-def _verdict(tags: dict[str, str], token: str) -> tuple[Claim | None, Claim | None, bool]:
-    """(the claim of driver ``token``, the driver that took over, lost) as the parent run's tags
-    show them. Lost: the holder tag names another driver, or ``token``'s claim is gone (a driver
-    found it stale and removed it; its taker is then the newest other claim, if any is there)."""
-    claims = _claims_in(tags)
-    mine, holder = claims.get(token), _holder_in(tags)
-    if holder is not None and holder.driver != token:
-        return mine, holder, True
-    if mine is None:
-        others = [c for driver, c in claims.items() if driver != token]
-        return None, max(others, key=lambda c: c.since) if others else None, True
-    return mine, None, False
+    return claims_in(client.get_run(run_id).data.tags)
 
 
 def lost_error(sweep: str, taker: Claim | None) -> LeaseLost:
@@ -219,7 +142,7 @@ class Fence:
             self._unreachable = True
             return False
         self._unreachable = False
-        mine, taker, lost = _verdict(tags, self.token)
+        mine, taker, lost = verdict(tags, self.token)
         if lost:
             raise lost_error(self.sweep, taker)
         self.trusted_until = mine.heartbeat + trust_s()
@@ -290,7 +213,7 @@ class Lease:
 
     def _claim_json(self) -> str:
         return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
-                           "heartbeat": time.time(), "pidns": _pid_namespace()})
+                           "heartbeat": time.time(), "pidns": pid_namespace()})
 
     def _others(self) -> dict[str, Claim]:
         now = time.time()
@@ -298,8 +221,8 @@ class Lease:
         for driver, claim in _claims(self.client, self.run_id).items():
             if driver == self.driver:
                 continue
-            here = bool(claim.pidns) and claim.pidns == _pid_namespace()
-            if claim.age(now) > self.stale_s or (here and _pid_gone(claim.pid)):
+            here = bool(claim.pidns) and claim.pidns == pid_namespace()
+            if claim.age(now) > self.stale_s or (here and pid_gone(claim.pid)):
                 self._drop(names.TAG_LEASE_PREFIX + driver)  # a dead driver's claim
                 continue
             live[driver] = claim
@@ -311,13 +234,19 @@ class Lease:
         except Exception:  # noqa: BLE001 - already gone (another driver removed it)
             pass
 
-    def acquire(self) -> "Lease":
+    def acquire(self, agree_on_parent: Callable[[], str] | None = None) -> "Lease":
+        """``agree_on_parent`` (hold.take, for a parent run made a moment ago) is asked once,
+        after the first settle, which then also covers the other drivers' parent creations: when
+        the parent every driver agrees on is another run, the claim is withdrawn (ParentSuperseded)."""
         for attempt in range(TRIES):
             before = self._others()
             if before:
                 raise self._held(before)
             self._write()
             time.sleep(self.settle_s)
+            if agree_on_parent is not None and attempt == 0 and (parent := agree_on_parent()) != self.run_id:
+                self._drop(self.tag)
+                raise ParentSuperseded(parent)
             after = self._others()
             if not after:
                 # the token: from now on trials and stale drivers check against it

@@ -123,13 +123,16 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
         if ray_log:  # the CLI: sweeper's log records go beside Ray's output (from Python: the caller's logging)
             log_file.enter_context(logs.to_file(terminal.log_path_for(_storage_root(storage), spec.name)))
         preflight.create_sqlite_store_once(uri)
+        log.info("startup: spec read, store ready")
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, uri, create=not dry_run)
+    log.info("startup: %d trials planned, experiment and parent run ready", len(trials))  # bench_sweep_overhead's split
     if not dry_run:
         parent_id = hold.take(client, experiment_id, parent_id, spec.name)
     # read after the lease: from here on no other driver changes these runs
     read_at_ms = run_index.now_ms()
     runs = run_index.child_runs(client, experiment_id, parent_id) if experiment_id is not None else []
     by_key = run_index.by_trial_key(runs)
+    log.info("startup: %d child runs read", len(runs))
     # ends an earlier driver saw but MLflow did not take: written now, before anything is planned
     pending = _pending_ends(storage, spec.name)
     fresh, unwritten = settle_pending(client, by_key, pending, write=not dry_run)
@@ -328,6 +331,7 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
                                   callbacks=[progress]),
     )
     with terminal.ray_output(terminal.log_path_for(_storage_root(storage), spec.name), ray_log):
+        log.info("startup: Tune starts")
         results = tuner.fit()
     interrupted = progress.finished < len(results)  # Ray ends no trial it paused on Ctrl-C
     return progress.keys | {t.key for t in remaining if not optuna}, interrupted

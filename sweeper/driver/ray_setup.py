@@ -4,6 +4,7 @@ resources, the scheduler a spec names. Split from orchestrate, which runs the sw
 from __future__ import annotations
 
 import os
+import time
 
 from sweeper.driver import cluster_address
 from sweeper.plan import arrays as plan_arrays
@@ -21,6 +22,7 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # trials use absolute paths only
+    started = time.monotonic()
     if cluster_address.is_ray_client(address):
         from sweeper.driver import ray_client
 
@@ -29,6 +31,8 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
         ray.init(address=address, logging_level=level, log_to_driver=False)
     else:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=level, log_to_driver=False)
+    logging.getLogger(__name__).info("startup: Ray %s in %.1f s", "attached" if address else "started",
+                                     time.monotonic() - started)
     return True
 
 
