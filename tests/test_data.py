@@ -288,6 +288,23 @@ def test_digits_split_is_fixed_disjoint_and_independent_of_the_trial_seed():
     assert test_one.shape == (360, 3, 32, 32) and torch.equal(test_one[:, 0], test_one[:, 2])
 
 
+def test_digits_are_read_from_scikit_learns_file_exactly_as_scikit_learn_gives_them_without_importing_it():
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from trainables.data.digits import digits_arrays
+
+    images, labels = digits_arrays()
+    bunch = load_digits()
+    assert images.shape == (1797, 8, 8) and np.array_equal(images, bunch.images)
+    assert np.array_equal(labels, bunch.target) and labels.dtype == bunch.target.dtype
+    fresh = subprocess.run([sys.executable, "-c", "import sys; from trainables.data.digits import digits_arrays; "
+                            "digits_arrays(); print('sklearn' in sys.modules)"], capture_output=True, text=True)
+    assert fresh.stdout.strip() == "False", fresh.stderr
+
+
 def test_digits_are_upsampled_to_the_configured_size_and_capped():
     source = load_data(DatasetConfig(name="digits", image_size=16, train_size=100, test_size=30), CPU, seed=0)
     images, labels = next(iter(source.train_batches(64, torch.Generator().manual_seed(0))))

@@ -278,4 +278,4 @@ def test_a_ray_job_stopped_past_the_default_grace_is_taken_over_at_once_and_resu
             f"the issue's promise for a stop past the grace does not hold: SIGKILLed {took:.1f} s after the stop, "
             f"the driver left the parent run {parent.info.status}, the trial {trial.info.status} and "
             f"{len(claims)} lease claim(s); sweeper/orchestrate.py marks them only after Tune's "
-            "graceful stop returns (_run_held: _exit_code / _close_parent, DriverHold releases the lease after)")
+            "graceful stop returns (_run_held: driver_exit.exit_code / _close_parent, DriverHold releases the lease after)")

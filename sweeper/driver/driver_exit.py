@@ -23,7 +23,10 @@ import signal
 from typing import Callable, Iterator
 
 from sweeper.core.errors import SpecError, SweepError, first_line
-from sweeper.core.states import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED
+from sweeper.core.states import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING,
+                                 RUNNING)
+from sweeper.record.trial_record import state_of, write_end_retried
+from sweeper.views import terminal
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 
@@ -140,3 +143,34 @@ def failure_exit(e: BaseException, signals: DriverSignals) -> int:
 def unfinished_line(unfinished: int) -> str:
     return (f"failed: Ray Tune ended with {unfinished} trial(s) not finished and no stop signal was "
             "received (see the Ray logs); run the same command again to resume them")
+
+
+def exit_code(client, runs: dict, keys: set[str], interrupted: bool, signalled: bool = True,
+               unwritten: dict[str, str] | None = None, kept_in: str = "") -> int:
+    """The exit code of a fit that returned (finished or stopped), from the child runs by trial
+    key as they are after training (open ones are marked interrupted here) and the ends MLflow
+    did not take (``unwritten``: key -> state, kept in ``kept_in`` for the next run)."""
+    unwritten = unwritten or {}
+    states = {key: state_of(runs.get(key)) for key in keys}
+    for key, state in states.items():
+        run = runs.get(key)
+        if run is not None and state == RUNNING:
+            # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
+            # (a kept end, below, is written over it by the next run)
+            write_end_retried(client, run.info.run_id, INTERRUPTED)  # logged if it still fails
+            states[key] = INTERRUPTED
+    states.update({key: state for key, state in unwritten.items() if key in states})
+    unfinished = sum(1 for s in states.values() if s in (INTERRUPTED, PENDING))
+    if (interrupted or unfinished) and not signalled:  # "interrupted" only after a real signal
+        terminal.say(unfinished_line(unfinished), err=True)
+        return EXIT_FAILED
+    if interrupted or unfinished:
+        terminal.say("interrupted: run the same command again to resume", err=True)
+        return EXIT_INTERRUPTED
+    if unwritten:
+        terminal.say(f"{len(unwritten)} trial end{'s' if len(unwritten) != 1 else ''} could not be written to MLflow; "
+                     f"kept in {kept_in}, they are written by the next `sweeper run`", err=True)
+        return EXIT_FAILED
+    if any(s == FAILED for s in states.values()):
+        return EXIT_FAILED
+    return EXIT_OK

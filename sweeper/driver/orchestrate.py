@@ -39,10 +39,9 @@ from sweeper.driver.ray_setup import array_points as _array_points, init_ray as 
 from sweeper.plan import arrays as plan_arrays
 from sweeper.plan.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
-from sweeper.core.states import (DONE, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, FAILED, INTERRUPTED,
-                                 PENDING, RUNNING)
+from sweeper.core.states import (DONE, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, PENDING, RUNNING)
 from sweeper.driver.trial_events import progress_callback
-from sweeper.record.trial_record import PendingEnds, mark_interrupted, settle_pending, state_of, write_end_retried
+from sweeper.record.trial_record import PendingEnds, mark_interrupted, settle_pending, state_of
 from sweeper.driver.worker import SweepContext, run_tracked_trial
 from sweeper.plan.payload import TrialPayload, payload_dict
 
@@ -206,7 +205,7 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
             fresh, unwritten = settle_pending(client, run_index.by_trial_key(runs), pending, level=logging.INFO)
             runs = [fresh.get(r.info.run_id, r) for r in runs]
             # without our handlers only Ray Tune's own SIGINT handler stops a fit early
-            code = _exit_code(client, run_index.by_trial_key(runs), keys, interrupted,
+            code = driver_exit.exit_code(client, run_index.by_trial_key(runs), keys, interrupted,
                               signalled=signals.received or not handle_signals,
                               unwritten=unwritten, kept_in=pending.root)
     except (Exception, KeyboardInterrupt) as e:  # every end of the driver gets its name, and the log its traceback
@@ -271,6 +270,7 @@ def _ray_trainable(config: dict, ctx: SweepContext, grid: dict, name_axes: list[
     from ray import tune
 
     logs.configure_worker()  # the worker's sweeper records to its stderr, Ray's worker log
+    log.info("startup: the trainable runs in its worker")
     node_id = ray.get_runtime_context().get_node_id()
     members = plan_arrays.members_of(config, arrays)
     if members is not None:
@@ -335,37 +335,6 @@ def _fit(spec, ctx: SweepContext, client, remaining: list[TrialPayload], sampled
         results = tuner.fit()
     interrupted = progress.finished < len(results)  # Ray ends no trial it paused on Ctrl-C
     return progress.keys | {t.key for t in remaining if not optuna}, interrupted
-
-
-def _exit_code(client, runs: dict, keys: set[str], interrupted: bool, signalled: bool = True,
-               unwritten: dict[str, str] | None = None, kept_in: str = "") -> int:
-    """From the child runs by trial key as they are after training (open ones are marked
-    interrupted here) and the ends MLflow did not take (``unwritten``: key -> state, kept in
-    ``kept_in`` for the next run)."""
-    unwritten = unwritten or {}
-    states = {key: state_of(runs.get(key)) for key in keys}
-    for key, state in states.items():
-        run = runs.get(key)
-        if run is not None and state == RUNNING:
-            # left open by a stop (Ctrl-C): mark it so, it resumes from its checkpoint next time
-            # (a kept end, below, is written over it by the next run)
-            write_end_retried(client, run.info.run_id, INTERRUPTED)  # logged if it still fails
-            states[key] = INTERRUPTED
-    states.update({key: state for key, state in unwritten.items() if key in states})
-    unfinished = sum(1 for s in states.values() if s in (INTERRUPTED, PENDING))
-    if (interrupted or unfinished) and not signalled:  # "interrupted" only after a real signal
-        terminal.say(driver_exit.unfinished_line(unfinished), err=True)
-        return EXIT_FAILED
-    if interrupted or unfinished:
-        terminal.say("interrupted: run the same command again to resume", err=True)
-        return EXIT_INTERRUPTED
-    if unwritten:
-        terminal.say(f"{len(unwritten)} trial end{'s' if len(unwritten) != 1 else ''} could not be written to MLflow; "
-                     f"kept in {kept_in}, they are written by the next `sweeper run`", err=True)
-        return EXIT_FAILED
-    if any(s == FAILED for s in states.values()):
-        return EXIT_FAILED
-    return EXIT_OK
 
 
 def _write_run_index(client, experiment_id: str, parent_id: str, runs=None, read_at_ms: int | None = None) -> None:

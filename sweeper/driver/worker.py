@@ -123,6 +123,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
 
     from trainables import run_trial
 
+    log.info("startup: torch and the trainables imported")
     torch.set_num_threads(max(1, int(ctx.cpus_per_trial)))
     os.environ.update(ctx.tracking_env)  # MLflow reads credentials from the environment per request
     settings.apply(ctx.settings)  # the driver's, not this node's
@@ -131,6 +132,7 @@ def run_tracked_trial(ctx: SweepContext, payload: TrialPayload, node_id: str,
     if fence is not None:
         fence()  # before the first write: a retried trial of a driver that lost the sweep stops here
     logger = open_trial_logger(ctx, payload, node_id, fence)
+    log.info("startup: child run %s open", logger.run_id)
     attempt = int(logger.client.get_run(logger.run_id).data.tags.get(names.TAG_ATTEMPTS, "0")) + 1
     logger.set_tags({names.TAG_ATTEMPTS: attempt})
     from sweeper.plan.measure import trial_device
