@@ -24,13 +24,14 @@ an earlier run are handed back to Optuna as ``points_to_evaluate`` so they resum
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import sys
 from pathlib import Path
 
 from sweeper.core import logs, settings
-from sweeper.driver import cluster_address, driver_exit
+from sweeper.driver import cluster_address, driver_exit, ray_setup
 from sweeper.record import child_run, dashboard, links, preflight, run_index, tracking, versions
 from sweeper.views import terminal
 from sweeper.driver.hold import DriverHold
@@ -125,8 +126,12 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
         log.info("startup: spec read, store ready")
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, uri, create=not dry_run)
     log.info("startup: %d trials planned, experiment and parent run ready", len(trials))  # bench_sweep_overhead's split
+    started_early = False  # Ray, started while the lease settled (ray_setup.starts_with_lease)
     if not dry_run:
-        parent_id = hold.take(client, experiment_id, parent_id, spec.name)
+        take = functools.partial(hold.take, client, experiment_id, parent_id, spec.name)
+        started_early = ray_setup.starts_with_lease(address, client, parent_id)
+        parent_id = (ray_setup.take_while_ray_starts(take, terminal.log_path_for(_storage_root(storage), spec.name),
+                                                     ray_log, log_file) if started_early else take())
     # read after the lease: from here on no other driver changes these runs
     read_at_ms = run_index.now_ms()
     runs = run_index.child_runs(client, experiment_id, parent_id) if experiment_id is not None else []
@@ -183,7 +188,7 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
     failure: BaseException | None = None
     try:
         with terminal.ray_output(terminal.log_path_for(_storage_root(storage), spec.name), ray_log):
-            started_ray = _init_ray(address, quiet=not ray_log)
+            started_ray = _init_ray(address, quiet=not ray_log) or started_early
         if handle_signals:
             signals.install()  # ray.init put a SIGTERM handler of its own in place
         try:

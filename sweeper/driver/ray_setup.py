@@ -1,12 +1,19 @@
-"""How the driver sets Ray and Tune up: Ray started or attached, an array's grid points and
-resources, the scheduler a spec names. Split from orchestrate, which runs the sweep with them."""
+"""How the driver sets Ray and Tune up: Ray started or attached (for a new sweep on a Ray of its
+own, while the lease settles), an array's grid points and resources, the scheduler a spec names.
+Split from orchestrate, which runs the sweep with them."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import os
 import time
+from pathlib import Path
+from typing import Callable
 
 from sweeper.driver import cluster_address
+from sweeper.driver.hold import made_recently
+from sweeper.views import terminal
 from sweeper.plan import arrays as plan_arrays
 
 
@@ -34,6 +41,41 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
     logging.getLogger(__name__).info("startup: Ray %s in %.1f s", "attached" if address else "started",
                                      time.monotonic() - started)
     return True
+
+
+def starts_with_lease(address: str | None, client, parent_run_id: str) -> bool:
+    """Whether Ray starts while the lease settles: only a Ray of this driver's own (attaching to
+    a cluster waits for the lease, so a driver refused the sweep never attaches) and only for a
+    sweep whose parent run was made a moment ago (nothing of it can be finished yet: a re-run of
+    a finished sweep never starts Ray)."""
+    return not address and not os.environ.get("RAY_ADDRESS") and made_recently(client, parent_run_id)
+
+
+def take_while_ray_starts(take: Callable[[], str], log_path: Path, ray_log: bool,
+                          cleanup: contextlib.ExitStack) -> str:
+    """``take()`` (the lease: mostly a settle wait) in a thread while Ray starts here; its result,
+    or its error once Ray is stopped again. Ray stays up for the sweep; ``cleanup`` stops it at
+    the latest (the driver stops it earlier, after the fit)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="sweeper-lease") as pool:
+        taking = pool.submit(take)
+        try:
+            with terminal.ray_output(log_path, ray_log):
+                init_ray(None, quiet=not ray_log)
+        finally:
+            concurrent.futures.wait([taking])  # an error of Ray's start comes once the hold knows its lease
+        cleanup.callback(_shutdown)
+        try:
+            return taking.result()
+        except BaseException:
+            _shutdown()  # refused the sweep (or the store failed): this driver's Ray goes
+            raise
+
+
+def _shutdown() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
 
 
 def array_points(units, spec):
