@@ -3,7 +3,7 @@ to back by `sweeper train` (each its own process, as a user would), as a ratio, 
 the `sweeper run` command to the first trial's first epoch (read from the MLflow metric timestamp).
 
 Where the time to the first epoch goes is printed as a split: the driver's ``startup:`` records
-in its log file (``<storage>/<sweep>/ray-driver.log``: store ready, parent run agreed on, lease
+in its log file (``<storage>/<sweep>/ray-driver.log``: store and parent run ready, lease
 held, runs read, Ray started, Tune starts), then from MLflow the first child run's creation (a
 worker process started and imported the trainable) and its first ``test_acc`` point (data and
 model built, one epoch trained and evaluated).

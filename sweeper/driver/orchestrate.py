@@ -123,9 +123,9 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
         if ray_log:  # the CLI: sweeper's log records go beside Ray's output (from Python: the caller's logging)
             log_file.enter_context(logs.to_file(terminal.log_path_for(_storage_root(storage), spec.name)))
         preflight.create_sqlite_store_once(uri)
-        log.info("startup: spec read, store ready")
     uri, client, experiment_id, parent_id = _prepare_tracking(spec, uri, create=not dry_run)
-    log.info("startup: %d trials planned, experiment and parent run ready", len(trials))  # bench_sweep_overhead's split
+    # the first record: it makes the driver's log file, which must not exist if the store cannot be reached
+    log.info("startup: %d trials planned, store, experiment and parent run ready", len(trials))  # bench_sweep_overhead's split
     started_early = False  # Ray, started while the lease settled (ray_setup.starts_with_lease)
     if not dry_run:
         take = functools.partial(hold.take, client, experiment_id, parent_id, spec.name)
