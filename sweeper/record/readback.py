@@ -21,12 +21,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from sweeper.core import environ
 from sweeper.core.logs import cause
 from sweeper.record import names
 
@@ -154,16 +154,8 @@ def _read_gammas(artifact_uri: str, folder: Path) -> list[float] | None:
 @contextlib.contextmanager
 def quiet_downloads() -> Iterator[None]:
     """MLflow draws a progress bar per download on stderr; one per trial drowns the output."""
-    name = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    saved = os.environ.get(name)
-    os.environ[name] = "false"
-    try:
+    with environ.temporarily({"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}, users_win=False):
         yield
-    finally:
-        if saved is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = saved
 
 
 def _concurrently(call, items: list) -> list:

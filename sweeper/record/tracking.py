@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.core.errors import SweepError, first_line
+from sweeper.core import environ
 from sweeper.core.logs import cause
 from sweeper.record import names
 
@@ -77,18 +78,8 @@ def absolute_uri(uri: str, workdir: str | Path | None = None) -> str:
 @contextlib.contextmanager
 def fast_fail_http(**overrides: str) -> Iterator[None]:
     """Temporarily make MLflow's HTTP client give up quickly (unless the user set the knobs)."""
-    settings = {**_FAST_FAIL_ENV, **overrides}
-    saved = {k: os.environ.get(k) for k in settings}
-    for k, v in settings.items():
-        os.environ.setdefault(k, v)
-    try:
+    with environ.temporarily({**_FAST_FAIL_ENV, **overrides}, users_win=True):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # What MLflow's client reads from the environment to authenticate to a tracking server.

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
+from sweeper.core import environ
+
 _state: dict = {"depth": 0, "terminal": None, "announced": set(), "closers": [], "kept": None}
 
 # Tune adds CSV, JSON and TensorBoard loggers to every experiment unless told not to; MLflow holds
@@ -107,22 +109,18 @@ def ray_output(path: Path, to_file: bool = True) -> Iterator[None]:
         return
     import logging
 
-    saved = {k: os.environ.get(k) for k in UNLOGGED_ENV}
-    os.environ.update({k: v for k, v in UNLOGGED_ENV.items() if k not in os.environ})
     loggers = [logging.getLogger(name) for name in UNLOGGED_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        yield
+        with environ.temporarily(UNLOGGED_ENV, users_win=True):
+            yield
     finally:
         if not _state["depth"]:
             _leave()  # a live view stops drawing where the caller's output goes on
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
 
 
 def on_leave(closer: Callable[[], None]) -> None:

@@ -6,7 +6,6 @@ test can act mid-sweep (kill a node, stop the tracking server).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import time
@@ -14,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cluster_services import VENV_BIN, MlflowServer, Postgres, RayCluster, S3Server, wait_until
+
+from sweeper.core import environ
 
 ARTIFACT_BUCKET = "mlflow-artifacts"
 STORAGE_BUCKET = "ray-storage"
@@ -32,19 +33,9 @@ class Stack:
     ray: RayCluster
 
 
-@contextlib.contextmanager
 def env_vars(**values: str):
     """Set environment variables for the duration of a block (MLflow reads credentials there)."""
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return environ.temporarily(values, users_win=False)
 
 
 # --- sweeps ----------------------------------------------------------------------------------
