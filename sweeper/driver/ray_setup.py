@@ -46,8 +46,9 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
 def starts_with_lease(address: str | None, client, parent_run_id: str) -> bool:
     """Whether Ray starts while the lease settles: only a Ray of this driver's own (attaching to
     a cluster waits for the lease, so a driver refused the sweep never attaches) and only for a
-    sweep whose parent run was made a moment ago (nothing of it can be finished yet: a re-run of
-    a finished sweep never starts Ray)."""
+    sweep whose parent run was made in the last minute (a re-run of an older sweep starts Ray
+    only once it knows there is work). A driver refused the sweep this way answers a few seconds
+    later than it would (its Ray starts and stops first)."""
     return not address and not os.environ.get("RAY_ADDRESS") and made_recently(client, parent_run_id)
 
 
