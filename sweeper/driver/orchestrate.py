@@ -211,8 +211,8 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
             runs = [fresh.get(r.info.run_id, r) for r in runs]
             # without our handlers only Ray Tune's own SIGINT handler stops a fit early
             code = driver_exit.exit_code(client, run_index.by_trial_key(runs), keys, interrupted,
-                              signalled=signals.received or not handle_signals,
-                              unwritten=unwritten, kept_in=pending.root)
+                                         signalled=signals.received or not handle_signals,
+                                         unwritten=unwritten, kept_in=pending.root)
     except (Exception, KeyboardInterrupt) as e:  # every end of the driver gets its name, and the log its traceback
         if isinstance(e, LeaseLost) and hold.lost is None:
             hold.lease.lost = e
