@@ -65,8 +65,11 @@ class RayHead:
                 f"--node-ip-address={LOOPBACK}", "--object-store-memory=200000000", "--disable-usage-stats"]
         argv += [f"{flag}={port}" for flag, port in ports.items()]
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+        # RAY_AUTH_MODE set: `ray start` turns token auth on by itself once ~/.ray/auth_token exists,
+        # and any local ray.init() (every `sweeper run` of the tests before this one) writes that file;
+        # the dashboard then answers 401 to a client without the token.
         env = {"PYTHONPATH": pythonpath, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONUNBUFFERED": "1",
-               "MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": ""}
+               "MLFLOW_TRACKING_URI": "", "RAY_ADDRESS": "", "RAY_AUTH_MODE": "disabled"}
         self.starts += 1
         return Service("ray-head", argv, self.root / f"ray-head.{self.starts}.log", env=env)
 
