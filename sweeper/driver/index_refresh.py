@@ -28,7 +28,6 @@ class IndexRefresh:
         self.every_s = settings.INDEX_EVERY_S.get() if every_s is None else every_s
         self.clock = clock
         self.last = clock()  # the driver wrote one as it started
-        self.writes = 0
 
     def maybe_write(self) -> bool:
         """Rewrite the index when ``every_s`` has passed since the last try; True when written."""
@@ -47,5 +46,4 @@ class IndexRefresh:
             log.warning("could not rewrite the run index on parent run %s (%s); trying again in %.0fs",
                         self.parent_run_id, cause(e), self.every_s)
             return False
-        self.writes += 1
         return True
