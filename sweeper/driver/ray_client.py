@@ -21,6 +21,7 @@ The sweep is therefore split:
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -32,29 +33,64 @@ from sweeper.core.errors import SweepError
 
 HEAD_RESOURCE = "node:__internal_head__"  # every Ray head carries this resource (Ray >= 2.8)
 POLL_S = 0.5
+CONNECT_TRIES = 3
+SESSION_NOT_STARTED = "Initialization failure from server"  # Ray Client's words (util/client/worker.py)
+
+log = logging.getLogger(__name__)
 
 
 def connect(address: str) -> None:
-    """``ray.init`` through Ray Client; anything that stops it is one line (SweepError)."""
+    """``ray.init`` through Ray Client; anything that stops it is one line (SweepError).
+
+    A session the head's client server could not start (its per-client server process failed or
+    was slow to come up: seen on a busy head) is tried again, ``CONNECT_TRIES`` times in all, each
+    retry logged; what still fails is one line carrying the head's own reason."""
+    import ray
+
+    for attempt in range(1, CONNECT_TRIES + 1):
+        try:
+            _init(address)
+            return
+        except Exception as e:  # noqa: BLE001 - every failure here means "cannot use this cluster"
+            reason = failure_reason(e)
+            if attempt < CONNECT_TRIES and SESSION_NOT_STARTED in str(e):
+                wait_s = 2.0 * attempt
+                log.warning("ray: %s did not start a session (%s); trying again in %.0f s (%d of %d)",
+                            address, reason, wait_s, attempt + 1, CONNECT_TRIES)
+                ray.shutdown()
+                time.sleep(wait_s)
+                continue
+            hint = ""
+            if "timeout" in str(e).lower():
+                # seen with a wrong RAY_AUTH_TOKEN: the port answers, the session never starts
+                hint = (" (the port answers but no session started: check that this machine runs the "
+                        "cluster's Ray version and, if the cluster uses token auth, its RAY_AUTH_TOKEN)")
+            raise SweepError(f"ray: cannot connect to {address}: {reason}{hint}") from None
+
+
+def _init(address: str) -> None:
     import logging
     import warnings
 
     import ray
 
-    try:
-        with warnings.catch_warnings():
-            # Ray warns on stderr before it raises; the one line below says it all
-            warnings.simplefilter("ignore", UserWarning)
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-    except Exception as e:  # noqa: BLE001 - every failure here means "cannot use this cluster"
-        from sweeper.driver.driver_exit import one_line
+    with warnings.catch_warnings():
+        # Ray warns on stderr before it raises; the one line of connect() says it all
+        warnings.simplefilter("ignore", UserWarning)
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
 
-        hint = ""
-        if "timeout" in str(e).lower():
-            # seen with a wrong RAY_AUTH_TOKEN: the port answers, the session never starts
-            hint = (" (the port answers but no session started: check that this machine runs the "
-                    "cluster's Ray version and, if the cluster uses token auth, its RAY_AUTH_TOKEN)")
-        raise SweepError(f"ray: cannot connect to {address}: {one_line(e)}{hint}") from None
+
+def failure_reason(e: BaseException) -> str:
+    """``Type: message`` in one line. Ray's "Initialization failure from server:" puts the head's
+    traceback below its first line; the traceback's last line (the head's exception) is the
+    reason, so it is kept."""
+    from sweeper.driver.driver_exit import one_line
+
+    line = one_line(e)
+    below = [text.strip() for text in str(e).splitlines()[1:] if text.strip()]
+    if below:
+        line = f"{line} {below[-1]}"
+    return line[:400]
 
 
 def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_todo: int,

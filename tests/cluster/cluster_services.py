@@ -548,6 +548,13 @@ class RayCluster:
     def log_dirs(self) -> list[Path]:
         return [self.root]
 
+    def client_server_logs(self, chars: int = 3000) -> str:
+        """The tails of the head's Ray Client server logs (the proxier's and each session's): where
+        the head says why a `ray://` session did not start."""
+        logs = sorted({p.resolve() for p in self.head.temp_dir.glob("session_*/logs/ray_client_server*")})
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-chars:]}"
+                         for path in logs if path.stat().st_size)
+
     def stop(self) -> None:
         for node in [self.worker, self.head]:
             if node is not None:

@@ -81,7 +81,7 @@ def readme_sweep(stack, tmp_path_factory):
 
 def test_readme_command_through_ray_client_finishes_every_trial_on_the_cluster(readme_sweep):
     stack, sweep = readme_sweep
-    assert sweep.proc.returncode == 0, sweep.output()
+    assert sweep.proc.returncode == 0, f"{sweep.output()}\n{stack.ray.client_server_logs()}"
     assert INTERRUPTED not in sweep.stderr
     client = stack.mlflow.client()
     runs = trial_runs(client, NAME)
