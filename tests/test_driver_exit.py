@@ -84,3 +84,19 @@ def test_a_keyboard_interrupt_after_a_real_signal_is_interrupted_130(capsys):
     received.signum = signal.SIGINT
     assert driver_exit.failure_exit(KeyboardInterrupt(), received) == 130
     assert capsys.readouterr().err == "interrupted: run the same command again to resume\n"
+
+
+def test_a_first_sigterm_starts_the_close_before_the_graceful_stop(signals):
+    order = []
+    signals.on_term = lambda: order.append("close")
+    signals.graceful = lambda: order.append("stop")
+    os.kill(os.getpid(), signal.SIGTERM)
+    assert order == ["close", "stop"]
+
+
+def test_a_ctrl_c_leaves_the_close_to_the_end_of_the_graceful_stop(signals):
+    order = []
+    signals.on_term = lambda: order.append("close")
+    signals.graceful = lambda: order.append("stop")
+    os.kill(os.getpid(), signal.SIGINT)
+    assert order == ["stop"]  # no SIGKILL follows a Ctrl-C: the ordinary end closes the runs

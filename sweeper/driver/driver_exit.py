@@ -28,6 +28,7 @@ from sweeper.core.states import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, 
 from sweeper.record.trial_record import state_of, write_end_retried
 from sweeper.views import terminal
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+INTERRUPTED_LINE = "interrupted: run the same command again to resume"
 TUNE_SIGINT_ENV = "TUNE_DISABLE_SIGINT_HANDLER"
 
 
@@ -39,6 +40,7 @@ class DriverSignals:
         self.signum: int | None = None
         self.graceful: Callable[[], None] | None = None
         self.stop_requested = False  # the lease was lost: stop, but not "interrupted"
+        self.on_term: Callable[[], None] | None = None  # at the first SIGTERM, before the stop (term_close)
         self._stop_sent = False
         self._saved: dict[int, object] = {}
 
@@ -91,6 +93,8 @@ class DriverSignals:
         first = self.signum is None
         if first:
             self.signum = signum
+            if signum == signal.SIGTERM and self.on_term is not None:
+                self.on_term()
         if first and self.graceful is not None:
             self.graceful()
             return
@@ -126,7 +130,7 @@ def failure_exit(e: BaseException, signals: DriverSignals) -> int:
     from sweeper.views.terminal import say
 
     if isinstance(e, KeyboardInterrupt) and signals.received:
-        say("interrupted: run the same command again to resume", err=True)
+        say(INTERRUPTED_LINE, err=True)
         return EXIT_INTERRUPTED
     if isinstance(e, (SpecError, SweepError)):
         say(str(e), err=True)
@@ -165,7 +169,7 @@ def exit_code(client, runs: dict, keys: set[str], interrupted: bool, signalled: 
         terminal.say(unfinished_line(unfinished), err=True)
         return EXIT_FAILED
     if interrupted or unfinished:
-        terminal.say("interrupted: run the same command again to resume", err=True)
+        terminal.say(INTERRUPTED_LINE, err=True)
         return EXIT_INTERRUPTED
     if unwritten:
         terminal.say(f"{len(unwritten)} trial end{'s' if len(unwritten) != 1 else ''} could not be written to MLflow; "

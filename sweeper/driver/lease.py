@@ -199,6 +199,7 @@ class Lease:
         self.driver = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.since = time.time()
         self._stop = threading.Event()
+        self._released = False
         self._thread: threading.Thread | None = None
         self.lost: LeaseLost | None = None
         self.on_lost: Callable[[], None] | None = None
@@ -323,7 +324,12 @@ class Lease:
                         self.sweep, type(e).__name__, self.heartbeat_s)
 
     def release(self) -> None:
+        """Once (a SIGTERM's close and the driver's end may both ask); the heartbeat stops first,
+        so that a beat in flight cannot put the claim back."""
+        if self._released:
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._drop(self.tag)  # this driver's claim only; the holder tag stays (see Fence)
+        self._released = True

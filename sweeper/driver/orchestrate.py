@@ -40,9 +40,10 @@ from sweeper.driver.ray_setup import array_points as _array_points, init_ray as 
 from sweeper.plan import arrays as plan_arrays
 from sweeper.plan.planning import (algorithm, expected_payloads, optuna_samples_left, payload_from_config, payload_of,
                               tune_domains, unfinished_optuna_points)
-from sweeper.core.states import (DONE, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, PENDING, RUNNING)
+from sweeper.core.states import (DONE, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, PENDING)
+from sweeper.driver.term_close import TermClose, interrupt_running
 from sweeper.driver.trial_events import progress_callback
-from sweeper.record.trial_record import PendingEnds, mark_interrupted, settle_pending, state_of
+from sweeper.record.trial_record import PendingEnds, settle_pending, state_of
 from sweeper.driver.worker import SweepContext, run_tracked_trial
 from sweeper.plan.payload import TrialPayload, payload_dict
 
@@ -182,7 +183,9 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
                        lease_token=hold.token, sweep=spec.name, settings=settings.captured())
     client.update_run(parent_id, status="RUNNING")
     signals = driver_exit.DriverSignals()
+    closing = TermClose(client, experiment_id, parent_id, hold.lease, driver_exit.INTERRUPTED_LINE)
     if handle_signals:
+        signals.on_term = closing.start  # a SIGKILL follows a SIGTERM: the record is put right first
         signals.install()
     hold.lease.on_lost = signals.request_stop  # the heartbeat found another holder: stop Tune
     failure: BaseException | None = None
@@ -201,7 +204,9 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
                 import ray
 
                 ray.shutdown()
-        if _lease_lost(hold):
+        if closing.done():
+            code = EXIT_INTERRUPTED
+        elif _lease_lost(hold):
             code = EXIT_LEASE_LOST
         else:
             read_at_ms = run_index.now_ms()
@@ -218,7 +223,9 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
             hold.lease.lost = e
         if not handle_signals and isinstance(e, KeyboardInterrupt):
             signals.signum = signals.signum or signal.SIGINT  # Python's own SIGINT handler: an interrupt
-        if _lease_lost(hold):
+        if closing.done():
+            code = EXIT_INTERRUPTED
+        elif _lease_lost(hold):
             code = EXIT_LEASE_LOST
         else:
             log.info("the driver stopped on %s", logs.cause(e), exc_info=not isinstance(e, KeyboardInterrupt))
@@ -228,6 +235,8 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
         failure = None if handle_signals else e
     finally:
         signals.restore()
+    if closing.done():
+        return EXIT_INTERRUPTED  # closed at the SIGTERM, lease released: nothing more is this driver's
     if hold.lost is not None:
         # another driver owns the sweep, its trials and its parent run now: write nothing more
         terminal.say(str(hold.lost), err=True)
@@ -261,9 +270,7 @@ def _kill_running_children(client, experiment_id) -> None:
     """After a driver failure: child runs it left RUNNING become KILLED (they resume next time)."""
     try:
         with tracking.fast_fail_http():
-            for run in run_index.trial_runs(client, experiment_id).values():
-                if state_of(run) == RUNNING:
-                    mark_interrupted(client, run.info.run_id)
+            interrupt_running(client, experiment_id)
     except Exception as e:  # noqa: BLE001 - tracking may be what failed; the next run sorts it out (logged)
         log.warning("could not mark the trials left running as interrupted (%s); the next run does", logs.cause(e))
 

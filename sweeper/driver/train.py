@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sweeper.core.errors import SpecError
 from sweeper.core.states import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED
+from sweeper.driver.driver_exit import INTERRUPTED_LINE
 from sweeper.driver.orchestrate import _cpus, _prepare_tracking, _spec_tracking_uri, _storage_root
 from sweeper.driver.worker import SweepContext, run_tracked_trial
 from sweeper.plan.planning import expected_payloads
@@ -37,7 +38,7 @@ def train_command(spec_path: str, index: int, *, tracking_uri: str | None = None
         run = tracking.find_child_run(client, experiment_id, payload.key)
         if run is not None:
             write_end_retried(client, run.info.run_id, INTERRUPTED)
-        terminal.say("interrupted: run the same command again to resume", err=True)
+        terminal.say(INTERRUPTED_LINE, err=True)
         return EXIT_INTERRUPTED
     except Exception as e:  # noqa: BLE001 - a trial that crashed is a result, not a traceback
         run = tracking.find_child_run(client, experiment_id, payload.key)

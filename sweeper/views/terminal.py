@@ -28,7 +28,7 @@ from typing import Callable, Iterator, TextIO
 
 from sweeper.core import environ
 
-_state: dict = {"depth": 0, "terminal": None, "announced": set(), "closers": [], "kept": None}
+_state: dict = {"depth": 0, "terminal": None, "terminal_err": None, "announced": set(), "closers": [], "kept": None}
 
 # Tune adds CSV, JSON and TensorBoard loggers to every experiment unless told not to; MLflow holds
 # the metrics, so they would only be files nobody reads (and the source of the TensorBoard hint).
@@ -60,6 +60,9 @@ def say(text: str, err: bool = False) -> None:
         return
     import click
 
+    if err and _state.get("terminal_err") is not None:  # inside to_log: the real stderr, not Ray's log
+        click.echo(text, file=_state["terminal_err"])
+        return
     click.echo(text, err=err)
 
 
@@ -145,14 +148,14 @@ def to_log(path: Path) -> Iterator[Path]:
         say(f"Ray's own output: {path}")
     sys.stdout.flush()
     sys.stderr.flush()
-    user = _user_stream()
+    user, user_err = _user_stream(sys.stdout, 1), _user_stream(sys.stderr, 2)
     log = open(path, "a", buffering=1, encoding="utf-8")
     log.write(f"\n==== sweeper driver {os.getpid()} at {time.strftime('%Y-%m-%d %H:%M:%S')} ====\n")
     saved = os.dup(1), os.dup(2)
     saved_py = sys.stdout, sys.stderr
     os.dup2(log.fileno(), 1)
     os.dup2(log.fileno(), 2)
-    _state.update(depth=1, terminal=user)
+    _state.update(depth=1, terminal=user, terminal_err=user_err)
     try:
         yield path
     finally:
@@ -165,10 +168,11 @@ def to_log(path: Path) -> Iterator[Path]:
         os.close(saved[0])
         os.close(saved[1])
         sys.stdout, sys.stderr = saved_py
-        _state.update(depth=0, terminal=None)
-        if user is not saved_py[0]:
-            with contextlib.suppress(Exception):
-                user.close()
+        _state.update(depth=0, terminal=None, terminal_err=None)
+        for stream, own in ((user, saved_py[0]), (user_err, saved_py[1])):
+            if stream is not own:
+                with contextlib.suppress(Exception):
+                    stream.close()
         log.close()
 
 
@@ -179,16 +183,15 @@ def _leave() -> None:
     _state["closers"].clear()
 
 
-def _user_stream() -> TextIO:
-    """A stream on the real stdout that survives fd 1 being pointed elsewhere. When stdout is
-    not fd 1 (pytest's capsys, a StringIO), it is used as it is."""
-    out = sys.stdout
+def _user_stream(out: TextIO, fd: int) -> TextIO:
+    """A stream on the real stdout (``fd`` 1) or stderr (2) that survives ``fd`` being pointed
+    elsewhere. A stream that is not on ``fd`` (pytest's capsys, a StringIO) is used as it is."""
     try:
-        if out.fileno() != 1:
+        if out.fileno() != fd:
             return out
     except (AttributeError, ValueError, io.UnsupportedOperation):
         return out
-    return os.fdopen(os.dup(1), "w", buffering=1, encoding=getattr(out, "encoding", None) or "utf-8",
+    return os.fdopen(os.dup(fd), "w", buffering=1, encoding=getattr(out, "encoding", None) or "utf-8",
                      errors="replace")
 
 
