@@ -77,8 +77,10 @@ def absolute_uri(uri: str, workdir: str | Path | None = None) -> str:
 
 @contextlib.contextmanager
 def fast_fail_http(**overrides: str) -> Iterator[None]:
-    """Temporarily make MLflow's HTTP client give up quickly (unless the user set the knobs)."""
-    with environ.temporarily({**_FAST_FAIL_ENV, **overrides}, users_win=True):
+    """Temporarily make MLflow's HTTP client give up quickly (unless the user set the knobs).
+    MLflow reads them from os.environ at each request, so this holds for the whole process while
+    any thread is inside such a block (``environ.shared_temporarily``)."""
+    with environ.shared_temporarily({**_FAST_FAIL_ENV, **overrides}, users_win=True):
         yield
 
 
