@@ -105,7 +105,8 @@ SYSTEM_METRICS_S = _declare(
 SETTLE_WAIT_S = _declare(
     "SWEEPER_SETTLE_WAIT_S", float, 30.0,
     "How long the driver retries writing a trial's end (a scheduler stop, a failure for good) before it "
-    "keeps it in <storage>/<sweep>/pending-ends for the next run.", "tune loop")
+    "keeps it in <storage>/<sweep>/pending-ends for the next run; also how long its read of the trials "
+    "after training and the end of its parent run ride out a tracking outage.", "tune loop")
 END_FLUSH_WAIT_S = _declare(
     "SWEEPER_END_FLUSH_WAIT_S", float, 120.0,
     "How long a trial that finished training waits for MLflow to take its results before it fails "

@@ -210,7 +210,9 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
             code = EXIT_LEASE_LOST
         else:
             read_at_ms = run_index.now_ms()
-            runs = run_index.child_runs(client, experiment_id, parent_id)  # the one read after training
+            runs = tracking.through_outage(  # the one read after training
+                lambda: run_index.child_runs(client, experiment_id, parent_id), "reading the trials after training",
+                settings.SETTLE_WAIT_S.get())
             # ends MLflow did not take during the run: one more try (quietly: the exit's last line says what is left)
             fresh, unwritten = settle_pending(client, run_index.by_trial_key(runs), pending, level=logging.INFO)
             runs = [fresh.get(r.info.run_id, r) for r in runs]
@@ -367,7 +369,8 @@ def _close_parent(client, parent_id: str | None, code: int, experiment_id: str |
     if experiment_id is not None:  # the sweep's last word on its trials
         _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)
     status = {EXIT_OK: "FINISHED", EXIT_INTERRUPTED: "KILLED"}.get(code, "FAILED")  # bad input too
-    client.set_terminated(parent_id, status)
+    tracking.through_outage(lambda: client.set_terminated(parent_id, status), f"ending parent run {parent_id}",
+                            settings.SETTLE_WAIT_S.get())
 
 
 if __name__ == "__main__":  # pragma: no cover

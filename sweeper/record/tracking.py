@@ -29,7 +29,7 @@ import numbers
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 from sweeper.core.errors import SweepError, first_line
 from sweeper.core import environ
@@ -37,6 +37,7 @@ from sweeper.core.logs import cause
 from sweeper.record import names
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -364,6 +365,22 @@ def retry(attempt: Callable[[], bool], wait_s: float, every_s: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
+
+
+def through_outage(call: Callable[[], T], what: str, wait_s: float, every_s: float = 2.0) -> T:
+    """``call()``, tried again every ``every_s`` seconds for ``wait_s`` while the store does not
+    answer (a tracking server restarting; another thread's fast-fail block open at that moment);
+    each failed try logged, the last error raised."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return call()
+        except Exception as e:  # any tracking failure: tried again until the deadline, then raised (logged)
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("%s: the tracking store did not answer (%s); trying again in %.0f s", what,
+                        cause(e), every_s)
+            time.sleep(every_s)
 
 
 def _succeeds(call: Callable[[], Any], errors: list[BaseException] | None = None) -> bool:
