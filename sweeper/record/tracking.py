@@ -368,19 +368,25 @@ def retry(attempt: Callable[[], bool], wait_s: float, every_s: float) -> bool:
 
 
 def through_outage(call: Callable[[], T], what: str, wait_s: float, every_s: float = 2.0) -> T:
-    """``call()``, tried again every ``every_s`` seconds for ``wait_s`` while the store does not
-    answer (a tracking server restarting; another thread's fast-fail block open at that moment);
-    each failed try logged, the last error raised."""
-    deadline = time.monotonic() + wait_s
-    while True:
+    """``call()``, tried again (``retry``) every ``every_s`` seconds for ``wait_s`` while the store
+    does not answer (a tracking server restarting; another thread's fast-fail block open at that
+    moment); each failed try logged, the last error raised."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def attempt() -> bool:
         try:
-            return call()
-        except Exception as e:  # any tracking failure: tried again until the deadline, then raised (logged)
-            if time.monotonic() >= deadline:
-                raise
+            result.append(call())
+            return True
+        except Exception as e:  # noqa: BLE001 - any tracking failure: tried again, the last one raised (logged)
+            errors.append(e)
             log.warning("%s: the tracking store did not answer (%s); trying again in %.0f s", what,
                         cause(e), every_s)
-            time.sleep(every_s)
+            return False
+
+    if retry(attempt, wait_s, every_s):
+        return result[0]
+    raise errors[-1]
 
 
 def _succeeds(call: Callable[[], Any], errors: list[BaseException] | None = None) -> bool:

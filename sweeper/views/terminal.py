@@ -60,7 +60,7 @@ def say(text: str, err: bool = False) -> None:
         return
     import click
 
-    if err and _state.get("terminal_err") is not None:  # inside to_log: the real stderr, not Ray's log
+    if err and _state["terminal_err"] is not None:  # inside to_log: the real stderr, not Ray's log
         click.echo(text, file=_state["terminal_err"])
         return
     click.echo(text, err=err)
