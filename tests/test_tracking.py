@@ -211,30 +211,3 @@ def test_rays_stock_mlflow_callback_makes_a_second_flat_run_when_the_driver_rest
     runs = mlflow_client.search_runs([exp])
     assert len(runs) == 2  # one trial, two runs
     assert all("mlflow.parentRunId" not in r.data.tags for r in runs)
-
-
-def test_a_call_through_a_short_outage_is_tried_again_and_each_failed_try_logged(monkeypatch, caplog):
-    import logging
-
-    monkeypatch.setattr(tracking.time, "sleep", lambda s: None)
-    answers = [ConnectionError("refused"), ConnectionError("refused"), "the runs"]
-
-    def call():
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    with caplog.at_level(logging.WARNING, logger="sweeper"):
-        assert tracking.through_outage(call, "reading the trials", wait_s=60) == "the runs"
-    lines = [r.getMessage() for r in caplog.records if r.name == "sweeper.record.tracking"]
-    assert lines == ["reading the trials: the tracking store did not answer (ConnectionError: refused); "
-                     "trying again in 2 s"] * 2
-
-
-def test_an_outage_longer_than_the_wait_raises_its_last_error():
-    def call():
-        raise ConnectionError("still down")
-
-    with pytest.raises(ConnectionError, match="still down"):
-        tracking.through_outage(call, "ending parent run x", wait_s=0.0, every_s=0.01)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from sweeper.core import logs, settings
 from sweeper.driver import cluster_address, driver_exit, ray_setup
-from sweeper.record import child_run, dashboard, links, preflight, run_index, tracking, versions
+from sweeper.record import child_run, dashboard, links, preflight, retrying, run_index, tracking, versions
 from sweeper.views import terminal
 from sweeper.driver.hold import DriverHold
 from sweeper.driver.lease import LeaseLost
@@ -210,7 +210,7 @@ def _run_held(hold: DriverHold, spec_path, *, address: str | None, tracking_uri:
             code = EXIT_LEASE_LOST
         else:
             read_at_ms = run_index.now_ms()
-            runs = tracking.through_outage(  # the one read after training
+            runs = retrying.through_outage(  # the one read after training
                 lambda: run_index.child_runs(client, experiment_id, parent_id), "reading the trials after training",
                 settings.SETTLE_WAIT_S.get())
             # ends MLflow did not take during the run: one more try (quietly: the exit's last line says what is left)
@@ -369,7 +369,7 @@ def _close_parent(client, parent_id: str | None, code: int, experiment_id: str |
     if experiment_id is not None:  # the sweep's last word on its trials
         _write_run_index(client, experiment_id, parent_id, runs, read_at_ms)
     status = {EXIT_OK: "FINISHED", EXIT_INTERRUPTED: "KILLED"}.get(code, "FAILED")  # bad input too
-    tracking.through_outage(lambda: client.set_terminated(parent_id, status), f"ending parent run {parent_id}",
+    retrying.through_outage(lambda: client.set_terminated(parent_id, status), f"ending parent run {parent_id}",
                             settings.SETTLE_WAIT_S.get())
 
 

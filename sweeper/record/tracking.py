@@ -29,15 +29,15 @@ import numbers
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from sweeper.core.errors import SweepError, first_line
 from sweeper.core import environ
 from sweeper.core.logs import cause
 from sweeper.record import names
+from sweeper.record.retrying import retry
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
@@ -353,40 +353,6 @@ class TrialLogger:
         if not ok and errors:
             log.warning("MLflow refused a write to run %s for %.0fs (%s)", self.run_id, wait_s, cause(errors[-1]))
         return ok
-
-
-def retry(attempt: Callable[[], bool], wait_s: float, every_s: float) -> bool:
-    """Call ``attempt`` until it returns True, every ``every_s`` seconds for at most ``wait_s``
-    (once when 0); whether it succeeded in time."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        if attempt():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(min(every_s, max(0.0, deadline - time.monotonic())))
-
-
-def through_outage(call: Callable[[], T], what: str, wait_s: float, every_s: float = 2.0) -> T:
-    """``call()``, tried again (``retry``) every ``every_s`` seconds for ``wait_s`` while the store
-    does not answer (a tracking server restarting; another thread's fast-fail block open at that
-    moment); each failed try logged, the last error raised."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def attempt() -> bool:
-        try:
-            result.append(call())
-            return True
-        except Exception as e:  # noqa: BLE001 - any tracking failure: tried again, the last one raised (logged)
-            errors.append(e)
-            log.warning("%s: the tracking store did not answer (%s); trying again in %.0f s", what,
-                        cause(e), every_s)
-            return False
-
-    if retry(attempt, wait_s, every_s):
-        return result[0]
-    raise errors[-1]
 
 
 def _succeeds(call: Callable[[], Any], errors: list[BaseException] | None = None) -> bool:

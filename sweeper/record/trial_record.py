@@ -23,7 +23,7 @@ without an error (a scheduler stop, unless the worker recorded the trial as trai
 for good exists only in the driver's memory. ``settle_driver_end`` first writes it to
 ``PendingEnds``, one small file per trial in the sweep's storage (``<storage>/<sweep>/pending-ends/``,
 a path or a URI, beside the trials' checkpoints), then writes the state to MLflow with
-``tracking.retry`` and removes the file. A write that still fails is logged and its file stays:
+``retrying.retry`` and removes the file. A write that still fails is logged and its file stays:
 the driver's exit and the next `sweeper run` settle the trial from it, before anything is planned,
 with the same rule applied to the run as its worker left it (``_end_for``). A stopped trial is
 therefore never trained again, whatever the store did at the moment of the stop.
@@ -39,7 +39,7 @@ from typing import Any
 from sweeper.core.logs import cause
 from sweeper.core.states import DIVERGED, DONE, FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, STOPPED_EARLY
 from sweeper.core import settings
-from sweeper.record import names, tracking
+from sweeper.record import names, retrying, tracking
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def write_end_retried(client, run_id: str, state: str, wait_s: float | None = No
             return False
         return True
 
-    ok = tracking.retry(attempt, wait_s, every_s)
+    ok = retrying.retry(attempt, wait_s, every_s)
     if not ok:
         log.log(level, "could not record run %s as %s in MLflow within %.0fs (%s)", run_id, state, wait_s,
                 cause(last[0]) if last else "no answer")
@@ -229,7 +229,7 @@ def settle_driver_end(client, experiment_id: str, key: str, ray_end: str, pendin
         return True
 
     trial = f"{name} ({key})" if name else key
-    if not tracking.retry(read, wait_s, SETTLE_EVERY_S):
+    if not retrying.retry(read, wait_s, SETTLE_EVERY_S):
         log.warning("could not read trial %s from MLflow to record how it ended (%s)%s", trial,
                     cause(last[0]) if last else "no answer", _kept(pending))
         return None, None
