@@ -276,11 +276,13 @@ def most_epochs(client, name: str) -> int:
 
 
 def trace(folder: Path) -> dict[str, list[tuple[str, int, float]]]:
-    """The checkpoint writes each trial recorded (SWEEPER_TEST_TRACE_CHECKPOINTS, tests/faults): key -> [(token, epoch, time)]."""
+    """The checkpoint writes each trial recorded (SWEEPER_TEST_TRACE_CHECKPOINTS, tests/faults): key -> [(token, epoch, time)],
+    in epoch order. Not in the file's order: a driver frozen between storing a checkpoint and appending its line appends
+    it on waking, after its successor's lines (seen in CI: A's epoch 1 after B's epochs 2 and 3)."""
     found = {}
     for path in folder.iterdir():
         lines = [line.split() for line in path.read_text().splitlines() if line.strip()]
-        found[path.name] = [(token, int(epoch), float(at)) for token, epoch, at in lines]
+        found[path.name] = sorted(((token, int(epoch), float(at)) for token, epoch, at in lines), key=lambda w: w[1])
     return found
 
 

@@ -24,9 +24,12 @@ def test_a_call_through_a_short_outage_is_tried_again_and_each_failed_try_logged
                      "trying again in 2 s"] * 2
 
 
-def test_an_outage_longer_than_the_wait_raises_its_last_error():
+def test_an_outage_longer_than_the_wait_raises_its_last_error_and_says_it_gave_up(caplog):
     def call():
         raise ConnectionError("still down")
 
-    with pytest.raises(ConnectionError, match="still down"):
+    with caplog.at_level(logging.WARNING, logger="sweeper"), pytest.raises(ConnectionError, match="still down"):
         retrying.through_outage(call, "ending parent run x", wait_s=0.0, every_s=0.01)
+    lines = [r.getMessage() for r in caplog.records if r.name == "sweeper.record.retrying"]
+    assert lines == ["ending parent run x: the tracking store did not answer (ConnectionError: still down); "
+                     "gave up after 0 s"]

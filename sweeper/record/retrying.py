@@ -36,6 +36,7 @@ def through_outage(call: Callable[[], T], what: str, wait_s: float, every_s: flo
     moment); each failed try logged, the last error raised."""
     result: list[T] = []
     errors: list[BaseException] = []
+    deadline = time.monotonic() + wait_s  # not after retry's own: "trying again" is only said when it will
 
     def attempt() -> bool:
         try:
@@ -43,8 +44,12 @@ def through_outage(call: Callable[[], T], what: str, wait_s: float, every_s: flo
             return True
         except Exception as e:  # noqa: BLE001 - any tracking failure: tried again, the last one raised (logged)
             errors.append(e)
-            log.warning("%s: the tracking store did not answer (%s); trying again in %.0f s", what,
-                        cause(e), every_s)
+            if time.monotonic() < deadline:
+                log.warning("%s: the tracking store did not answer (%s); trying again in %.0f s", what,
+                            cause(e), every_s)
+            else:
+                log.warning("%s: the tracking store did not answer (%s); gave up after %.0f s", what,
+                            cause(e), wait_s)
             return False
 
     if retry(attempt, wait_s, every_s):
