@@ -122,6 +122,24 @@ def test_a_restarted_trial_never_logs_a_metric_step_twice(mlflow_client, trackin
     assert history[3] == pytest.approx(0.3)  # the first value of a step stays
 
 
+def test_an_epoch_sent_late_by_a_driver_that_lost_the_sweep_is_not_a_second_row(mlflow_client, tracking_uri):
+    """Driver A's trial passed its fence for epoch 5 and was frozen before the send; driver B resumed
+    from epoch 5's checkpoint and logged its history; A wakes and sends (seen in CI). The same
+    values, step and time (the record's ``ended_at``) are one row in MLflow's SQL store."""
+    from sweeper.driver import worker
+
+    run_id = _child(mlflow_client, tracking_uri)
+    record = {"epoch": 5, "test_acc": 0.5, "train_loss": 0.7, "ended_at": 1796297159.798}
+    a = tracking.TrialLogger(mlflow_client, run_id)  # opened before B, so it does not know B's rows
+    b = tracking.TrialLogger(mlflow_client, run_id)
+    worker._log_epoch(b, record)  # B: the checkpoint's history, logged before it resumes
+    time.sleep(0.01)  # a logger that stamped "now" would send another timestamp here
+    worker._log_epoch(a, record)  # A: the late send
+    for key in ("test_acc", "train_loss", names.METRIC_EPOCH):
+        history = mlflow_client.get_metric_history(run_id, key)
+        assert [(m.step, m.timestamp) for m in history] == [(5, 1796297159798)], key
+
+
 class FlakyClient:
     """An MlflowClient whose log_batch fails while ``down`` is set; with ``lose_replies`` the
     write lands but the caller sees an error (a reply lost in a network outage)."""

@@ -48,6 +48,7 @@ from trainables.data import load_data
 from trainables.fidelity import conventions
 from trainables.models import build_model
 from trainables.modes import apply_mode, build_optimizer
+from trainables.names import ENDED_AT
 from trainables.precision import precision_context
 from trainables.schedule import StepwiseLR, build_scheduler
 
@@ -195,6 +196,7 @@ def _final_metrics(setup: _Setup, history: list[dict], status: str) -> dict[str,
         **analysis.gamma_metrics(setup.model),
         # the plain model, not a torch.compile wrapper: forward hooks belong on eager modules
         "relu_zero_frac": analysis.relu_zero_frac(setup.model, relu_batches, setup.precision),
+        ENDED_AT: time.time(),  # the final metrics' MLflow timestamp (trainables/names.py)
     }
 
 
@@ -256,6 +258,7 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
             break
         metrics = {"epoch": epoch, **trained, **evaluate(setup)}
         metrics["epoch_s"] = time.perf_counter() - started
+        metrics[ENDED_AT] = time.time()
         history.append(metrics)
         final = _final_metrics(setup, history, status) if epoch == epochs else None
         checkpointed = None

@@ -29,6 +29,12 @@ DATASETS = ("cifar10", "cifar100", "imagenet", "digits", "synthetic")
 # Reported every epoch (step = epoch); ASHA compares trials on these.
 PER_EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "images_per_s", "epoch_s")
 
+# Not a metric: when an epoch (or the whole trial) ended, in Unix seconds, kept in the epoch's
+# record, the trial's final results and so in its checkpoint. The worker logs the metrics at that
+# time, so the same epoch logged twice (a history replayed after a crash; the late send of a driver
+# that lost its sweep while frozen) is the same MLflow row, which MLflow's SQL stores keep once.
+ENDED_AT = "ended_at"
+
 # |gamma| below each threshold counts as switched off. The paper's exact threshold is not stated,
 # so three are measured; the first is the design's ``gamma_near_zero_frac``.
 GAMMA_THRESHOLDS = (0.01, 0.05, 0.1)

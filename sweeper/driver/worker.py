@@ -34,7 +34,7 @@ from sweeper.driver.lease import Fence, LeaseLost
 from sweeper.record import names
 from sweeper.plan.payload import TrialPayload
 from sweeper.record import system_metrics, tracking, trial_record
-from trainables.names import FINAL_METRICS
+from trainables.names import ENDED_AT, FINAL_METRICS
 
 log = logging.getLogger(__name__)
 
@@ -214,8 +214,10 @@ def _set_aside_unusable_checkpoint(store: CheckpointStore, payload: TrialPayload
 
 def _log_epoch(logger, metrics: dict) -> None:
     epoch = int(metrics["epoch"])
-    # the epoch goes in the same batch, as a metric search_runs returns (status reads it there)
-    logger.log_metrics({**{k: v for k, v in metrics.items() if k != "epoch"}, names.METRIC_EPOCH: epoch}, step=epoch)
+    values = {k: v for k, v in metrics.items() if k not in ("epoch", ENDED_AT)}
+    # the epoch goes in the same batch, as a metric search_runs returns (status reads it there);
+    # stamped when it ended (a checkpoint from before ENDED_AT: now), so logging it twice is one row
+    logger.log_metrics({**values, names.METRIC_EPOCH: epoch}, step=epoch, at=metrics.get(ENDED_AT))
 
 
 def _log_saved_history(store: CheckpointStore, logger) -> None:
@@ -232,7 +234,7 @@ def _log_saved_history(store: CheckpointStore, logger) -> None:
 def _log_final(logger, final: dict, checkpoint_dir: Path, node_id: str) -> None:
     from sweeper.views.gamma_figure import gamma_histogram
 
-    logger.log_metrics({k: final[k] for k in FINAL_METRICS if k in final}, step=names.FINAL_STEP)
+    logger.log_metrics({k: final[k] for k in FINAL_METRICS if k in final}, step=names.FINAL_STEP, at=final.get(ENDED_AT))
     wait_s = settings.END_FLUSH_WAIT_S.get()
     gamma_json = checkpoint_dir / "gamma.json"
     ok = logger.log_artifacts(checkpoint_dir, names.ARTIFACT_CHECKPOINT, wait_s=wait_s)

@@ -268,10 +268,12 @@ class TrialLogger:
             keys = self.client.get_run(self.run_id).data.metrics.keys()
         return {(k, m.step) for k in keys for m in self.client.get_metric_history(self.run_id, k)}
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int) -> bool:
+    def log_metrics(self, metrics: Mapping[str, Any], step: int, at: float | None = None) -> bool:
+        """Buffer and send ``metrics`` at ``step``, stamped ``at`` (Unix seconds; now when None):
+        two loggers sending the same values, step and time write one row in MLflow's SQL stores."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = int((time.time() if at is None else at) * 1000)
         queued = {(m.key, m.step) for m in self._pending_metrics}
         for key, value in metrics.items():
             if not _is_number(value) or (key, step) in self.logged or (key, step) in queued:

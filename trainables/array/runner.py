@@ -32,6 +32,7 @@ from trainables.checkpoint import (check_same_trial, load_checkpoint, restore_mo
                                    restore_rng_state, write_gamma_json)
 from trainables.config import TrialConfig
 from trainables.data.source import TensorSource
+from trainables.names import ENDED_AT
 
 Report = Callable[[dict, "Path | None"], None]
 
@@ -275,7 +276,7 @@ def _run_epoch(array: _Array, epoch: int, epochs: int, fence: Callable[[], None]
     for index, member in enumerate(array.members):
         if trained[index] is None:
             continue
-        metrics = {"epoch": epoch, **trained[index], **tested[index], "epoch_s": seconds}
+        metrics = {"epoch": epoch, **trained[index], **tested[index], "epoch_s": seconds, ENDED_AT: time.time()}
         member.history.append(metrics)
         config, directory = member.config, member.directory
         last = epoch == epochs
