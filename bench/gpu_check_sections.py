@@ -16,6 +16,7 @@ import torch
 
 from sweeper.plan.measure import GIB, sync, time_step, training_step, trials_per_card
 from trainables import loop
+from trainables.names import ENDED_AT
 from trainables.config import ModelConfig, TrialConfig
 from trainables.names import MODES
 from trainables.models import flops_per_image
@@ -188,12 +189,12 @@ def checkpoint_resume(plan: Plan) -> dict:
     diffs = [(x - y).abs().max().item() for x, y in zip(a.state_dict().values(), b.state_dict().values())
              if x.is_floating_point()]
     bitwise = all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
-    untimed = lambda h: [{k: v for k, v in m.items() if k not in ("images_per_s", "epoch_s")} for m in h]
+    untimed = lambda h: [{k: v for k, v in m.items() if k not in ("images_per_s", "epoch_s", ENDED_AT)} for m in h]
     tolerance = 1e-3  # only used if an op without a deterministic CUDA kernel ran (warn_only)
     return {"device": plan.device.type, "written_with_train_device": written_on,
             "resumed_epochs": [m["epoch"] for m in resumed], "loads_on_cpu": next(a.parameters()).device.type == "cpu",
             "deterministic_algorithms": True, "bitwise_equal": bitwise, "max_abs_weight_diff": max(diffs, default=0.0),
-            "same_history": untimed(resumed) == untimed(straight)[1:], "same_final": final_a == final_b,
+            "same_history": untimed(resumed) == untimed(straight)[1:], "same_final": untimed([final_a]) == untimed([final_b]),
             "passed": resumed and [m["epoch"] for m in resumed] == [2, 3]
             and (bitwise or max(diffs, default=0.0) <= tolerance)}
 
