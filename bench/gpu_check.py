@@ -16,8 +16,11 @@ Sections, in the order they run (the cheap, decisive ones first, torch.compile l
 - throughput (eager, then compiled): ResNet-20/56/110 at batch 128, full vs bn_only, images/s and
   the share of the card's dense bf16 peak (3 x forward FLOPs per image); loop_overhead: the real
   loop's images/s over bare steps.
-- array: one K-member trial array (trainables/array) against solo trials: images/s at K = 1, 4,
-  8, 16, and one step of four mixed members equal to their solo steps in fp32 and bf16.
+- array: a K-member trial array (trainables/array) against K solo trials running at once on the
+  same card (one process each, as `resources.gpu: 1/K` packs them) and against one solo trial
+  alone, K = 4, 8, 16, 32, ResNet-20/56, bf16/fp32, eager/compiled, bn_only/full, "array / packed"
+  per row; vmap's figures beside the fused layers'; one step of four mixed members (non-zero
+  biases) equal to their solo steps in fp32 and bf16.
 - memory: peak memory of one full-training step of ResNet-866, ResNet-14 w32, VGG-19 and ImageNet
   ResNet-50/200 at their studies' batch sizes and precision, and how many fit on this card.
 - packing: a real `sweeper run` (local Ray, sqlite MLflow) of 8 short ResNet-20 bn_only trials at
@@ -49,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_check_sections as sections
 from gpu_check_array import array as array_section
 from gpu_check_array import detail as array_detail
+from gpu_check_array import table as array_table
 from gpu_check_packing import packing
 
 SECTIONS = (
@@ -139,6 +143,7 @@ def markdown(r: dict) -> str:
                       f"{_f(x.get('ms_per_step'), '.2f')} | {_f(x.get('tflops_per_s'))} | "
                       f"{_f(x.get('share_of_bf16_peak'), '.1%')} |" if "skipped" not in x else
                       f"| ResNet-{x['depth']} | {x['mode']} | skipped: {x['skipped']} | | | |" for x in rows]
+    lines += array_table(r.get("array", {}))
     rows = r.get("memory", {}).get("rows", [])
     if rows:
         lines += ["", "**memory** (one full-training step at the study's batch size)", "",

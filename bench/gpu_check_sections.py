@@ -1,6 +1,6 @@
 """The checks of bench/gpu_check.py, one function per section. Each takes a ``Plan`` (device,
 sizes, budget) and returns a JSON-able dict; a check's verdict is in ``passed``. They use the
-loop's own builders (``trainables.loop._build``, ``_train_epoch``) so that what is checked is
+loop's own builders (``trainables.loop.build_setup``, ``train_epoch``) so that what is checked is
 what a trial runs, not a copy of it."""
 
 from __future__ import annotations
@@ -76,11 +76,11 @@ def _trial(plan: Plan, mode: str, *, compile: bool = False, lr: float = 0.1, epo
 def correctness_one(plan: Plan, mode: str, compile: bool) -> dict:
     """A few hundred steps: loss falls, frozen tensors and masked entries do not change a bit."""
     lr = 0.1 if mode == "full" else 0.5  # few trainable weights need and tolerate a larger step
-    setup = loop._build(TrialConfig.from_dict(_trial(plan, mode, compile=compile, lr=lr)))
+    setup = loop.build_setup(TrialConfig.from_dict(_trial(plan, mode, compile=compile, lr=lr)))
     before = {n: p.detach().clone() for n, p in setup.model.named_parameters()}
     losses = []
     for epoch in range(1, setup.config.train.epochs + 1):
-        metrics = loop._train_epoch(setup, epoch)
+        metrics = loop.train_epoch(setup, epoch)
         if metrics is None:
             return {"passed": False, "error": f"loss stopped being finite in epoch {epoch}"}
         losses.append(metrics["train_loss"])
@@ -138,8 +138,8 @@ def divergence(plan: Plan) -> dict:
         saved = loop.CUDA_FINITE_CHECK_EVERY
         loop.CUDA_FINITE_CHECK_EVERY = check_every
         try:
-            setup = loop._build(TrialConfig.from_dict(_trial(plan, "full", lr=1e6, steps_per_epoch=steps)))
-            stopped = loop._train_epoch(setup, 1) is None
+            setup = loop.build_setup(TrialConfig.from_dict(_trial(plan, "full", lr=1e6, steps_per_epoch=steps)))
+            stopped = loop.train_epoch(setup, 1) is None
             return setup.scheduler.steps_done + 1 if stopped else None  # the step whose check fired
         finally:
             loop.CUDA_FINITE_CHECK_EVERY = saved
@@ -244,9 +244,9 @@ def _timed(config: dict, plan: Plan, batch: int, steps: int, warmup: int) -> dic
 
 def loop_overhead(plan: Plan) -> dict:
     """The real loop's images/s (data pipeline, divergence checks, scheduler) over bare steps."""
-    setup = loop._build(TrialConfig.from_dict(_trial(plan, "full", epochs=2)))
-    loop._train_epoch(setup, 1)  # warm-up: cudnn autotuning, allocator
-    in_loop = loop._train_epoch(setup, 2)["images_per_s"]
+    setup = loop.build_setup(TrialConfig.from_dict(_trial(plan, "full", epochs=2)))
+    loop.train_epoch(setup, 1)  # warm-up: cudnn autotuning, allocator
+    in_loop = loop.train_epoch(setup, 2)["images_per_s"]
     bare = _timed({**_trial(plan, "full"), "dataset": {"name": "synthetic",
                    "image_size": setup.data.image_size}}, plan, setup.config.train.batch_size, 20, 3)
     return {"loop_images_per_s": in_loop, "bare_step_images_per_s": bare["images_per_s"],

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from trainables import loop
 from trainables.array import run_array
-from trainables.array.runner import Member, _Array, _train_epoch
+from trainables.array.runner import Member, Array, train_epoch
 from trainables.checkpoint import load_checkpoint, load_model
 from trainables.config import TrialConfig
 
@@ -50,8 +50,8 @@ def members_of(family: str, **kw) -> list[TrialConfig]:
 
 def build(configs: list[TrialConfig], dtype: torch.dtype = torch.float32) -> list[Member]:
     """Members set up as run_trial sets a trial up, sharing one copy of the data (as run_array)."""
-    first = loop._build(configs[0])
-    members = [Member(c, first if i == 0 else loop._build(c, data=first.data), None, None)
+    first = loop.build_setup(configs[0])
+    members = [Member(c, first if i == 0 else loop.build_setup(c, data=first.data), None, None)
                for i, c in enumerate(configs)]
     for member in members:
         member.setup.model.to(dtype)  # in place: the optimizer and mask hooks keep their parameters
@@ -62,16 +62,16 @@ def build(configs: list[TrialConfig], dtype: torch.dtype = torch.float32) -> lis
 def test_every_member_starts_from_its_solo_weights_bit_for_bit(family):
     configs = members_of(family, train_size=16, data="synthetic", batch_size=16)
     members = build(configs)
-    array = _Array(members)
+    array = Array(members)
     fused = {**dict(array.model.named_parameters()), **dict(array.model.named_buffers())}
     for index, config in enumerate(configs):
-        solo = loop._build(config, data=members[0].setup.data).model  # what run_trial draws
+        solo = loop.build_setup(config, data=members[0].setup.data).model  # what run_trial draws
         for name, tensor in [*solo.named_parameters(), *solo.named_buffers()]:
             assert torch.equal(fused[name][index], tensor), (family, config.mode, name)
 
 
 def _solo_first_step(member: Member, images: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype) -> dict:
-    setup = loop._build(member.config, data=member.setup.data)
+    setup = loop.build_setup(member.config, data=member.setup.data)
     setup.model.to(dtype)  # in place: the optimizer and mask hooks keep their parameters
     loss = F.cross_entropy(setup.model(images.to(dtype)), labels)
     loss.backward()
@@ -105,8 +105,8 @@ def test_after_the_first_step_every_member_agrees_with_solo_and_frozen_tensors_k
         normalise = source._normalise
         monkeypatch.setattr(source, "_normalise", lambda self, x: normalise(self, x).double())
     before = [{n: p.detach().clone() for n, p in m.setup.model.named_parameters()} for m in members]
-    array = _Array(members)
-    metrics = _train_epoch(array, epoch=1)  # train_size == batch_size: one step
+    array = Array(members)
+    metrics = train_epoch(array, epoch=1)  # train_size == batch_size: one step
     assert all(m is not None for m in metrics)
     fused = dict(array.model.named_parameters())
     for index, member in enumerate(members):
@@ -185,8 +185,8 @@ def test_a_member_stopped_mid_array_resumes_alone_and_another_joins_late(tmp_pat
     calls = []
 
     def fence():  # the lease is lost after the first epoch: nothing of epoch 2 may be written
-        calls.append(1)
-        if len(calls) == 2:
+        calls.append(1)  # called before each member's checkpoint rename: twice an epoch here
+        if len(calls) == 3:
             raise RuntimeError("lease lost")
 
     with pytest.raises(RuntimeError, match="lease lost"):
@@ -235,3 +235,29 @@ def test_members_that_cannot_share_an_array_are_refused_before_anything_trains(t
     with pytest.raises(ValueError, match="train.batch_size 64 vs 32"):
         run_array([a, b], None, [tmp_path / "a", tmp_path / "b"])
     assert not (tmp_path / "a").exists()
+
+
+def test_a_member_whose_own_work_raises_fails_alone_and_the_fence_comes_before_each_rename(tmp_path):
+    configs = [trial("cifar_resnet", *m, train_size=128) for m in MEMBERS[:3]]
+    dirs = [tmp_path / str(i) for i in range(3)]
+    reports = [[] for _ in configs]
+    fenced = []
+
+    def report(index):
+        def call(metrics, checkpoint):
+            reports[index].append(metrics["epoch"])
+            if index == 1:
+                raise OSError("tracking server gone")
+        return call
+
+    def fence():  # what is on disk at each call: one call before each member's rename
+        fenced.append(tuple(load_checkpoint(d)["epoch"] if (d / "checkpoint.pt").exists() else None for d in dirs))
+
+    finals = run_array(configs, [report(i) for i in range(3)], dirs, fence=fence)
+    assert isinstance(finals[1], OSError) and "tracking server gone" in str(finals[1])
+    assert [f["status"] for i, f in enumerate(finals) if i != 1] == ["finished", "finished"]
+    assert reports == [[1, 2], [1], [1, 2]]
+    assert load_checkpoint(dirs[1])["epoch"] == 1 and load_checkpoint(dirs[1])["final"] is None  # stopped there
+    assert (None, None, None) in fenced and (1, None, None) in fenced and (1, 1, None) in fenced
+    for index in (0, 2):
+        assert finals[index] == loop.run_trial(configs[index], checkpoint_dir=dirs[index])

@@ -52,6 +52,8 @@ def test_members_may_differ_in_what_the_array_carries_per_member(differs):
     ({"train__lr_schedule": {"name": "cosine"}}, "train.lr_schedule.name 'constant' vs 'cosine'"),
     ({"train__optimizer": {"name": "adam"}}, "train.optimizer.name 'sgd' vs 'adam'"),
     ({"train__fidelity": "open_lth"}, "train.fidelity 'sweeper' vs 'open_lth'"),
+    # one fused evaluation pass serves every member: differing evaluation batches train apart
+    ({"train__eval_batch_size": 100}, "train.eval_batch_size"),
 ])
 def test_what_fixes_shapes_or_step_count_keeps_trials_apart_with_a_one_line_reason(differs, named):
     reason = why_not(trial(), trial(**differs))

@@ -411,14 +411,14 @@ IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # written ou
 def test_open_lth_fidelity_normalises_cifar_with_imagenet_statistics(tmp_path, skip_md5):
     # open_lth's cifar10.py normalises with ImageNet's constants; train.fidelity: open_lth follows it.
     from trainables.config import TrialConfig
-    from trainables.loop import _build
+    from trainables.loop import build_setup
 
     images = random_images(20, seed=6)
     write_cifar10(tmp_path, images, np.arange(20) % 10, images, np.arange(20) % 10)
     config = {"dataset": {"name": "cifar10", "root": str(tmp_path)}, "model": {"family": "cifar_resnet", "depth": 8},
               "train": {"epochs": 1, "device": "cpu"}}
-    ours = _build(TrialConfig.from_dict(config)).data
-    theirs = _build(TrialConfig.from_dict({**config, "train": {**config["train"], "fidelity": "open_lth"}})).data
+    ours = build_setup(TrialConfig.from_dict(config)).data
+    theirs = build_setup(TrialConfig.from_dict({**config, "train": {**config["train"], "fidelity": "open_lth"}})).data
 
     assert (ours.mean, ours.std) == PUBLISHED_MEAN_STD["cifar10"]
     assert (theirs.mean, theirs.std) == IMAGENET_MEAN_STD
@@ -426,3 +426,26 @@ def test_open_lth_fidelity_normalises_cifar_with_imagenet_statistics(tmp_path, s
     mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGENET_MEAN_STD)
     got = next(iter(theirs.test_batches(1)))[0]
     assert torch.allclose(got, (first - mean) / std, atol=1e-5)
+
+
+def _spec_accepts(data_set: str) -> bool:
+    from sweeper.core.errors import SpecError
+    from sweeper.spec import parse_spec
+
+    model = "{family: imagenet_resnet, depth: 18}" if data_set == "imagenet" else "{family: cifar_resnet, depth: 8}"
+    try:
+        parse_spec(f"name: a\ndataset: {{name: {data_set}}}\nmodel: {model}\ntrain: {{epochs: 1}}\n"
+                   "grid: {seed: [0]}\n")
+    except SpecError as e:  # another setting's error (imagenet's root) means the name was taken
+        return "dataset.name" not in str(e)
+    return True
+
+
+def test_the_data_set_registry_is_the_words_the_facts_and_what_a_spec_accepts():
+    from trainables.data import LOADERS
+    from trainables.data.facts import DATA_SETS
+    from trainables.names import DATASETS
+
+    assert tuple(LOADERS) == DATASETS == tuple(DATA_SETS)
+    assert all(_spec_accepts(name) for name in LOADERS)
+    assert not _spec_accepts("mnist")

@@ -89,10 +89,15 @@ def test_the_array_section_runs_on_the_cpu_and_finds_members_equal_to_solo(tmp_p
     assert section["passed"] is True, section
     rows = section["throughput"]["rows"]
     assert {(r["mode"], r["k"]) for r in rows} == {("bn_only", 4), ("full", 4)}
-    assert all(r["array_images_per_s"] > 0 and r["solo_images_per_s"] > 0 for r in rows)
+    for row in rows:  # the array against K solo trials at once (4 processes) and against one alone
+        assert row["array_images_per_s"] > 0 and row["packed_images_per_s"] > 0 and row["alone_images_per_s"] > 0
+        assert row["array_over_packed"] == row["array_images_per_s"] / row["packed_images_per_s"]
+    assert section["vmap"]["rows"][0]["vmap_s"] > 0 and section["vmap"]["rows"][0]["fused_s"] > 0
+    assert "| array / packed |" in (out / "gpu_check.md").read_text()
     for precision in ("fp32", "bf16"):
         check = section[f"equivalence_{precision}"]
         assert check["frozen_unchanged"] is True and check["max_rel_diff"] <= check["bound"]
+        assert check["nonzero_biases"] is True
         assert set(check["per_member"]) == {"full", "bn_only", "random_params", "bn_output"}
     assert section["equivalence_fp32"]["max_rel_diff"] <= 1e-5  # the CPU has no TF32
     assert "| array | ok |" in (out / "gpu_check.md").read_text()

@@ -112,7 +112,7 @@ def test_the_shape_rules_need_no_torch():
     assert out.split() == ["False", "False"]
 
 
-# --- the paper's parameter counts (paper.md) -----------------------------------------------------
+# --- the paper's parameter counts (docs/paper-setup.md) -------------------------------------------
 
 
 @pytest.mark.parametrize("depth, total, bn", [

@@ -55,6 +55,9 @@ class DatasetConfig:
     image_size: int | None = setting(None, help="digits/synthetic side in pixels (default 32)")
     train_size: int | None = setting(None, help="keep only the first N training images (smoke runs)")
     test_size: int | None = setting(None, help="keep only the first N test images")
+    stand_in: bool = setting(False, omit_at_default=True,
+                             help="train on synthetic class patterns of this set's image side and class count "
+                                  "instead of its files (`sweeper run --smoke-test` where the set is absent)")
     num_workers: int = setting(8, help="DataLoader workers for streamed (ImageNet) data", identity=PLACE)
 
     def validate(self) -> None:

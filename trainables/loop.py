@@ -6,7 +6,7 @@ sum non-finite): on the CPU, where reading a scalar costs nothing, after every s
 update, so the weights stay at their last finite values; on CUDA every ``CUDA_FINITE_CHECK_EVERY``
 steps, which costs one host sync per that many steps instead of one per step.
 
-GPU-stall review of this loop (issue 11, done on the CPU side; bench/gpu_check.py measures it):
+GPU-stall review of this loop (done on the CPU side; bench/gpu_check.py measures it):
 - No ``.item()``/``float()``/``int()`` per step: loss and accuracy sums stay on the device and
   are read once per epoch (and once per evaluation); ``labels.shape[0]`` is metadata, and the
   scheduler sets each group's lr as a Python float, which launches nothing.
@@ -59,7 +59,7 @@ EPOCH_SEED_STRIDE = 1_000_003  # epoch e's data order comes from seed * stride +
 
 
 @dataclass
-class _Setup:
+class Setup:
     """Everything a trial trains with, built the same way for a fresh start and a resume."""
 
     config: TrialConfig
@@ -88,7 +88,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 
-def _build(config: TrialConfig, data: Any = None) -> _Setup:
+def build_setup(config: TrialConfig, data: Any = None) -> Setup:
     """``data``: an already loaded source of this trial's data set (trainables/array shares one
     on-device set among an array's members); None loads it, as a solo trial does."""
     device = resolve_device(config.train.device)
@@ -109,18 +109,18 @@ def _build(config: TrialConfig, data: Any = None) -> _Setup:
     optimizer = build_optimizer(model, trainability, config.train)
     scheduler = build_scheduler(optimizer, config.train, data.steps_per_epoch(config.train.batch_size))
     net = torch.compile(model) if config.train.compile else model
-    return _Setup(config, device, data, model, net, trainability, optimizer, scheduler,
+    return Setup(config, device, data, model, net, trainability, optimizer, scheduler,
                   precision_context(config.train.precision, device), channels_last)
 
 
-def _batches(setup: _Setup, batches: Any) -> Any:
+def device_batches(setup: Setup, batches: Any) -> Any:
     for images, labels in batches:
         if setup.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         yield images, labels
 
 
-def _train_epoch(setup: _Setup, epoch: int) -> dict[str, float] | None:
+def train_epoch(setup: Setup, epoch: int) -> dict[str, float] | None:
     """One epoch of training; its metrics, or None when the loss stopped being finite."""
     config, device = setup.config, setup.device
     criterion = nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing)
@@ -132,7 +132,7 @@ def _train_epoch(setup: _Setup, epoch: int) -> dict[str, float] | None:
     setup.model.train()  # BN running statistics update in every mode
     start = time.perf_counter()
     batches = setup.data.train_batches(config.train.batch_size, generator)
-    for step, (images, labels) in enumerate(_batches(setup, batches), start=1):
+    for step, (images, labels) in enumerate(device_batches(setup, batches), start=1):
         with setup.precision():
             logits = setup.net(images)
             loss = criterion(logits, labels)
@@ -158,7 +158,7 @@ def _train_epoch(setup: _Setup, epoch: int) -> dict[str, float] | None:
 
 
 @torch.no_grad()
-def evaluate(setup: _Setup) -> dict[str, float]:
+def evaluate(setup: Setup) -> dict[str, float]:
     """Test loss (plain cross-entropy: label smoothing regularises training only), top-1, top-5."""
     setup.model.eval()
     loss_sum = torch.zeros((), device=setup.device)
@@ -166,7 +166,7 @@ def evaluate(setup: _Setup) -> dict[str, float]:
     top5 = torch.zeros((), dtype=torch.long, device=setup.device)
     seen = 0
     k = min(5, setup.data.num_classes)
-    for images, labels in _batches(setup, setup.data.test_batches(setup.config.train.eval_batch_size)):
+    for images, labels in device_batches(setup, setup.data.test_batches(setup.config.train.eval_batch_size)):
         with setup.precision():
             logits = setup.net(images)
         logits = logits.float()
@@ -181,9 +181,9 @@ def evaluate(setup: _Setup) -> dict[str, float]:
     return {"test_loss": float(loss_sum) / n, "test_acc": int(top1) / n, "test_top5": int(top5) / n}
 
 
-def _final_metrics(setup: _Setup, history: list[dict], status: str) -> dict[str, Any]:
+def final_metrics(setup: Setup, history: list[dict], status: str) -> dict[str, Any]:
     accuracies = [h["test_acc"] for h in history]
-    relu_batches = _batches(setup, setup.data.test_batches(setup.config.train.eval_batch_size))
+    relu_batches = device_batches(setup, setup.data.test_batches(setup.config.train.eval_batch_size))
     return {
         "status": status,
         "epochs_completed": len(history),
@@ -200,7 +200,7 @@ def _final_metrics(setup: _Setup, history: list[dict], status: str) -> dict[str,
     }
 
 
-def _save(setup: _Setup, directory: Path, epoch: int, history: list[dict], final: dict | None,
+def save_epoch(setup: Setup, directory: Path, epoch: int, history: list[dict], final: dict | None,
           fence: Callable[[], None] | None = None) -> None:
     config = setup.config
     save_checkpoint(directory, {
@@ -237,7 +237,7 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
         if saved["final"] is not None:
             return dict(saved["final"])
 
-    setup = _build(config)
+    setup = build_setup(config)
     history: list[dict] = []
     start_epoch = 1
     if saved is not None:
@@ -252,7 +252,7 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
     status = "finished"
     for epoch in range(start_epoch, epochs + 1):
         started = time.perf_counter()
-        trained = _train_epoch(setup, epoch)
+        trained = train_epoch(setup, epoch)
         if trained is None:
             status = "diverged"
             break
@@ -260,7 +260,7 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
         metrics["epoch_s"] = time.perf_counter() - started
         metrics[ENDED_AT] = time.time()
         history.append(metrics)
-        final = _final_metrics(setup, history, status) if epoch == epochs else None
+        final = final_metrics(setup, history, status) if epoch == epochs else None
         checkpointed = None
         # ``fence`` (may this trial still write?) raises to stop it with nothing of this epoch
         # written: checked before gamma.json, just before the checkpoint replaces the last one,
@@ -270,7 +270,7 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
                 if fence is not None:
                     fence()
                 write_gamma_json(directory, analysis.bn_gammas(setup.model))
-            _save(setup, directory, epoch, history, final, fence)
+            save_epoch(setup, directory, epoch, history, final, fence)
             checkpointed = directory
         elif fence is not None:
             fence()
@@ -278,10 +278,10 @@ def run_trial(config: Mapping[str, Any] | TrialConfig, report: Report | None = N
             report(dict(metrics), checkpointed)
 
     if status == "diverged" or start_epoch > epochs:
-        final = _final_metrics(setup, history, status)
+        final = final_metrics(setup, history, status)
         if directory is not None:
             if fence is not None:
                 fence()
             write_gamma_json(directory, analysis.bn_gammas(setup.model))
-            _save(setup, directory, len(history), history, final, fence)
+            save_epoch(setup, directory, len(history), history, final, fence)
     return dict(final)

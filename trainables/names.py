@@ -24,7 +24,7 @@ MODE_WORDS = {  # what trains, in words (run descriptions, figure legends)
 
 DATASETS = ("cifar10", "cifar100", "imagenet", "digits", "synthetic")
 
-# --- metrics (design.md, "Metrics"): MLflow keys, fractions in [0, 1] -------------------------
+# --- metrics (docs/spec.md, "Metrics"): MLflow keys, fractions in [0, 1] -------------------------
 
 # Reported every epoch (step = epoch); ASHA compares trials on these.
 PER_EPOCH_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "images_per_s", "epoch_s")
@@ -47,7 +47,7 @@ def gamma_metric(threshold: float) -> str:
 
 GAMMA_METRICS = tuple(gamma_metric(t) for t in GAMMA_THRESHOLDS)
 
-# Logged once, when a trial ends, in the order design.md lists them.
+# Logged once, when a trial ends, in the order docs/spec.md lists them.
 FINAL_METRICS = ("best_test_acc", "final_test_acc", "trainable_params", "total_params", *GAMMA_METRICS,
                  "relu_zero_frac", "epochs_completed")
 METRICS = PER_EPOCH_METRICS + FINAL_METRICS

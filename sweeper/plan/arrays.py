@@ -1,4 +1,4 @@
-"""Trial arrays (issue 21): which remaining trials train together as one fused network.
+"""Trial arrays: which remaining trials train together as one fused network.
 
 An array is a scheduling choice, not an identity: its members keep their keys, child runs,
 checkpoint folders and states; one array is one Ray trial. Each ``sweeper run`` groups the trials
@@ -18,11 +18,16 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from sweeper.plan.payload import TrialPayload
+from sweeper.core.trial import Trial
 
 ARRAY_PREFIX = "array-"  # a grid point naming an array, not a trial key
-CANDIDATE_SIZES = (2, 4, 8)  # what `auto` times against a solo trial
-AUTO_MARGIN = 1.1  # an array must beat K solo trials side by side (K x one trial's images/s) by this much
+CANDIDATE_SIZES = (2, 4, 8, 16)  # what `auto` times against its members alone
+GPU_CANDIDATE_SIZES = CANDIDATE_SIZES + (32,)  # a GPU's launch-bound small nets may gain up to here
+AUTO_MARGIN = 1.1  # an array must beat K solo trials side by side (packed) by this much, after the noise
+
+
+def candidate_sizes(gpu: bool) -> tuple[int, ...]:
+    return GPU_CANDIDATE_SIZES if gpu else CANDIDATE_SIZES
 
 
 def arrays_off_reason(spec) -> str | None:
@@ -37,7 +42,7 @@ def arrays_off_reason(spec) -> str | None:
 
 
 def array_support() -> Any | None:
-    """``trainables.array`` when this tree has it (the trainables side of issue 21), else None."""
+    """``trainables.array`` when this tree has it, else None."""
     try:
         import trainables.array as support
     except ImportError:
@@ -58,7 +63,7 @@ def array_id(keys: list[str]) -> str:
 class Unit:
     """What one Ray trial trains: one trial (``array`` None) or an array of trials."""
 
-    members: tuple[TrialPayload, ...]
+    members: tuple[Trial, ...]
     array: str | None = None
 
     @property
@@ -66,18 +71,24 @@ class Unit:
         return self.array or self.members[0].key
 
 
-def group(payloads: list[TrialPayload], sizes: Mapping[str, int] | int,
-          key: Callable[[dict], str] | None = None) -> list[Unit]:
-    """``payloads`` in arrays of at most ``sizes`` (one K, or K per array key) same-key trials,
-    in order; a group of one stays a solo trial."""
+def group(payloads: list[Trial], sizes: Mapping[str, int] | int,
+          key: Callable[[dict], str] | None = None, progress: Mapping[str, int] | None = None) -> list[Unit]:
+    """``payloads`` in arrays of at most ``sizes`` (one K, or K per array key) same-key trials
+    at the same progress, in order; a group of one stays a solo trial.
+
+    ``progress`` maps a trial key to its epochs done (absent: 0, a fresh trial). Only trials with
+    equal epochs done share an array: an array trains from its earliest member's epoch, so a
+    member resumed at epoch 90 grouped with a fresh one would hold K trials' resources for 90
+    epochs of one trial's training."""
     if isinstance(sizes, int) and sizes <= 1:
         return [Unit((p,)) for p in payloads]
     key = key or array_support().array_key
-    chunks: dict[str, list[list[TrialPayload]]] = {}
+    done = progress or {}
+    chunks: dict[tuple[str, int], list[list[Trial]]] = {}
     for payload in payloads:
         k = key(payload.config)
         size = sizes if isinstance(sizes, int) else sizes.get(k, 1)
-        groups = chunks.setdefault(k, [[]])
+        groups = chunks.setdefault((k, int(done.get(payload.key, 0))), [[]])
         if len(groups[-1]) >= max(1, size):
             groups.append([])
         groups[-1].append(payload)
@@ -117,7 +128,7 @@ def largest_node(nodes: list[dict]) -> dict[str, float]:
             "gpu": max((r.get("GPU", 0.0) for r in alive), default=0.0)}
 
 
-def describe(spec, payloads: list[TrialPayload], chosen: Mapping[str, int] | int | None = None) -> list[str]:
+def describe(spec, payloads: list[Trial], chosen: Mapping[str, int] | int | None = None) -> list[str]:
     """What `validate` says about arrays: off and why, or the groups and what each asks Ray for."""
     want = requested(spec)
     if want == 1:
@@ -148,7 +159,7 @@ def describe(spec, payloads: list[TrialPayload], chosen: Mapping[str, int] | int
     return lines
 
 
-def array_of(spec, remaining: list[TrialPayload]) -> dict[str, str]:
+def array_of(spec, remaining: list[Trial]) -> dict[str, str]:
     """Trial key -> the array `run` would train it in, for a fixed ``resources.array`` (what
     `run --dry-run` shows); empty when arrays are off, solo, or ``auto`` (decided by measuring)."""
     want, support = requested(spec), array_support()
@@ -157,32 +168,49 @@ def array_of(spec, remaining: list[TrialPayload]) -> dict[str, str]:
     return {m.key: u.array for u in group(remaining, int(want), support.array_key) if u.array for m in u.members}
 
 
-def _count_by_key(payloads: list[TrialPayload], key: Callable[[dict], str]) -> dict[str, int]:
+def _count_by_key(payloads: list[Trial], key: Callable[[dict], str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for payload in payloads:
         counts[key(payload.config)] = counts.get(key(payload.config), 0) + 1
     return counts
 
 
+def packed_rate(k: int, m: Mapping[str, float]) -> float:
+    """K solo trials side by side at best: the sum of the members' solo images/s where measured,
+    else K times one trial's."""
+    return float(m.get("packed_images_per_s", k * float(m["solo_images_per_s"])))
+
+
 def choose_sizes(measured: Mapping[str, Mapping[int, Mapping[str, float]]]) -> dict[str, int]:
     """``auto``'s choice per array key from measurement: {key: {K: {"solo_images_per_s",
-    "array_images_per_s"}}} -> {key: K}. The K with the most images/s, if it beats K solo trials
-    side by side (K times one trial's images/s: packed trials at best, the conservative side) by
-    AUTO_MARGIN; else 1 (solo). So auto never picks an array that packing might beat."""
+    "array_images_per_s", optionally "packed_images_per_s" and "noise"}}} -> {key: K}.
+
+    The rule: of the sizes whose array / packed ratio, less its noise (the relative half-spread
+    of that ratio over the interleaved rounds: a measurement that repeats only within +-n is
+    trusted only n below its median), is at least AUTO_MARGIN, the one with the most images/s;
+    else 1 (solo). Packed is K solo trials side by side at best, the conservative side, so auto
+    never picks an array that packing might beat."""
     chosen = {}
     for key, by_size in measured.items():
         best, best_rate = 1, 0.0
         for size, m in sorted(by_size.items()):
-            rate, solo = float(m["array_images_per_s"]), float(m["solo_images_per_s"])
-            if rate >= AUTO_MARGIN * size * solo and rate > best_rate:
+            rate = float(m["array_images_per_s"])
+            packed = packed_rate(size, m)
+            ratio = rate / packed if packed > 0 else 0.0
+            if ratio * (1 - float(m.get("noise", 0.0))) >= AUTO_MARGIN and rate > best_rate:
                 best, best_rate = size, rate
         chosen[key] = best
     return chosen
 
 
-def plan_units(spec, remaining: list[TrialPayload], echo: Callable[[str], Any]) -> list[Unit] | None:
+def plan_units(spec, remaining: list[Trial], echo: Callable[[str], Any],
+               progress: Mapping[str, int] | None = None) -> list[Unit] | None:
     """What `run` trains: the remaining trials grouped into arrays, or None to run them all solo
-    (today's path, unchanged), saying why in one line when the spec asked for arrays."""
+    (today's path, unchanged), saying why in one line when the spec asked for arrays.
+
+    ``progress``: trial key -> epochs done (its checkpoint's epoch, which the run's ``sweeper.epoch``
+    metric mirrors); absent or None, every trial is fresh. Trials at different progress never share
+    an array (``group``)."""
     want = requested(spec)
     if want == 1:
         return None
@@ -195,7 +223,7 @@ def plan_units(spec, remaining: list[TrialPayload], echo: Callable[[str], Any]) 
         from sweeper.plan import array_measure
 
         try:
-            sizes, lines = array_measure.auto_sizes(spec, remaining)
+            sizes, lines = array_measure.auto_sizes(spec, remaining, done=progress)
         except Exception as e:  # noqa: BLE001 - a failed measurement means solo, said once
             echo(f"arrays: auto could not measure here ({type(e).__name__}: {e}); training solo")
             return None
@@ -203,7 +231,7 @@ def plan_units(spec, remaining: list[TrialPayload], echo: Callable[[str], Any]) 
             echo(line)
     else:
         sizes = int(want)
-    units = group(remaining, sizes, support.array_key)
+    units = group(remaining, sizes, support.array_key, progress)
     arrays = [u for u in units if u.array]
     if not arrays:
         echo("arrays: no two remaining trials can share an array; training solo")

@@ -27,15 +27,23 @@ def _stack(tensors: Sequence[Tensor]) -> Tensor:
     return torch.stack([t.detach() for t in tensors]).contiguous()
 
 
+def _conv_weight(convs: Sequence[nn.Conv2d], memory_format: torch.memory_format) -> Tensor:
+    """``[K, Cout, Cin/g, kh, kw]`` whose ``[K*Cout, ...]`` view (what conv2d gets) is in
+    ``memory_format``: channels_last where the activations are, so no conv converts its weight."""
+    stacked = _stack([c.weight for c in convs])
+    flat = stacked.view(-1, *stacked.shape[2:]).contiguous(memory_format=memory_format)
+    return flat.view(stacked.shape)
+
+
 class FusedConv2d(nn.Module):
-    def __init__(self, convs: Sequence[nn.Conv2d]):
+    def __init__(self, convs: Sequence[nn.Conv2d], memory_format: torch.memory_format = torch.contiguous_format):
         super().__init__()
         first = convs[0]
         self.members = len(convs)
         self.stride, self.padding, self.dilation, self.groups = first.stride, first.padding, first.dilation, first.groups
         if first.padding_mode != "zeros":
             raise TypeError("fused convs support zero padding only")
-        self.weight = nn.Parameter(_stack([c.weight for c in convs]))
+        self.weight = nn.Parameter(_conv_weight(convs, memory_format))
         self.bias = nn.Parameter(_stack([c.bias for c in convs])) if first.bias is not None else None
 
     def forward(self, x: Tensor) -> Tensor:
@@ -74,20 +82,22 @@ class FusedLinear(nn.Module):
         self.bias = nn.Parameter(_stack([m.bias for m in linears])) if linears[0].bias is not None else None
 
     def forward(self, x: Tensor) -> Tensor:
-        # [N, K*in] -> [K, N, in]; one batched matmul -> [K, N, out]
+        # [N, K*in] -> [K, N, in]; one batched matmul (bias included) -> [K, N, out]. baddbmm, like
+        # nn.Linear's addmm, runs in autocast's lower precision with its bias: bf16 logits as solo's
         per_member = x.reshape(x.shape[0], self.members, -1).transpose(0, 1)
-        out = torch.bmm(per_member, self.weight.transpose(1, 2))
-        return out + self.bias[:, None, :] if self.bias is not None else out
+        if self.bias is None:
+            return torch.bmm(per_member, self.weight.transpose(1, 2))
+        return torch.baddbmm(self.bias[:, None, :], per_member, self.weight.transpose(1, 2))
 
 
 _FUSED = {nn.Conv2d: FusedConv2d, nn.BatchNorm2d: FusedBatchNorm2d, nn.Linear: FusedLinear}
 
 
-def fuse_model(models: Sequence[nn.Module]) -> nn.Module:
+def fuse_model(models: Sequence[nn.Module], memory_format: torch.memory_format = torch.contiguous_format) -> nn.Module:
     """One module computing all ``models`` (same architecture, any weights) side by side.
 
-    The result holds copies of the members' tensors (on their device, in their dtype); the
-    members themselves are left as they are.
+    The result holds copies of the members' tensors (on their device, in their dtype; conv weights
+    in ``memory_format``, the activations' format); the members themselves are left as they are.
     """
     template = models[0]
     named = [dict(m.named_modules()) for m in models]
@@ -98,7 +108,9 @@ def fuse_model(models: Sequence[nn.Module]) -> nn.Module:
         if not name:
             continue
         kind = _FUSED.get(type(module))
-        if kind is not None:
+        if kind is FusedConv2d:
+            replacement = kind([n[name] for n in named], memory_format)
+        elif kind is not None:
             replacement = kind([n[name] for n in named])
         elif any(True for _ in module.parameters(recurse=False)) or any(True for _ in module.buffers(recurse=False)):
             raise TypeError(f"{name} ({type(module).__name__}) has tensors the array cannot fuse")
@@ -133,5 +145,9 @@ def stack_inputs(images: Sequence[Tensor]) -> Tensor:
 
 
 def repeat_input(images: Tensor, members: int) -> Tensor:
-    """One batch that every member sees (the test set) as ``[N, K*C, H, W]``."""
+    """One batch that every member sees (the test set) as ``[N, K*C, H, W]``, in the batch's
+    memory format (channels_last stays channels_last: evaluation runs training's path)."""
+    if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
+        # NHWC memory: repeat the channel run of each pixel, K times, in one copy
+        return images.permute(0, 2, 3, 1).repeat(1, 1, 1, members).permute(0, 3, 1, 2)
     return images.repeat(1, members, 1, 1)

@@ -11,6 +11,8 @@ weights, the masks and the data order), lr, weight decay, momentum, label smooth
 - ``train.lr_schedule`` / ``warmup_epochs``: one schedule shape (each member's lr is still its
   own: its own ``LRSchedule`` evaluated per step);
 - ``train.precision`` / ``device`` / ``compile`` / ``fidelity``: one forward pass, one arithmetic;
+- ``train.eval_batch_size``: one fused evaluation pass serves every member, and a member's test
+  metrics must be computed at its own evaluation batch size, so differing ones train apart;
 - ``train.optimizer.name`` / ``nesterov`` / ``beta1`` / ``beta2``: one update rule (the fused
   optimizer carries lr, weight decay and momentum per member, not the rule itself).
 """
@@ -28,7 +30,7 @@ from trainables.keys import flatten
 # Listing these (not the shared ones) keeps a setting added later shared until the array learns to
 # carry it: the safe side, an array that is too strict never trains a member wrongly.
 PER_MEMBER = ("mode", "seed", "train.lr", "train.weight_decay", "train.optimizer.momentum",
-              "train.label_smoothing", "model.bn_init", "train.eval_batch_size", "checkpoint.every_epochs")
+              "train.label_smoothing", "model.bn_init", "checkpoint.every_epochs")
 
 
 def _config(config: TrialConfig | Mapping[str, Any]) -> TrialConfig:

@@ -1,106 +1,66 @@
-"""Is an array faster than its members trained one by one, on this device? Timed, not assumed.
+"""Is an array faster than its members trained side by side, on this device? Timed, not assumed.
 
-``measure_array(config, k)`` times training steps of one solo trial and of a K-member array of
-``config`` (members differ in seed only) on random batches of the data set's shape, built as the
-loop and the runner build them. What ``resources.array: auto`` makes of the figures is the
-planner's rule, in one place (``sweeper.plan.arrays.choose_sizes``). A
-mixed-mode array costs about what its most-trained member's mode costs (one member training the
-convs makes every member's conv-weight gradients computed), so measure with that mode.
+``measure_array(configs)`` times what the runner and the loop run: whole training epochs of
+``loop.train_epoch`` (one solo trial per distinct member configuration, built by ``loop._build``:
+``cudnn.benchmark`` and channels_last as in training) and of the runner's ``train_epoch`` over all
+the members as grouped (their real modes: one ``full`` member makes the array compute every
+member's conv-weight gradients; a ``random_params`` one adds its masks), on a stand-in on-device
+data set of the config's shape (random pixels: a step costs the same on any), so data gathering
+and augmentation, the loss, the optimizer and the divergence checks are in the figures. Solo and
+array are timed in interleaved rounds (the machine's load changes between rounds, both see the same
+spread of it); medians are kept, and the rounds' spread of the array / packed ratio is the noise.
+"Packed" is K solo trials side by side at best: the sum of the members' solo images/s. What
+``resources.array: auto`` makes of the figures is the planner's rule (``sweeper.plan.arrays.choose_sizes``).
+
+``ops_per_step`` counts a step's non-view aten ops through the public ``run_trial`` / ``run_array``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import statistics
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
-import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from trainables import loop
-from trainables.array.runner import Member, _Array
+from trainables.array.runner import Member, Array
+from trainables.array.runner import train_epoch as array_epoch
 from trainables.config import TrialConfig
 from trainables.data.facts import DATA_SETS
-from trainables.models import build_model
-from trainables.modes import apply_mode, build_optimizer
-from trainables.precision import precision_context
-from trainables.schedule import build_scheduler
+from trainables.data.source import TensorSource
 
 
-
-def _setup(config: TrialConfig, device: torch.device) -> loop._Setup:
-    """A trial's model, mode and optimizer as loop._build makes them, without loading its data."""
-    facts = DATA_SETS[config.dataset.name]
-    model = build_model(config.model, facts.num_classes, config.seed)
-    trainability = apply_mode(model, config.mode, config.seed)
-    channels_last = device.type == "cuda"
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    optimizer = build_optimizer(model, trainability, config.train)
-    scheduler = build_scheduler(optimizer, config.train, steps_per_epoch=1)
-    net = torch.compile(model) if config.train.compile else model
-    return loop._Setup(config, device, None, model, net, trainability, optimizer, scheduler,
-                       precision_context(config.train.precision, device), channels_last)
+def _config(config: Mapping[str, Any] | TrialConfig) -> TrialConfig:
+    return config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
 
 
-def _batch(config: TrialConfig, device: torch.device, members: int) -> tuple[torch.Tensor, torch.Tensor]:
+def stand_in_data(config: TrialConfig, device: torch.device, steps: int) -> TensorSource:
+    """An on-device set of ``config``'s image shape and classes with ``steps`` batches an epoch."""
     facts = DATA_SETS[config.dataset.name]
     side = config.dataset.image_size or facts.image_size
-    batch = config.train.batch_size
-    generator = torch.Generator().manual_seed(config.seed)
-    images = torch.randn(batch, 3 * members, side, side, generator=generator).to(device)
-    labels = torch.randint(0, facts.num_classes, (members, batch), generator=generator).to(device)
-    if device.type == "cuda":
-        images = images.contiguous(memory_format=torch.channels_last)
-    return images, labels
+    count = config.train.batch_size * steps
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (count, 3, side, side), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, facts.num_classes, (count,), generator=generator)
+    return TensorSource(name="stand-in", num_classes=facts.num_classes, train_images=images, train_labels=labels,
+                        test_images=images[:1], test_labels=labels[:1], mean=(0.5,) * 3, std=(0.25,) * 3,
+                        flip=True, device=device, augment=config.train.augment)
 
 
-def solo_step(config: TrialConfig, device: torch.device) -> Callable[[], None]:
-    """One training step of ``config`` alone, as the loop runs it."""
-    setup = _setup(config, device)
-    images, labels = _batch(config, device, 1)
-    setup.model.train()
-
-    def step() -> None:
-        with setup.precision():
-            loss = F.cross_entropy(setup.net(images), labels[0], label_smoothing=config.train.label_smoothing)
-        setup.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        setup.optimizer.step()
-
-    return step
+def _on(config: TrialConfig, device: torch.device) -> TrialConfig:
+    return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device.type))
 
 
-def array_step(configs: Sequence[TrialConfig], device: torch.device) -> Callable[[], None]:
-    """One training step of ``configs`` as one array, as the runner runs it."""
-    array = _Array([Member(c, _setup(c, device), None, None) for c in configs])
-    images, labels = _batch(configs[0], device, len(configs))
-    lrs = array.lr_table(1)[0]
-    precision = array.members[0].setup.precision
-    array.model.train()
-
-    def step() -> None:
-        with precision():
-            logits = array.net(images)
-            losses = torch.stack([F.cross_entropy(logits[i], labels[i]) for i in range(len(configs))])
-        array.optimizer.zero_grad()
-        losses.sum().backward()
-        array.optimizer.step(lrs)
-
-    return step
-
-
-def _seconds_per_step(step: Callable[[], None], device: torch.device, steps: int, warmup: int) -> float:
-    for _ in range(warmup):
-        step()
+def _timed(run, device: torch.device) -> float:
     _sync(device)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    start = time.perf_counter()
+    run()
+    _sync(device)
+    return time.perf_counter() - start
 
 
 def _sync(device: torch.device) -> None:
@@ -108,19 +68,79 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def members(config: TrialConfig, k: int) -> list[TrialConfig]:
+def measure_array(configs: Sequence[Mapping[str, Any] | TrialConfig], rounds: int = 3, steps: int = 3,
+                  device: str | torch.device | None = None) -> dict[str, Any]:
+    """Images/s of the members as one array against each alone, in ``rounds`` interleaved rounds
+    of one ``steps``-step epoch each (after one warm-up epoch of each)."""
+    configs = [_config(c) for c in configs]
+    device = torch.device(device) if device is not None else loop.resolve_device(configs[0].train.device)
+    configs = [_on(c, device) for c in configs]
+    data = stand_in_data(configs[0], device, steps)
+    kinds: dict[str, TrialConfig] = {}  # one solo trial per mode: what a step costs depends on it alone
+    for config in configs:
+        kinds.setdefault(config.mode, config)
+    solos = {name: loop.build_setup(c, data=data) for name, c in kinds.items()}
+    array = Array([Member(c, loop.build_setup(c, data=data), None, None) for c in configs])
+    batch, k = configs[0].train.batch_size, len(configs)
+    epochs = {"array": lambda e: array_epoch(array, e)}
+    epochs.update({name: (lambda e, s=setup: loop.train_epoch(s, e)) for name, setup in solos.items()})
+    seconds: dict[str, list[float]] = {name: [] for name in epochs}
+    for epoch in range(rounds + 1):  # epoch 0: the warm-up (cudnn.benchmark's search, compile)
+        for name, run in epochs.items():
+            spent = _timed(lambda: run(epoch + 1), device)
+            if epoch:
+                seconds[name].append(spent)
+    per_config = [c.mode for c in configs]
+    solo_rate = {name: batch * steps / statistics.median(seconds[name]) for name in solos}
+    packed_rounds = [sum(batch * steps / seconds[n][r] for n in per_config) for r in range(rounds)]
+    array_rounds = [k * batch * steps / s for s in seconds["array"]]
+    ratios = [a / p for a, p in zip(array_rounds, packed_rounds)]
+    packed = sum(solo_rate[n] for n in per_config)
+    fused = k * batch * steps / statistics.median(seconds["array"])
+    return {"k": k, "device": str(device), "modes": per_config, "solo_modes": sorted(solos),
+            "solo_images_per_s": packed / k, "packed_images_per_s": packed,
+            "array_images_per_s": fused, "speedup": fused / packed, "ratios": ratios,
+            "noise": (max(ratios) - min(ratios)) / 2 / statistics.median(ratios) if rounds > 1 else 0.0}
+
+
+def members(config: Mapping[str, Any] | TrialConfig, k: int) -> list[TrialConfig]:
     """``k`` members of ``config``'s array shape: the same trial at seeds seed, seed + 1, ..."""
+    config = _config(config)
     return [dataclasses.replace(config, seed=config.seed + i) for i in range(k)]
 
 
-def measure_array(config: Mapping[str, Any] | TrialConfig, k: int, steps: int = 5, warmup: int = 2,
-                  device: str | torch.device | None = None) -> dict[str, Any]:
-    """Images/s of one solo trial and of a ``k``-member array of ``config`` on ``device``
-    (default: the config's ``train.device``); ``speedup`` is array over solo."""
-    config = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
-    device = torch.device(device) if device is not None else loop.resolve_device(config.train.device)
-    batch = config.train.batch_size
-    solo = batch / _seconds_per_step(solo_step(config, device), device, steps, warmup)
-    fused = k * batch / _seconds_per_step(array_step(members(config, k), device), device, steps, warmup)
-    return {"k": k, "device": str(device), "solo_images_per_s": solo, "array_images_per_s": fused,
-            "speedup": fused / solo}
+class OpCounter(TorchDispatchMode):
+    """Counts the non-view aten ops run inside it (views launch nothing): each is one kernel
+    launch on CUDA, or one multi-tensor launch group for a ``_foreach_*`` op."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view:
+            self.ops += 1
+        return func(*args, **(kwargs or {}))
+
+
+def ops_per_step(configs: Sequence[Mapping[str, Any]], short: int = 2, long: int = 4) -> float:
+    """Non-view aten ops per training step of ``configs`` through the public API (one config:
+    ``run_trial``; more: ``run_array``): two one-epoch runs of ``short`` and ``long`` steps on the
+    same test set, counted whole; their difference per step is what a step costs, everything else
+    (build, evaluation, analysis) cancels."""
+    from trainables.array.runner import run_array
+
+    def count(steps: int) -> int:
+        runs = [copy.deepcopy(dict(c)) for c in configs]
+        for run in runs:
+            batch = run.setdefault("train", {}).get("batch_size", 128)
+            run["train"]["epochs"] = 1
+            run.setdefault("dataset", {})["train_size"] = batch * steps
+        with OpCounter() as counter:
+            if len(runs) == 1:
+                loop.run_trial(runs[0])
+            else:
+                run_array(runs)
+        return counter.ops
+
+    return (count(long) - count(short)) / (long - short)

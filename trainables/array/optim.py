@@ -1,25 +1,28 @@
 """SGD and Adam over a fused network, with per-member coefficients and per-member freezing.
 
-Every fused tensor has the member on dim 0, so a member's lr, weight decay and momentum are
-``[K]`` tensors viewed as ``[K, 1, ...]`` and broadcast over its slice (HFTA's coefficients;
-HFTA has no SGD and no freezing). What trains is per member too: a ``[K, ...]`` boolean mask per
-tensor, True where that member's solo trial trains the entry (all of it, a ``random_params``
-mask, or nothing). The update is the solo optimizer's, entry for entry:
+Every fused tensor has the member on dim 0. The update works on *pieces*: member k's slice of a
+fused tensor that member k trains (a slice a member does not train is in no list, so it keeps
+every bit whatever its gradient holds). The pieces of all tensors go through ``torch._foreach_*``
+ops with one coefficient per piece (a ``ScalarList``: its member's lr, weight decay or momentum,
+Python floats, so nothing is read back from the device and nothing is copied to it): a step is a
+handful of multi-tensor ops whatever K is, and no op of it reads a scalar from a tensor (no host
+sync). A ``random_params`` member trains part of a tensor: its frozen entries are zeroed in the
+gradient with one ``masked_fill_`` per such fused tensor (where-semantics: a NaN gradient there is
+zeroed too, as the solo mask hook does). The update is the solo optimizer's, entry for entry:
 
     g = grad + wd * p            (solo: SGD/Adam's L2 term, or the mask hook's for masked tensors)
-    g = where(mask, g, 0)        (frozen entries see exactly zero gradient, hence zero state)
-    SGD:  buf = m * buf + g;  d = g + m * buf (nesterov) or buf;  p -= lr * d
-    Adam: torch's Adam (no amsgrad), bias corrections from the shared step count
+    g = 0 where frozen           (random_params' frozen entries see exactly zero gradient)
+    SGD:  buf = m * buf + g;  d = g + m * buf (nesterov) or buf;  p += -lr * d
+    Adam: torch's single-tensor Adam (no amsgrad), bias corrections from the shared step count
 
-A frozen entry's update is ``-lr * 0``, so it keeps every bit; a member with momentum 0 gets
-``buf = g`` exactly (``0 * buf + g``), which is plain SGD. ``load_member`` / ``store_member`` move
-one member's state between this optimizer and its solo ``torch.optim`` optimizer, in the solo
-layout, so a member's checkpoint is a solo checkpoint.
+A member with momentum 0 gets ``buf = g`` exactly (``0 * buf + g``), which is plain SGD.
+``load_member`` / ``store_member`` move one member's state between this optimizer and its solo
+``torch.optim`` optimizer, in the solo layout, so a member's checkpoint is a solo checkpoint.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
@@ -32,8 +35,10 @@ from trainables.config import TrainConfig
 class _Slot:
     name: str
     param: nn.Parameter
-    mask: Tensor | None  # [K, ...] bool; None when every member trains all of it
+    members: list[int]  # the members that train (some of) it
+    frozen: Tensor | None  # [K, ...] bool, True where a member's random_params mask freezes an entry
     state: dict[str, Tensor]
+    pieces: list[Tensor] = field(default_factory=list)  # param[k] for k in members (views)
 
 
 class FusedOptimizer:
@@ -45,77 +50,108 @@ class FusedOptimizer:
         self.members = len(trains)
         first = trains_cfg[0].optimizer
         self.kind, self.nesterov, self.betas = first.name, first.nesterov, (first.beta1, first.beta2)
+        if self.kind not in ("sgd", "adam"):
+            raise ValueError(f"unknown optimizer {self.kind!r}")
         self.eps = 1e-8  # torch.optim.Adam's default, which build_optimizer keeps
-        like = next(fused.parameters())
-        # in the weights' dtype, as the solo optimizers apply their Python floats
-        self.weight_decay = torch.tensor([t.weight_decay for t in trains_cfg], dtype=torch.float64).to(like)
-        self.momentum = torch.tensor([t.optimizer.momentum for t in trains_cfg], dtype=torch.float64).to(like)
-        device = like.device
+        self.weight_decay = [float(t.weight_decay) for t in trains_cfg]
+        self.momentum = [float(t.optimizer.momentum) for t in trains_cfg]
         self.steps = 0
         self.slots: list[_Slot] = []
         for name, param in fused.named_parameters():
             per_member = [t.get(name, False) for t in trains]  # False: frozen, None: all, else a mask
-            if all(p is False for p in per_member):
+            members = [k for k, p in enumerate(per_member) if p is not False]
+            if not members:
                 param.requires_grad_(False)  # nobody trains it: autograd skips its gradient
                 continue
             param.requires_grad_(True)
-            mask = None
-            if any(p is not None for p in per_member):
-                mask = torch.stack([torch.zeros(param.shape[1:], dtype=torch.bool) if p is False else
-                                    torch.ones(param.shape[1:], dtype=torch.bool) if p is None else p.cpu()
-                                    for p in per_member]).to(device)
-            self.slots.append(_Slot(name, param, mask, self._fresh_state(param)))
+            frozen = None
+            if any(p is not None and p is not False for p in per_member):
+                frozen = torch.stack([~p.cpu() if isinstance(p, Tensor) else torch.zeros(param.shape[1:], dtype=torch.bool)
+                                      for p in per_member]).to(param.device)
+            self.slots.append(_Slot(name, param, members, frozen, self._fresh_state(param)))
         if not self.slots:
             raise ValueError("no member of the array trains anything")
+        self._index()
 
     def _fresh_state(self, param: Tensor) -> dict[str, Tensor]:
+        # in the parameter's memory format (channels_last conv weights keep theirs)
         if self.kind == "sgd":
             return {"momentum_buffer": torch.zeros_like(param)}
-        if self.kind == "adam":
-            return {"exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
-        raise ValueError(f"unknown optimizer {self.kind!r}")
+        return {"exp_avg": torch.zeros_like(param), "exp_avg_sq": torch.zeros_like(param)}
+
+    @torch.no_grad()
+    def _index(self) -> None:
+        """The pieces (views, made once) and each piece's member, in one flat order."""
+        self.piece_member = [k for slot in self.slots for k in slot.members]
+        self.params = [slot.param[k] for slot in self.slots for k in slot.members]
+        self.state = {key: [slot.state[key][k] for slot in self.slots for k in slot.members]
+                      for key in self.slots[0].state}
+        decay = [self.weight_decay[k] for k in self.piece_member]
+        self.decayed = [i for i, wd in enumerate(decay) if wd != 0.0]  # pieces with an L2 term
+        self.decay = [decay[i] for i in self.decayed]
+        self.piece_momentum = [self.momentum[k] for k in self.piece_member]
 
     def zero_grad(self) -> None:
         for slot in self.slots:
             slot.param.grad = None
 
-    def _coef(self, values: Tensor, like: Tensor) -> Tensor:
-        return values.view(-1, *([1] * (like.dim() - 1)))
+    def _grads(self) -> list[Tensor] | None:
+        """This step's gradient pieces (views of the fused gradients), or None when no backward ran.
+        Every trained fused tensor is in the forward, so a backward gives each its gradient."""
+        if all(slot.param.grad is None for slot in self.slots):
+            return None
+        grads = []
+        for slot in self.slots:
+            grad = slot.param.grad
+            if grad is None:
+                raise RuntimeError(f"{slot.name} is trained but got no gradient from the backward pass")
+            rows = grad.unbind(0)
+            grads.extend(rows[k] for k in slot.members)
+        return grads
 
     @torch.no_grad()
-    def step(self, lrs: Tensor) -> None:
-        """One update; ``lrs`` is this step's ``[K]`` learning rates on the device."""
+    def step(self, lrs: Sequence[float]) -> None:
+        """One update; ``lrs`` is this step's lr of each member (Python floats: solo applies its
+        lr as a Python float too, so no rounding beyond theirs and no copy to the device)."""
+        grads = self._grads()
+        if grads is None:
+            return
         self.steps += 1
-        any_decay = bool(self.weight_decay.any())
-        for slot in self.slots:
-            p, grad = slot.param, slot.param.grad
-            if grad is None:
-                continue
-            if any_decay:
-                grad = grad + self._coef(self.weight_decay, p) * p
-            if slot.mask is not None:
-                grad = torch.where(slot.mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device))
-            if self.kind == "sgd":
-                self._sgd(slot, p, grad, lrs)
-            else:
-                self._adam(slot, p, grad, lrs)
+        if self.decayed:
+            decayed = [grads[i] for i in self.decayed]
+            torch._foreach_add_(decayed, torch._foreach_mul([self.params[i] for i in self.decayed], self.decay))
+        for slot in self.slots:  # after the L2 term, which must not reach frozen entries either
+            if slot.frozen is not None:
+                slot.param.grad.masked_fill_(slot.frozen, 0)  # the pieces are views: they see it
+        neg_lr = [-float(lrs[k]) for k in self.piece_member]
+        if self.kind == "sgd":
+            self._sgd(grads, neg_lr)
+        else:
+            self._adam(grads, neg_lr)
 
-    def _sgd(self, slot: _Slot, p: Tensor, grad: Tensor, lrs: Tensor) -> None:
-        momentum = self._coef(self.momentum, p)
-        buf = slot.state["momentum_buffer"]
-        buf.mul_(momentum).add_(grad)
-        update = grad + momentum * buf if self.nesterov else buf
-        p.addcmul_(update, self._coef(-lrs, p))
+    def _sgd(self, grads: list[Tensor], neg_lr: list[float]) -> None:
+        bufs = self.state["momentum_buffer"]
+        torch._foreach_mul_(bufs, self.piece_momentum)
+        torch._foreach_add_(bufs, grads)
+        if self.nesterov:
+            update = torch._foreach_mul(bufs, self.piece_momentum)
+            torch._foreach_add_(update, grads)
+        else:
+            update = bufs
+        torch._foreach_add_(self.params, torch._foreach_mul(update, neg_lr))
 
-    def _adam(self, slot: _Slot, p: Tensor, grad: Tensor, lrs: Tensor) -> None:
+    def _adam(self, grads: list[Tensor], neg_lr: list[float]) -> None:
         beta1, beta2 = self.betas
-        exp_avg, exp_avg_sq = slot.state["exp_avg"], slot.state["exp_avg_sq"]
-        exp_avg.lerp_(grad, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        exp_avg, exp_avg_sq = self.state["exp_avg"], self.state["exp_avg_sq"]
+        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
         correction1 = 1 - beta1 ** self.steps
         correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
-        denom = (exp_avg_sq.sqrt() / correction2_sqrt).add_(self.eps)
-        p.addcmul_(exp_avg / denom, self._coef(-lrs / correction1, p))
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, correction2_sqrt)
+        torch._foreach_add_(denom, self.eps)
+        torch._foreach_addcdiv_(self.params, exp_avg, denom, [lr / correction1 for lr in neg_lr])
 
     # --- one member's state in and out, in torch.optim's layout --------------------------------
 

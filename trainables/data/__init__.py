@@ -2,7 +2,8 @@
 
 - ``cifar10``, ``cifar100``: torchvision's data set classes, held whole on the device.
 - ``digits``: scikit-learn's real 8x8 handwritten digits, upsampled, fixed 1437/360 split.
-- ``synthetic``: tiny deterministic class patterns plus noise, for tests.
+- ``synthetic``: tiny deterministic class patterns plus noise, for tests; with ``dataset.stand_in``
+  the same patterns stand in for any set, at its image side and class count.
 - ``imagenet``: an ImageFolder tree (train/, val/) streamed through a DataLoader with workers.
 
 The on-device sets are augmented in whole batches (random crop with 4 px padding, horizontal
@@ -13,7 +14,7 @@ count, classes, default size) is in ``facts.py``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     import torch
@@ -21,7 +22,42 @@ if TYPE_CHECKING:
     from trainables.config import DatasetConfig
     from trainables.data.source import DataSource
 
-__all__ = ["load_data"]
+__all__ = ["LOADERS", "load_data"]
+
+# Each loader imports its module (and torch) only when called: this package is imported by the
+# torch-free validation path. Arguments: (cfg, device, seed, augment, cifar_normalisation).
+
+
+def _cifar(cfg, device, seed, augment, cifar_normalisation):
+    from trainables.data.cifar import load_cifar
+    return load_cifar(cfg, device, augment, cifar_normalisation)
+
+
+def _imagenet(cfg, device, seed, augment, cifar_normalisation):
+    from trainables.data.imagenet import ImageFolderSource
+    return ImageFolderSource(cfg, device, seed, augment)
+
+
+def _digits(cfg, device, seed, augment, cifar_normalisation):
+    from trainables.data.digits import load_digits
+    return load_digits(cfg, device, augment)
+
+
+def _synthetic(cfg, device, seed, augment, cifar_normalisation):
+    from trainables.data.synthetic import load_synthetic
+    return load_synthetic(cfg, device, augment)
+
+
+# The data set registry: name -> loader, in names.DATASETS order (a test checks the names are
+# exactly those, the keys of facts.DATA_SETS and what a spec accepts). A new data set is one entry
+# here, its facts in facts.py and its word in names.DATASETS.
+LOADERS: dict[str, Callable[..., DataSource]] = {
+    "cifar10": _cifar,
+    "cifar100": _cifar,
+    "imagenet": _imagenet,
+    "digits": _digits,
+    "synthetic": _synthetic,
+}
 
 
 def load_data(cfg: DatasetConfig, device: torch.device | str, seed: int, *, augment: bool = True,
@@ -37,17 +73,11 @@ def load_data(cfg: DatasetConfig, device: torch.device | str, seed: int, *, augm
     """
     import torch  # here, not at the top: data/facts.py is read without torch
 
-    device = torch.device(device)
-    if cfg.name in ("cifar10", "cifar100"):
-        from trainables.data.cifar import load_cifar
-        return load_cifar(cfg, device, augment, cifar_normalisation)
-    if cfg.name == "digits":
-        from trainables.data.digits import load_digits
-        return load_digits(cfg, device, augment)
-    if cfg.name == "synthetic":
+    if cfg.stand_in:  # the set's shapes without its files (a smoke test where it is absent)
+        from trainables.data.facts import DATA_SETS
         from trainables.data.synthetic import load_synthetic
-        return load_synthetic(cfg, device, augment)
-    if cfg.name == "imagenet":
-        from trainables.data.imagenet import ImageFolderSource
-        return ImageFolderSource(cfg, device, seed, augment)
-    raise ValueError(f"unknown data set {cfg.name!r}")  # DatasetConfig.validate() rejects it first
+        return load_synthetic(cfg, torch.device(device), augment, facts=DATA_SETS[cfg.name])
+    loader = LOADERS.get(cfg.name)
+    if loader is None:
+        raise ValueError(f"unknown data set {cfg.name!r}")  # DatasetConfig.validate() rejects it first
+    return loader(cfg, torch.device(device), seed, augment, cifar_normalisation)

@@ -11,6 +11,7 @@ from trainables.config import ConfigError, DatasetConfig
 from trainables.data.facts import DATA_SETS
 from trainables.data.imagenet import MEAN as IMAGENET_MEAN
 from trainables.data.imagenet import STD as IMAGENET_STD
+from trainables.data.layout import DEFAULT_ROOT  # where a spec without dataset.root keeps the set
 from trainables.data.prepare import prepared_once
 from trainables.data.source import TensorSource
 
@@ -20,7 +21,6 @@ MEAN_STD = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 NORMALISATIONS = ("own", "imagenet")  # open_lth normalises CIFAR-10 with ImageNet's constants
-DEFAULT_ROOT = "~/data/{name}"  # where a spec without dataset.root keeps (or downloads) the set
 
 
 def load_cifar(cfg: DatasetConfig, device: torch.device, augment: bool = True,
