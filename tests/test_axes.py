@@ -1,4 +1,4 @@
-"""sweeper.axes: writing an axis into a trial config, and the one way a sampled trial is built."""
+"""sweeper.spec.axes: writing an axis into a trial config, and the one way a sampled trial is built."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sweeper import spec
 from sweeper.spec import axes
 from sweeper.spec.axes import sampled_trial, set_axis
 from sweeper.core.errors import SpecError
-from sweeper.plan.planning import payload_of, resolve_sampled
+from sweeper.plan.planning import resolve_sampled
 from sweeper.spec import parse_spec
 from trainables.config import ConfigError
 
@@ -44,7 +44,7 @@ def test_the_spec_planning_and_the_worker_build_a_sampled_trial_the_same_way():
     values = {"lr": 0.0312}
     by_spec = s.make_trial(values, base=base)
     by_axes = sampled_trial(base.config, values, s.varying_axes())
-    in_worker = resolve_sampled(payload_of(base), values, s.varying_axes())
+    in_worker = resolve_sampled(base, values, s.varying_axes())
     assert by_spec == by_axes
     assert (in_worker.key, in_worker.name, in_worker.config, in_worker.params) == \
         (by_spec.key, by_spec.name, by_spec.config, by_spec.params)

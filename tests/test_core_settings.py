@@ -94,7 +94,7 @@ def test_captured_takes_the_declared_settings_that_are_set_and_apply_sets_only_t
 
 def test_the_driver_hands_the_users_settings_to_the_trials_and_the_tune_loop(workdir, tracking_uri, monkeypatch):
     """`sweeper run` puts them in the SweepContext every trial and the head's Tune loop get."""
-    from sweeper.driver import orchestrate
+    from sweeper.driver import orchestrate, ray_setup, tune_loop
 
     spec = ROOT / "tests" / "specs" / "small.yaml"
     seen = {}
@@ -103,8 +103,9 @@ def test_the_driver_hands_the_users_settings_to_the_trials_and_the_tune_loop(wor
         seen["ctx"] = ctx
         return set(), False
 
-    monkeypatch.setattr(orchestrate, "_init_ray", lambda *a, **k: False)
-    monkeypatch.setattr(orchestrate, "_fit_here_or_on_head", fit_nowhere)
+    monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: False)
+    monkeypatch.setattr(ray_setup, "starts_with_lease", lambda *a, **k: False)  # nor while the lease settles
+    monkeypatch.setattr(tune_loop, "fit_here_or_on_head", fit_nowhere)
     for name in settings.SETTINGS:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SWEEPER_END_FLUSH_WAIT_S", "7")
@@ -125,7 +126,10 @@ def test_the_tune_loop_on_a_ray_client_head_applies_the_drivers_settings(trackin
             raise RuntimeError("no queue here")  # the watcher thread ends at once
 
     monkeypatch.setenv("SWEEPER_INDEX_EVERY_S", "900")  # the head's own value
-    ctx = SimpleNamespace(tracking_uri=tracking_uri, tracking_env={}, settings={"SWEEPER_INDEX_EVERY_S": "5"})
+    from sweeper.record.store import TrackingStore
+
+    ctx = SimpleNamespace(store=TrackingStore.parse(tracking_uri), tracking_env={},
+                          settings={"SWEEPER_INDEX_EVERY_S": "5"})
     def fit(*args, **kwargs):  # reads the setting where the Tune loop reads it
         return settings.INDEX_EVERY_S.get()
 
@@ -138,16 +142,19 @@ def test_the_tune_loop_on_a_ray_client_head_applies_the_drivers_settings(trackin
 
 
 def test_a_trial_applies_the_drivers_settings_before_it_reads_them(workdir, tracking_uri, monkeypatch):
-    from sweeper.driver import orchestrate, worker
-    from sweeper.plan.planning import expected_payloads
+    from sweeper.driver import orchestrate, tracked, worker
+    from sweeper.driver.context import SweepContext
+    from sweeper.record.store import TrackingStore
+    from sweeper.plan.planning import expected_trials
     from sweeper.spec import load_spec
 
     spec = load_spec(ROOT / "tests" / "specs" / "small.yaml")
-    uri, _, experiment_id, parent_id = orchestrate._prepare_tracking(spec, tracking_uri, create=True)
-    ctx = worker.SweepContext(uri, experiment_id, parent_id, str(workdir / "trials"),
-                              settings={"SWEEPER_END_FLUSH_WAIT_S": "7"})
+    uri = tracking_uri
+    _, experiment_id, parent_id = orchestrate.open_tracking(spec, TrackingStore.parse(tracking_uri), create=True)
+    ctx = SweepContext(TrackingStore.parse(uri), experiment_id, parent_id, str(workdir / "trials"),
+                       settings={"SWEEPER_END_FLUSH_WAIT_S": "7"})
     monkeypatch.delenv("SWEEPER_END_FLUSH_WAIT_S", raising=False)  # this node's: the default
     read = []
-    monkeypatch.setattr(worker, "_log_final", lambda *args: read.append(settings.END_FLUSH_WAIT_S.get()))
-    worker.run_tracked_trial(ctx, expected_payloads(spec)[0], node_id="here")
+    monkeypatch.setattr(tracked.TrackedTrial, "log_final", lambda *args: read.append(settings.END_FLUSH_WAIT_S.get()))
+    worker.run_tracked_trial(ctx, expected_trials(spec)[0], node_id="here")
     assert read == [7]

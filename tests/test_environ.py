@@ -36,8 +36,9 @@ def test_overlapping_fast_fail_blocks_of_two_threads_leave_the_environment_as_it
     import threading
 
     from sweeper.record import tracking
+    from sweeper.record.store import FAST_FAIL_ENV
 
-    for key in tracking._FAST_FAIL_ENV:
+    for key in FAST_FAIL_ENV:
         monkeypatch.delenv(key, raising=False)
     a_in, b_in, a_out = threading.Event(), threading.Event(), threading.Event()
     seen_in_b_after_a_left = {}
@@ -53,12 +54,12 @@ def test_overlapping_fast_fail_blocks_of_two_threads_leave_the_environment_as_it
         with tracking.fast_fail_http():
             b_in.set()
             a_out.wait(5)
-            seen_in_b_after_a_left.update({k: os.environ.get(k) for k in tracking._FAST_FAIL_ENV})
+            seen_in_b_after_a_left.update({k: os.environ.get(k) for k in FAST_FAIL_ENV})
 
     threads = [threading.Thread(target=a), threading.Thread(target=b)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    assert seen_in_b_after_a_left == tracking._FAST_FAIL_ENV  # still failing fast inside B
-    assert not any(k in os.environ for k in tracking._FAST_FAIL_ENV)  # and nothing left behind
+    assert seen_in_b_after_a_left == FAST_FAIL_ENV  # still failing fast inside B
+    assert not any(k in os.environ for k in FAST_FAIL_ENV)  # and nothing left behind

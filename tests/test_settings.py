@@ -23,7 +23,7 @@ def test_the_derived_lists_are_the_ones_trial_keys_and_checkpoints_were_made_wit
     assert RESUME_IGNORES == frozenset({"checkpoint.every_epochs", "dataset.root", "dataset.download",
                                         "dataset.num_workers", "train.device", "train.compile",
                                         "train.eval_batch_size"})
-    assert IDENTITY_OMITS_AT_DEFAULT == {"train.fidelity": "sweeper"}
+    assert IDENTITY_OMITS_AT_DEFAULT == {"train.fidelity": "sweeper", "dataset.stand_in": False}
 
 
 def test_run_settings_are_in_the_key_but_not_in_the_resume_check():
@@ -58,8 +58,9 @@ def test_keys_and_checkpoint_hashes_are_the_ones_pinned_before_the_declarations(
 
 
 def test_runs_logged_before_a_later_setting_group_with_its_default():
-    assert with_later_defaults({"train.lr": 0.1}) == {"train.lr": 0.1, "train.fidelity": "sweeper"}
-    assert with_later_defaults({"train.fidelity": "open_lth"}) == {"train.fidelity": "open_lth"}
+    assert with_later_defaults({"train.lr": 0.1}) == {"train.lr": 0.1, "train.fidelity": "sweeper",
+                                                      "dataset.stand_in": False}
+    assert with_later_defaults({"train.fidelity": "open_lth"}) == {"train.fidelity": "open_lth", "dataset.stand_in": False}
     assert with_later_defaults({"sweeper.role": "sweep"}) == {"sweeper.role": "sweep"}
 
 

@@ -181,8 +181,10 @@ def test_a_plan_of_exactly_max_trials_grid_points_times_samples_is_accepted():
 @pytest.mark.parametrize("uri", ["http://mlflow:5000", "https://mlflow.example.org", "sqlite:///mlflow.db",
                                  "sqlite:////abs/m.db", "postgresql+psycopg2://u:p@db:5432/mlflow", "./mlruns",
                                  "file:///srv/mlruns", "databricks", "databricks://profile"])
-def test_tracking_uris_mlflow_can_use_are_accepted(uri):
+def test_tracking_uris_mlflow_can_use_are_accepted(uri, monkeypatch):
     from sweeper.spec import parse_spec
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 opens folder stores only then
 
     spec = parse_spec("name: t\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\n"
                       f"train: {{epochs: 2}}\ntracking: {{uri: '{uri}'}}\n")

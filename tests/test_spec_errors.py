@@ -186,8 +186,8 @@ CORPUS = [
      "x.yaml: search.metric: unknown metric 'accuracy'; one of train_loss, train_acc, test_loss, test_acc, "
      "test_top5, lr, images_per_s, epoch_s, best_test_acc, final_test_acc, trainable_params, total_params, "
      "gamma_near_zero_frac, gamma_near_zero_frac_0.05, gamma_near_zero_frac_0.1, relu_zero_frac, epochs_completed (line 5)"),
-    ("unknown direction", with_base("search: {direction: maximize}\n"),
-     "x.yaml: search.direction: unknown direction 'maximize'; one of max, min (line 5)"),
+    ("unknown direction", with_base("search: {direction: upward}\n"),
+     "x.yaml: search.direction: unknown direction 'upward'; one of max, min (line 5)"),
     ("num_samples 0", with_base("search: {algorithm: random, num_samples: 0, space: {lr: {uniform: [0.01, 0.1]}}}\n"),
      "x.yaml: search.num_samples: must be >= 1, got 0 (line 5)"),
     ("axis both in grid and space",

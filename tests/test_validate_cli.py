@@ -9,7 +9,9 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from sweeper.cli import cli
-from sweeper.plan.estimate import ASSUMED_FLOPS_PER_S, estimate_spec, trial_work
+import pytest
+
+from sweeper.plan.estimate import ASSUMED_FLOPS_PER_S, STARTUP_S, SWEEP_LAYER_S, estimate_spec, flop_factor, trial_work
 from sweeper.spec import load_spec, parse_spec
 
 SMALL = Path(__file__).parent / "specs" / "small.yaml"
@@ -28,10 +30,11 @@ def test_validate_prints_the_count_first_then_every_trial_then_the_estimate():
     out = result.output
     assert "trials x epochs:        12" in out  # 6 trials x 2 epochs
     assert "training images seen:   17,244" in out  # x 1437 digits training images
-    assert f"at an assumed {ASSUMED_FLOPS_PER_S / 1e12:.0f} TFLOP/s sustained per GPU" in out
+    # small.yaml trains at precision auto: bf16 autocast on a GPU
+    assert f"bf16 autocast at an assumed {ASSUMED_FLOPS_PER_S['bf16'] / 1e12:.0f} TFLOP/s sustained per GPU" in out
 
 
-def test_the_estimate_is_trials_x_epochs_x_images_x_three_forward_passes():
+def test_the_estimate_is_trials_x_epochs_x_images_x_each_modes_forward_passes():
     from trainables.config import ModelConfig
     from trainables.models import flops_per_image
 
@@ -40,9 +43,10 @@ def test_the_estimate_is_trials_x_epochs_x_images_x_three_forward_passes():
     forward = {d: flops_per_image(ModelConfig(family="cifar_resnet", depth=d), 10, 32) for d in (8, 14)}
     depths = [t.config["model"]["depth"] for t in spec.trials()]
     assert est.trials == 6 and est.trial_epochs == 12
-    assert est.training_flops == sum(3 * forward[d] * 1437 * 2 for d in depths)
+    factors = [flop_factor(t.config["mode"]) for t in spec.trials()]
+    assert est.training_flops == sum(f * forward[d] * 1437 * 2 for f, d in zip(factors, depths))
     assert (est.forward_flops_min, est.forward_flops_max) == (forward[8], forward[14])
-    assert abs(est.gpu_hours - est.training_flops / ASSUMED_FLOPS_PER_S / 3600) < 1e-12
+    assert est.gpu_hours == pytest.approx((est.training_flops / ASSUMED_FLOPS_PER_S["bf16"] + 6 * STARTUP_S) / 3600)
 
 
 def test_train_size_caps_the_images_of_a_trial():
@@ -136,21 +140,28 @@ def test_measure_times_every_architecture_and_mode_and_gives_the_cost_from_those
     # the quick FLOP estimate stays, before the measured one
     assert any(line.startswith("work estimate, training only") for line in lines[:start])
     assert re.match(r"measured cost, training only \(timed on this machine's (CPU|GPU) ", lines[start])
-    assert lines[start + 1].split()[-6:] == ["trials", "batch", "s/step", "images/s", "peak", "memory"]
+    assert lines[start + 1].split()[-7:] == ["trials", "batch", "s/step", "images/s", "start-up", "peak", "memory"]
     rows = [line.split() for line in lines[start + 2:start + 10]]
     # quickstart: depths 8 and 14 x four modes, two seeds each, batch 64 on 16 px digits
     assert sorted((r[0], r[3]) for r in rows) == sorted(
         (f"cifar_resnet-{d}", m) for d in (8, 14) for m in ("bn_only", "full", "random_params", "output_only"))
     assert all(r[1:3] == ["digits", "16px"] and r[4:6] == ["2", "64"] and float(r[6]) > 0 for r in rows)
+    # each row's start-up: the sweep layer's share and the digits loaded and the model built here
+    assert all(r[9] == "s" and float(r[8]) >= SWEEP_LAYER_S for r in rows)  # data may be cached in-process
     hours = re.match(r"  device-hours: +([0-9.e-]+) \(", lines[start + 10])
     assert hours, lines[start + 10]
     steps_per_trial = math.ceil(1437 / 64) * 3  # digits' training images, batch 64, 3 epochs
-    expected = sum(2 * steps_per_trial * float(r[6]) for r in rows) / 3600
+    expected = sum(2 * steps_per_trial * float(r[6]) + 2 * float(r[8]) for r in rows) / 3600
     assert math.isclose(float(hours.group(1)), expected, rel_tol=0.05)
-    assert re.match(r"  wall time: +\d+ (s|min|h) at 2 trial\(s\) at once \(max_concurrent\)", lines[start + 11])
-    assert lines[start + 12].startswith("  peak memory per trial:")
-    assert lines[start + 13].startswith("  resources.gpu:")
-    assert lines[start + 14] == "shown: measured step times on this machine (the FLOP estimate above assumes a throughput)"
+    wall = re.match(r"  wall time: +(\d+) s for the whole study at 2 trial\(s\) at once \(max_concurrent\), "
+                    r"start-up included", lines[start + 11])
+    assert wall, lines[start + 11]
+    # 16 trials two at a time: at least half their summed time, never the "0 s" of steps alone
+    assert float(wall.group(1)) >= 0.5 * expected * 3600 - 1 > 0
+    assert lines[start + 12].startswith("  start-up per trial:")
+    assert lines[start + 13].startswith("  peak memory per trial:")
+    assert lines[start + 14].startswith("  resources.gpu:")
+    assert lines[start + 15] == "shown: measured step times on this machine (the FLOP estimate above assumes a throughput)"
 
 
 def test_without_measure_the_output_says_the_flop_estimate_is_shown():
@@ -176,7 +187,7 @@ import sweeper.plan.planning, sweeper.spec.axes, sweeper.spec.schema
 def never(*args, **kwargs):
     raise AssertionError("expanded a plan it should have refused")
 sweeper.spec.axes.expand = sweeper.spec.schema.expand = never
-sweeper.plan.planning.expected_payloads = never
+sweeper.plan.planning.expected_trials = never
 from sweeper.cli import main
 main()
 """

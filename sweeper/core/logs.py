@@ -1,14 +1,14 @@
 """The ``sweeper`` logging namespace: where a handler that keeps going says what it swallowed.
 
-Every module logs with ``logging.getLogger(__name__)`` (``sweeper.tracking``, ``sweeper.lease``,
-...); nothing here is needed to do so. This module decides where those records go:
+Every module logs with ``logging.getLogger(__name__)`` (``sweeper.record.tracking``,
+``sweeper.driver.lease``, ...); nothing here is needed to do so. This module decides where those records go:
 
 - imported as a library (a notebook, ``sweeper.load_results``): nowhere but where the caller's own
   logging sends them. The namespace holds a ``NullHandler``, so Python's last-resort handler
   prints nothing, the root logger is never touched and no level is set;
 - the CLI (``configure_cli``, from ``sweeper.cli.main``): warnings and errors, what the user must
   know, as one line each on the real stderr, ``sweeper: warning: <message>``; the real one even
-  while ``sweeper.ray_output`` points descriptors 1 and 2 at Ray's log file;
+  while ``sweeper.views.terminal.ray_output`` points descriptors 1 and 2 at Ray's log file;
 - a sweep's driver (``to_file``, around ``sweeper run``): every record from INFO up, with time,
   level and module, in ``<storage>/<sweep>/ray-driver.log``, beside Ray's own output;
 - a Ray worker (``configure_worker``): INFO and up on the worker's stderr, which Ray keeps in the
@@ -36,12 +36,10 @@ if not any(isinstance(h, logging.NullHandler) for h in _root.handlers):
 
 
 def cause(e: BaseException) -> str:
-    """An exception in one short line, with its type: ``ConnectionError: server not reachable``
-    (``core.errors.first_line``, the one way a cause is quoted, named)."""
-    from sweeper.core.errors import first_line
+    """``core.errors.one_line(e)``: an exception in one short line, with its type unless it is ours."""
+    from sweeper.core.errors import one_line
 
-    text = first_line(e, 300)
-    return text if text == type(e).__name__ else f"{type(e).__name__}: {text}"
+    return one_line(e)
 
 
 class UserLines(logging.Handler):

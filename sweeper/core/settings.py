@@ -72,12 +72,13 @@ def _derived(text: str, compute: Callable[[], Any]) -> Callable[[], Any]:
 
 CLOCK_SKEW_S = _declare(
     "SWEEPER_CLOCK_SKEW_S", float, 60.0,
-    "The most two hosts' clocks may disagree (NTP keeps them far closer). The lease needs its stale "
-    "time to exceed heartbeat + this; readers of the run index ask again for every run that started "
-    "this long before the index was written.", "driver, readers")
+    "The most two hosts' clocks may disagree (NTP keeps them far closer). The lease does not rely on "
+    "it (a driver that measures a larger disagreement says so); readers of the run index ask again for "
+    "every run that started this long before the index was written.", "driver, readers")
 LEASE_STALE_S = _declare(
     "SWEEPER_LEASE_STALE_S", float, 90.0,
-    "A driver's claim on a sweep whose heartbeat is older than this is a dead driver's and is taken over.",
+    "A driver's claim on a sweep whose heartbeat has not changed for this long, watched on the next "
+    "driver's own clock, is a dead driver's and is taken over.",
     "driver")
 LEASE_HEARTBEAT_S = _declare(
     "SWEEPER_LEASE_HEARTBEAT_S", float, _derived("stale / 6", lambda: LEASE_STALE_S.get() / 6),
@@ -111,7 +112,11 @@ END_FLUSH_WAIT_S = _declare(
     "SWEEPER_END_FLUSH_WAIT_S", float, 120.0,
     "How long a trial that finished training waits for MLflow to take its results before it fails "
     "(its checkpoint is kept: a retry only logs).", "trial")
-
+WAIT_FOR_RESOURCES = _declare(
+    "SWEEPER_WAIT_FOR_RESOURCES", bool, False,
+    "Wait for a node that can hold a trial even when no autoscaler is seen that could add one (nodes "
+    "joined by hand, an autoscaler Ray does not report); otherwise such a sweep is refused before it starts.",
+    "driver")
 
 # --- forwarding -----------------------------------------------------------------------------------
 

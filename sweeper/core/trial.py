@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Union
 
 from trainables import keys
@@ -25,7 +25,7 @@ from trainables.keys import copy_tree, pop_path
 
 Scalar = Union[str, int, float, bool, None]
 
-# The axes every name shows, in this order, as in design.md: bn_only-d110-w1-lr0.1-s0.
+# The axes every name shows, in this order (docs/spec.md, "Trials: names and keys"): bn_only-d110-w1-lr0.1-s0.
 NAME_CORE = (("mode", ""), ("model.depth", "d"), ("model.width", "w"), ("train.lr", "lr"), ("seed", "s"))
 # Short prefixes for other axes when they vary within a sweep; any other axis uses its leaf name.
 NAME_PREFIX = {
@@ -49,17 +49,21 @@ NAME_PREFIX = {
 
 @dataclass(frozen=True)
 class Trial:
-    """One point of a sweep.
+    """One point of a sweep, the one shape a trial has from the plan to its worker (plain and
+    picklable: it crosses into Ray as itself).
 
     ``config`` is the resolved trial configuration in ``TrialConfig.to_dict()`` shape (what
-    ``trainables.run_trial`` takes); ``params`` is the same, flattened to dotted keys with scalar
-    values (lists as JSON text), as logged to MLflow.
+    ``trainables.loop.run_trial`` takes); ``params`` is the same, flattened to dotted keys with scalar
+    values (lists as JSON text), as logged to MLflow; ``tags``, the child run's tags besides its
+    key (a sampled trial's origin). The plan adds the child run's short params and note
+    (``sweeper.record.child_run.presented``), so the worker logs what it is given.
     """
 
     key: str
     name: str
     config: dict[str, Any]
     params: dict[str, Scalar]
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 def trial_key(config: Mapping[str, Any]) -> str:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from sweeper.core.errors import SpecError, kind_of, show
+from sweeper.spec.foreign import grid_values_message
 from sweeper.core.trial import Trial, make_trial, trial_key
 from trainables import settings
 from trainables.config import KEY_EXCLUDED, ConfigError, TrialConfig
@@ -131,8 +132,8 @@ def grid_blocks(raw: Any, error: ErrorAt) -> list[GridBlock]:
             if path in axes:
                 raise error(key, f"{path} is already an axis here, as {axes[path].typed!r}")
             if not isinstance(values, list):
-                raise error(key, f"must be a list of values, got {kind_of(values)} (write [{show(values)}] "
-                                 "for a single value)")
+                raise error(key, grid_values_message(typed, values) or f"must be a list of values, got "
+                                 f"{kind_of(values)} (write [{show(values)}] for a single value)")
             if not values:
                 raise error(key, "must list at least one value")
             axes[path] = GridAxis(path=path, typed=typed, values=tuple(values))

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from sweeper.spec.axes import resolve_axis
+from sweeper.spec.foreign import key_hint
 from sweeper.core.errors import SpecError, kind_of
 from sweeper.spec.yamlio import YamlDocument
 from trainables.keys import did_you_mean
@@ -29,7 +30,7 @@ def schema_error(doc: YamlDocument, e: ValidationError, root: type[BaseModel]) -
     kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
     if kind == "extra_forbidden":
         name = key.rsplit(".", 1)[-1]
-        message = f"unknown key{_unknown_key_hint(name, key, fields, union)}"
+        message = f"unknown key{key_hint(key, value) or _unknown_key_hint(name, key, fields, union)}"
     elif kind == "missing":
         message = "is required"
     elif kind == "union_tag_invalid":

@@ -10,9 +10,9 @@ Two schemas meet here, each declared once:
 the scheduler against the trials) before returning, so nothing starts on a bad spec. Every problem
 becomes one ``SpecError`` naming the key path the user typed and its line.
 
-The rest of the spec lives beside this module, one concept each: ``sweeper.axes`` (axis names,
-the grid's expansion into trials, sampled values), ``sweeper.spec_errors`` (pydantic's errors as
-one line), ``sweeper.yamlio`` (the YAML and its lines). Their public names used elsewhere
+The rest of the spec lives beside this module, one concept each: ``sweeper.spec.axes`` (axis names,
+the grid's expansion into trials, sampled values), ``sweeper.spec.messages`` (pydantic's errors as
+one line), ``sweeper.spec.yamlio`` (the YAML and its lines). Their public names used elsewhere
 (``resolve_axis``, ``AXES``, ``MAX_TRIALS``, ``GridAxis``, ``GridBlock``) are importable from here too.
 """
 
@@ -25,18 +25,19 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError, field_validator,
                       model_validator)
 
 from sweeper.spec.axes import (AXES, MAX_TRIALS, GridAxis, GridBlock, check_plan_size, check_space_bounds, expand,
                                grid_blocks, resolve_axis, sampled_trial)
 from sweeper.core.errors import SpecError, kind_of
+from sweeper.spec.foreign import distribution_message, key_hint, normalise_direction
 from sweeper.spec.messages import schema_error
 from sweeper.spec.tracking_uri import check_tracking_uri
 from sweeper.core.trial import Trial
 from sweeper.spec.yamlio import YamlDocument, load_yaml, parse_yaml
 from trainables.config import CheckpointConfig, ConfigError
-from trainables.keys import did_you_mean
+from trainables.keys import did_you_mean, get_path
 from trainables.names import DEFAULT_METRIC, METRICS, PER_EPOCH_METRICS, direction as default_direction
 
 __all__ = ["ALGORITHMS", "AXES", "DISTRIBUTIONS", "MAX_TRIALS", "NAME_PATTERN", "AshaScheduler", "AxisName",
@@ -49,6 +50,8 @@ DISTRIBUTIONS = ("loguniform", "uniform", "randint", "choice")
 NAME_PATTERN = r"^[A-Za-z0-9_.-]+$"
 
 AxisName = Annotated[str, AfterValidator(resolve_axis)]  # a search.space key: "lr" -> "train.lr"
+# Optuna's and W&B's maximize/minimize are taken too, and read as sweeper's max/min
+Direction = Annotated[Literal["max", "min"], BeforeValidator(normalise_direction)]
 
 
 # --- the sweep-level schema --------------------------------------------------------------------
@@ -74,6 +77,9 @@ class Distribution(_Schema):
             return data  # already in field form (built in code)
         form = ("must be one of {loguniform: [low, high]}, {uniform: [low, high]}, {randint: [low, high]}, "
                 "{choice: [value, ...]}")
+        foreign = distribution_message(data)
+        if foreign:
+            raise ValueError(foreign)
         if not isinstance(data, Mapping) or len(data) != 1:
             raise ValueError(f"{form}, got {kind_of(data)}")
         ((kind, args),) = data.items()
@@ -126,7 +132,7 @@ class Search(_Schema):
     num_samples: int = Field(1, ge=1)  # sampled points per grid point (random, optuna)
     space: dict[AxisName, Distribution] = {}  # keyed by dotted path: {"train.lr": Distribution(...)}
     metric: Literal[METRICS] = DEFAULT_METRIC  # type: ignore[valid-type]
-    direction: Optional[Literal["max", "min"]] = None  # default: min for losses and epoch_s, else max
+    direction: Optional[Direction] = None  # default: min for losses and epoch_s, else max
 
 
 class FifoScheduler(_Schema):
@@ -139,7 +145,7 @@ class AshaScheduler(_Schema):
     reduction_factor: float = Field(4.0, gt=1, allow_inf_nan=False)
     max_t: Optional[int] = Field(None, ge=1)  # default: the longest trial's epochs
     metric: Optional[Literal[METRICS]] = None  # type: ignore[valid-type]  # default: search.metric
-    direction: Optional[Literal["max", "min"]] = None
+    direction: Optional[Direction] = None
 
 
 Scheduler = Annotated[Union[FifoScheduler, AshaScheduler], Field(discriminator="name")]
@@ -175,7 +181,7 @@ class Spec(_Schema):
     dataset: dict[str, Any]  # base trial config: TrialConfig's schema, checked per trial
     model: dict[str, Any]
     train: dict[str, Any]
-    grid: Any = None  # as typed; resolved into blocks of axes (sweeper.axes.grid_blocks)
+    grid: Any = None  # as typed; resolved into blocks of axes (sweeper.spec.axes.grid_blocks)
     search: Optional[Search] = None
     scheduler: Scheduler = FifoScheduler(name="fifo")
     resources: Resources = Resources()
@@ -252,7 +258,12 @@ class Spec(_Schema):
         return self._doc.line_of(key) if self._doc is not None and key else None
 
     def _error(self, key: str | None, message: str) -> SpecError:
+        if key and message == "unknown key":  # a trial setting, refused by TrialConfig
+            message += key_hint(key, self._typed_value(key))
         return SpecError(self._path, key, message, self._line(key))
+
+    def _typed_value(self, key: str) -> Any:
+        return get_path(self._doc.data, key) if self._doc is not None else None
 
     def _base_config(self) -> dict[str, Any]:
         return {"dataset": copy.deepcopy(self.dataset), "model": copy.deepcopy(self.model),
