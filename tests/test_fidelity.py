@@ -24,7 +24,7 @@ from trainables.config import (
     TrainConfig,
     TrialConfig,
 )
-from trainables.loop import _build
+from trainables.loop import build_setup
 from trainables.models import build_model
 from trainables.schedule import LRSchedule
 
@@ -94,8 +94,8 @@ def test_open_lth_biases_are_pytorchs_default_uniform_and_nothing_else_moves(fam
 
 
 def test_the_frozen_fc_bias_of_a_bn_only_trial_follows_the_switch():
-    ours = _build(TrialConfig.from_dict({**trial(), "mode": "bn_only"}))
-    theirs = _build(TrialConfig.from_dict({**trial(fidelity="open_lth"), "mode": "bn_only"}))
+    ours = build_setup(TrialConfig.from_dict({**trial(), "mode": "bn_only"}))
+    theirs = build_setup(TrialConfig.from_dict({**trial(fidelity="open_lth"), "mode": "bn_only"}))
     assert not theirs.model.fc.bias.requires_grad
     assert torch.count_nonzero(ours.model.fc.bias) == 0
     assert torch.count_nonzero(theirs.model.fc.bias) == theirs.model.fc.bias.numel()
@@ -113,9 +113,9 @@ def test_open_lth_warm_up_starts_at_lr_0_and_reaches_lr_one_step_later():
 
 
 def test_the_trials_scheduler_follows_the_switch():
-    setup = _build(TrialConfig.from_dict(trial(fidelity="open_lth", warmup_epochs=1)))
+    setup = build_setup(TrialConfig.from_dict(trial(fidelity="open_lth", warmup_epochs=1)))
     assert setup.scheduler.current_lr == 0.0 and setup.optimizer.param_groups[0]["lr"] == 0.0
-    assert _build(TrialConfig.from_dict(trial(warmup_epochs=1))).scheduler.current_lr > 0
+    assert build_setup(TrialConfig.from_dict(trial(warmup_epochs=1))).scheduler.current_lr > 0
 
 
 def test_without_warm_up_the_switch_leaves_the_schedule_alone():

@@ -26,7 +26,6 @@ from mlflow.tracking import MlflowClient
 from sweeper.record import names
 from sweeper.record import readback, tracking
 from sweeper.driver.orchestrate import run_command
-from sweeper.plan.planning import expected_payloads
 from sweeper.report import build_report
 from sweeper.report import figures as fig
 from sweeper.report.build import write_results
@@ -68,7 +67,7 @@ def _fabricate(folder: Path, db_template: Path, lrs: list[float], old_format=lam
     experiment_id = tracking.ensure_experiment(client, spec.name, uri)
     parent = tracking.ensure_parent_run(client, experiment_id, spec.name, spec.text, spec.spec_hash)
     rng = np.random.default_rng(0)
-    for i, payload in enumerate(expected_payloads(spec)):
+    for i, payload in enumerate(spec.trials()):
         run_id = client.create_run(experiment_id, run_name=payload.name, tags={
             names.TAG_PARENT: parent, names.TAG_TRIAL_KEY: payload.key, names.TAG_ROLE: "trial"}).info.run_id
         final = round(0.3 + 0.6 * rng.random(), 6)

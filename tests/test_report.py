@@ -1,7 +1,7 @@
 """`sweeper report` on a small fake-but-realistic MLflow store.
 
 The store is written through MlflowClient in exactly the layout the sweep layer produces
-(design.md): a parent run tagged sweeper.role=sweep, one child per trial with the flattened
+(docs/mlflow.md): a parent run tagged sweeper.role=sweep, one child per trial with the flattened
 config as params, per-epoch metrics at step=epoch, final metrics, a ``status`` tag and
 ``checkpoint/gamma.json``. It holds several seeds, a diverged trial, a running one and a partial
 grid, so every rule of the report is exercised without training anything.
@@ -125,7 +125,7 @@ def _finished(mode, depth, width):
 def test_every_trial_is_read_with_its_state(report):
     trials = report.sweep.trials
     assert len(trials) == len(TRIALS)
-    assert report.sweep.counts() == {"finished": 10, "diverged": 1, "stopped early": 1, "running": 1, "failed": 0,
+    assert report.sweep.counts() == {"finished": 10, "diverged": 1, "stopped_early": 1, "running": 1, "failed": 0,
                                      "interrupted": 0}
     assert trials["model.depth"].dtype.kind == "i" and trials["train.lr"].dtype.kind == "f"
     assert "sweeper.start_epoch" not in trials.columns
@@ -142,7 +142,7 @@ def test_results_csv_holds_exactly_what_mlflow_holds(report, store):
         assert row["trial_key"] == run.data.tags["sweeper.trial_key"]
         expected_state = run.data.tags.get("status", "running")
         if run.data.tags.get("sweeper.early_stopped") == "true":
-            expected_state = "stopped early"
+            expected_state = "stopped_early"
         assert row["status"] == expected_state
         for key, value in run.data.params.items():
             assert str(row[key]) == value or float(row[key]) == float(value), key
@@ -332,7 +332,7 @@ def test_curves_figure_draws_mean_over_seeds_per_epoch(report, store):
 def test_lr_figure_shows_every_trial_and_marks_early_stops():
     trials = pd.DataFrame({
         "mode": ["bn_only"] * 4, "model.depth": [14, 14, 110, 110], "train.lr": [0.03, 0.3, 0.1, 3.0],
-        "status": ["finished", "stopped early", "finished", "running"], "test_acc": [0.4, 0.2, 0.6, 0.5]})
+        "status": ["finished", "stopped_early", "finished", "running"], "test_acc": [0.4, 0.2, 0.6, 0.5]})
     fig = figures.accuracy_vs_lr(trials)
     ax = fig.axes[0]
     points = {c.get_label(): c for c in ax.collections}

@@ -117,7 +117,7 @@ def test_a_tag_the_driver_changes_on_finished_runs_is_in_the_rewritten_index(mlf
     monkeypatch.setattr(run_index, "slack_ms", lambda: -60_000)
     read_at = run_index.now_ms()
     runs = run_index.child_runs(mlflow_client, experiment_id)
-    mlflow_client.set_tag(ids[2], "sweeper.superseded", "abc")  # what sweeper.versions does
+    mlflow_client.set_tag(ids[2], "sweeper.superseded", "abc")  # what sweeper.record.versions does
     runs[2].data.tags["sweeper.superseded"] = "abc"
     run_index.write_index(mlflow_client, experiment_id, parent_id, runs=runs, read_at_ms=read_at)
     assert run_index.load_index(mlflow_client, parent_id).as_of == read_at

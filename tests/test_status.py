@@ -6,7 +6,7 @@ import pytest
 
 from sweeper.record import tracking
 from sweeper.core.errors import SweepError
-from sweeper.plan.planning import expected_payloads
+from sweeper.plan.planning import expected_trials
 from sweeper.spec import load_spec
 from sweeper.views.status import format_table, sweep_status
 
@@ -26,7 +26,7 @@ grid: {mode: [bn_only, full, output_only, random_params], seed: [0]}
 def test_status_lists_every_trial_of_a_spec_with_its_state_from_mlflow(workdir, tracking_uri, mlflow_client):
     path = _spec(workdir)
     spec = load_spec(path)
-    trials = expected_payloads(spec)
+    trials = expected_trials(spec)
     exp = tracking.ensure_experiment(mlflow_client, "st", tracking_uri)
     parent = tracking.ensure_parent_run(mlflow_client, exp, "st", spec.text, spec.spec_hash)
     run_ids = [tracking.ensure_child_run(mlflow_client, exp, parent, t.key, t.name, t.params) for t in trials[:3]]

@@ -1,4 +1,4 @@
-"""Every trial's child run carries MLflow's own system metrics (issue 21): CPU and memory on any
+"""Every trial's child run carries MLflow's own system metrics: CPU and memory on any
 machine (psutil), GPU utilisation and memory where a card is present (pynvml), so the run's
 "System metrics" tab shows whether the device was busy. Checked here on the CPU, with one trial
 trained in-process by `sweeper train` (the same tracking as under `sweeper run`)."""

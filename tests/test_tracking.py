@@ -1,4 +1,5 @@
-"""MLflow layout and logging behaviour of sweeper.tracking, on a real sqlite store."""
+"""MLflow layout and logging behaviour of sweeper.record.tracking (and the store it opens,
+sweeper.record.store), on a real sqlite store."""
 
 from __future__ import annotations
 
@@ -37,6 +38,43 @@ def test_tracking_uri_order_flag_env_spec_default(tmp_path, monkeypatch):
 def test_relative_sqlite_uri_is_made_absolute_for_workers(tmp_path):
     assert tracking.absolute_uri("sqlite:///runs/m.db", tmp_path) == f"sqlite:///{tmp_path / 'runs' / 'm.db'}"
     assert tracking.absolute_uri("sqlite:////abs/m.db", tmp_path) == "sqlite:////abs/m.db"
+
+
+@pytest.mark.parametrize("given, kind, local, server", [
+    ("sqlite:///runs/m.db", "sqlite", True, False),
+    ("mlruns", "file", True, False),
+    ("file:///abs/mlruns", "file", True, False),
+    ("http://mlflow:5000/", "http", False, True),
+    ("https://mlflow.example.com", "https", False, True),
+    ("postgresql+psycopg2://u@db/mlflow", "postgresql", False, False),
+    ("databricks", "file", True, False),  # no scheme: MLflow reads it as a folder, as before
+    ("databricks://profile", "databricks", False, False),
+])
+def test_a_store_is_read_once_into_its_kind_and_where_it_lives(tmp_path, given, kind, local, server):
+    import pickle
+
+    store = tracking.TrackingStore.parse(given, tmp_path)
+    assert (store.kind, store.is_local, store.is_server, store.given) == (kind, local, server, given)
+    assert pickle.loads(pickle.dumps(store)) == store and str(store) == store.uri
+    assert tracking.TrackingStore.parse(store) is store  # a store is never read again
+    if kind == "sqlite":
+        assert store.sqlite_db == tmp_path / "runs" / "m.db" == store.local_path
+        assert store.artifact_location == (tmp_path / "runs" / "mlartifacts").as_uri()
+    if given == "mlruns":
+        assert store.uri == str(tmp_path / "mlruns") and store.local_path == tmp_path / "mlruns"
+    assert store.ui_base == ("http://mlflow:5000" if given.startswith("http://") else
+                             given if server else None)
+
+
+def test_the_store_names_where_its_uri_came_from(tmp_path, monkeypatch):
+    from sweeper.record.store import origin_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert tracking.TrackingStore.resolve(None, "http://spec:5000", tmp_path).uri == "http://spec:5000"
+    assert origin_uri(None, None) == ("sqlite:///mlflow.db", "tracking (the default, with no --tracking-uri)")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://env:5000")
+    assert origin_uri(None, "x") == ("http://env:5000", "MLFLOW_TRACKING_URI")
+    assert origin_uri("y", "x") == ("y", "--tracking-uri")
 
 
 def test_unreachable_tracking_server_is_one_line_sweep_error_and_fast():
@@ -126,15 +164,17 @@ def test_an_epoch_sent_late_by_a_driver_that_lost_the_sweep_is_not_a_second_row(
     """Driver A's trial passed its fence for epoch 5 and was frozen before the send; driver B resumed
     from epoch 5's checkpoint and logged its history; A wakes and sends (seen in CI). The same
     values, step and time (the record's ``ended_at``) are one row in MLflow's SQL store."""
-    from sweeper.driver import worker
+    from types import SimpleNamespace
+
+    from sweeper.driver.tracked import TrackedTrial
 
     run_id = _child(mlflow_client, tracking_uri)
     record = {"epoch": 5, "test_acc": 0.5, "train_loss": 0.7, "ended_at": 1796297159.798}
     a = tracking.TrialLogger(mlflow_client, run_id)  # opened before B, so it does not know B's rows
     b = tracking.TrialLogger(mlflow_client, run_id)
-    worker._log_epoch(b, record)  # B: the checkpoint's history, logged before it resumes
+    TrackedTrial.log_epoch(SimpleNamespace(logger=b), record)  # B: the checkpoint's history, logged before it resumes
     time.sleep(0.01)  # a logger that stamped "now" would send another timestamp here
-    worker._log_epoch(a, record)  # A: the late send
+    TrackedTrial.log_epoch(SimpleNamespace(logger=a), record)  # A: the late send
     for key in ("test_acc", "train_loss", names.METRIC_EPOCH):
         history = mlflow_client.get_metric_history(run_id, key)
         assert [(m.step, m.timestamp) for m in history] == [(5, 1796297159798)], key
@@ -214,9 +254,9 @@ class _FakeTrial:
 
 
 def test_rays_stock_mlflow_callback_makes_a_second_flat_run_when_the_driver_restarts(mlflow_client, tracking_uri):
-    """The trap design.md names, pinned on the installed Ray: the stock callback keeps trial ->
+    """A known trap of Ray Tune with MLflow, pinned on the installed Ray: the stock callback keeps trial ->
     run ids in driver memory, so a new driver (a resumed sweep) opens a new run for the same
-    trial, and its runs have no parent. sweeper.tracking finds runs by tag instead (above)."""
+    trial, and its runs have no parent. sweeper.record.tracking finds runs by tag instead (above)."""
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
     trial = _FakeTrial("train_fn_00000", {"lr": 0.1})

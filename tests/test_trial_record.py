@@ -1,12 +1,13 @@
-"""A trial's state in MLflow: sweeper.trial_record reads it and writes every end, on a real sqlite
-store; and the sweep layer spells states and exit codes only through sweeper.states."""
+"""A trial's state in MLflow: sweeper.record.trial_record reads it and writes every end, on a real sqlite
+store; and the sweep layer spells states and exit codes only through sweeper.core.states."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
-from mlflow.entities import Metric
+import pytest
+from mlflow.entities import Metric, RunTag
 
 from sweeper.record import names
 from sweeper.core import states
@@ -69,9 +70,18 @@ def test_a_trial_stopped_early_gets_its_last_and_best_accuracy_as_final_metrics(
     run = mlflow_client.get_run(run_id)
     assert run.data.metrics["final_test_acc"] == 0.4 and run.data.metrics["best_test_acc"] == 0.5
     assert [m.step for m in mlflow_client.get_metric_history(run_id, "final_test_acc")] == [names.FINAL_STEP]
-    # design.md's three status values have no room for it: finished plus the early-stopped tag
-    assert run.data.tags[names.TAG_STATUS] == states.FINISHED and run.info.status == "FINISHED"
-    assert state_of(run) == states.STOPPED_EARLY and state_of(run) in states.DONE
+    # the status tag says it in one word; the early-stopped tag stays for earlier versions' readers
+    assert run.data.tags[names.TAG_STATUS] == "stopped_early" and run.info.status == "FINISHED"
+    assert run.data.tags[names.TAG_EARLY_STOPPED] == "true"
+    assert state_of(run) == states.STOPPED_EARLY == "stopped_early" and state_of(run) in states.DONE
+
+
+@pytest.mark.parametrize("tags", [{names.TAG_STATUS: "finished", names.TAG_EARLY_STOPPED: "true"},
+                                  {names.TAG_STATUS: "stopped early"}], ids=["finished + tag", "with a space"])
+def test_stops_written_by_earlier_versions_still_read_as_stopped_early(mlflow_client, tracking_uri, tags):
+    run_id = _child(mlflow_client, tracking_uri)
+    mlflow_client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    assert state_of(mlflow_client.get_run(run_id)) == states.STOPPED_EARLY
 
 
 def test_failed_for_good_and_interrupted_trials(mlflow_client, tracking_uri):
@@ -187,7 +197,7 @@ def test_a_stop_the_store_refused_is_kept_logged_and_written_by_the_next_run(mlf
     assert _state(mlflow_client, run_id) == states.RUNNING  # what the exit path would mark interrupted
     assert pending.pending() == {"k": trial_record.COMPLETED}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert any(f"could not record run {run_id} as stopped early" in w and "ConnectionError" in w for w in warnings)
+    assert any(f"could not record run {run_id} as stopped_early" in w and "ConnectionError" in w for w in warnings)
     assert any("the next `sweeper run` records it before planning" in w for w in warnings)
 
     mlflow_client.set_terminated(run_id, "KILLED")  # the driver's exit path: interrupted

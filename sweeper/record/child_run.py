@@ -43,10 +43,11 @@ def describe(params: Mapping[str, Any]) -> str:
             f"{params.get('train.epochs', '?')} epochs, seed {params.get('seed', '?')}")
 
 
-def presented(payload, axes: Iterable[str]):
-    """The payload with its short params and description added (a new TrialPayload)."""
-    short = short_params(payload.params, axes)
-    tags = {**payload.tags, names.TAG_NOTE: describe(payload.params)}
+def presented(trial, axes: Iterable[str]):
+    """The trial (``sweeper.core.trial.Trial``) as its child run shows it: its short params and
+    note added (a new Trial); the plan calls it once per trial."""
+    short = short_params(trial.params, axes)
+    tags = {**trial.tags, names.TAG_NOTE: describe(trial.params)}
     if short:
         tags[names.TAG_SHORT_PARAMS] = ",".join(short)
-    return dataclasses.replace(payload, params={**payload.params, **short}, tags=tags)
+    return dataclasses.replace(trial, params={**trial.params, **short}, tags=tags)

@@ -21,7 +21,7 @@ import socket
 import time
 from datetime import datetime, timezone
 from sweeper.core import settings
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
 from sweeper.record import names
 from sweeper.record.live import SweepState, duration
 
@@ -99,7 +99,7 @@ class Dashboard:
         except Exception as e:  # noqa: BLE001 - the dashboard is a view: the next write carries the newer state
             if not self.failing:
                 log.warning("could not update the sweep's dashboard on parent run %s (%s); trying again in %.0fs",
-                            self.parent_run_id, cause(e), self.every_s)
+                            self.parent_run_id, one_line(e), self.every_s)
             self.failing = True
             return False
         if self.failing:

@@ -10,25 +10,25 @@ from __future__ import annotations
 
 import logging
 
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
+from sweeper.record.store import TrackingStore
 
 log = logging.getLogger(__name__)
 
 LOCAL_UI = "http://127.0.0.1:5000"
 
 
-def ui_base(tracking_uri: str) -> str | None:
+def ui_base(tracking_uri: str | TrackingStore) -> str | None:
     """The UI's address for a tracking URI; None for a local store (see ``ui_command``)."""
-    if tracking_uri.startswith(("http://", "https://")):
-        return tracking_uri.rstrip("/")
-    return None
+    return TrackingStore.parse(tracking_uri).ui_base
 
 
-def ui_command(tracking_uri: str) -> str | None:
+def ui_command(tracking_uri: str | TrackingStore) -> str | None:
     """``mlflow ui --backend-store-uri ...`` for a local store; None for a server."""
-    if ui_base(tracking_uri) is not None or tracking_uri.startswith("databricks"):
+    store = TrackingStore.parse(tracking_uri)
+    if store.is_server or store.is_databricks:
         return None
-    return f"mlflow ui --backend-store-uri {tracking_uri}"
+    return f"mlflow ui --backend-store-uri {store}"
 
 
 def experiment_url(base: str, experiment_id: str) -> str:
@@ -39,14 +39,16 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def lines(tracking_uri: str, experiment_id: str | None, parent_run_id: str | None = None) -> list[str]:
+def lines(tracking_uri: str | TrackingStore, experiment_id: str | None,
+          parent_run_id: str | None = None) -> list[str]:
     """What to print wherever the tool points at MLflow (run, status, report, the demo)."""
-    if experiment_id is None or tracking_uri.startswith("databricks"):
+    store = TrackingStore.parse(tracking_uri)
+    if experiment_id is None or store.is_databricks:
         return []
-    base = ui_base(tracking_uri)
+    base = store.ui_base
     if base is None:
         base = LOCAL_UI
-        out = [f"MLflow UI: {ui_command(tracking_uri)}   (then open the links below)"]
+        out = [f"MLflow UI: {ui_command(store)}   (then open the links below)"]
     else:
         out = ["MLflow UI:"]
     out.append(f"  trials: {experiment_url(base, experiment_id)}")
@@ -55,18 +57,18 @@ def lines(tracking_uri: str, experiment_id: str | None, parent_run_id: str | Non
     return out
 
 
-def for_sweep(tracking_uri: str, name: str) -> list[str]:
+def for_sweep(tracking_uri: str | TrackingStore, name: str) -> list[str]:
     """``lines`` for sweep ``name``, looked up in the store (two reads); [] when it is not there
     or the store cannot be read."""
     from sweeper.record import tracking
 
     try:
-        client = tracking.connect(tracking_uri)
+        client = TrackingStore.parse(tracking_uri).client()
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
             return []
         parent = tracking.find_parent_run(client, experiment.experiment_id)
     except Exception as e:  # noqa: BLE001 - links are a convenience; the command's answer stands
-        log.debug("no MLflow links for %s (%s)", name, cause(e))
+        log.debug("no MLflow links for %s (%s)", name, one_line(e))
         return []
     return lines(tracking_uri, experiment.experiment_id, parent.info.run_id if parent else None)

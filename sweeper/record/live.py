@@ -1,7 +1,7 @@
 """Where a sweep stands, as plain data: counts, the trials running now, the best result, an ETA.
 
-The driver keeps one ``SweepState`` up to date from Ray Tune's events (sweeper.progress), the
-terminal view draws it, the parent MLflow run stores it (sweeper.dashboard), and
+The driver keeps one ``SweepState`` up to date from Ray Tune's events (sweeper.views.progress), the
+terminal view draws it, the parent MLflow run stores it (sweeper.record.dashboard), and
 ``sweeper status --watch`` draws it again from there. It holds no Ray or MLflow object, so it
 travels as JSON.
 

@@ -1,6 +1,6 @@
 """The MLflow record: every tag, metric and artifact name sweeper writes, and what it means.
 
-Scripts, dashboards and the MLflow UI read these names (design.md, "MLflow layout"), so each is
+Scripts, dashboards and the MLflow UI read these names (docs/mlflow.md), so each is
 defined here once and every reader and writer imports it; tests/test_record_names.py pins them
 as written. docs/mlflow.md lists them for users. The per-epoch and final metrics of a trial are
 the trial's own words (``trainables.names``); what is below is what the sweep layer adds.
@@ -37,8 +37,8 @@ TAG_LEASE_HOLDER = "sweeper.holder"  # the fencing token: {driver, host, pid, si
 
 # --- a child run (one trial) -------------------------------------------------------------------
 TAG_TRIAL_KEY = "sweeper.trial_key"  # the trial's identity: hash of its resolved configuration
-TAG_STATUS = "status"  # design.md: finished, diverged or failed
-TAG_EARLY_STOPPED = "sweeper.early_stopped"  # "true": the scheduler stopped it (status stays finished)
+TAG_STATUS = "status"  # finished, diverged, stopped_early or failed (sweeper.core.states.STATUS_TAG_VALUES)
+TAG_EARLY_STOPPED = "sweeper.early_stopped"  # "true": the scheduler stopped it (also status stopped_early)
 TAG_LAST_ERROR = "sweeper.last_error"  # first line of the error of its last failed attempt
 TAG_NODE_ID = "sweeper.node_id"  # the Ray node that trained it last
 TAG_DEVICE = "sweeper.device"  # where it trained: "cpu" or "cuda:0 <card name>"

@@ -12,7 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 
-from sweeper.core.errors import SweepError, first_line
+from sweeper.core.errors import SweepError, one_line
+from sweeper.record.store import TrackingStore
 
 
 def check_storage(storage: str, *, create: bool) -> None:
@@ -47,45 +48,44 @@ def _check_remote(storage: str) -> None:
         fs, base = pafs.FileSystem.from_uri(storage)
         fs.get_file_info(base)
     except Exception as e:  # noqa: BLE001 - any failure means trials could not reach it either
-        raise SweepError(f"--storage {storage}: cannot use it ({first_line(e)})") from None
+        raise SweepError(f"--storage {storage}: cannot use it ({one_line(e, typed=False, limit=200)})") from None
 
 
-def check_store_exists(uri: str, name: str) -> None:
+def check_store_exists(uri: str | TrackingStore, name: str) -> None:
     """Opening a sqlite URI or a folder path creates a store; `status` and `report` must only
     read, so a store that is not there is an error, not a new empty database."""
-    if uri.startswith("sqlite:///"):
-        db = uri[len("sqlite:///"):]
-        if db and db != ":memory:" and not Path(db).exists():
-            raise SweepError(f"no sweep named {name!r}: no MLflow store at {db}")
-    elif "://" not in uri and not uri.startswith("file:"):
-        if not Path(uri).exists():
-            raise SweepError(f"no sweep named {name!r}: no MLflow store at {uri}")
-    elif uri.startswith("file:"):
-        folder = uri[len("file://"):] if uri.startswith("file://") else uri[len("file:"):]
-        if not Path(folder).exists():
-            raise SweepError(f"no sweep named {name!r}: no MLflow store at {folder}")
+    path = TrackingStore.parse(uri).local_path
+    if path is not None and not path.exists():
+        raise SweepError(f"no sweep named {name!r}: no MLflow store at {path}")
 
 
-def check_tracking_location(uri: str) -> None:
+def store_exists(uri: str | TrackingStore) -> bool:
+    """Whether opening ``uri`` only reads: a server or database always, a sqlite file or a folder
+    only once it is there."""
+    try:
+        check_store_exists(uri, "")
+    except SweepError:
+        return False
+    return True
+
+
+def check_tracking_location(uri: str | TrackingStore) -> None:
     """A sqlite store whose folder is missing: one line now, rather than an SQLAlchemy error."""
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if str(db) != ":memory:" and not db.parent.is_dir():
-            raise SweepError(f"tracking: cannot use MLflow at {uri}: folder {db.parent} does not exist")
+    store = TrackingStore.parse(uri)
+    db = store.sqlite_db
+    if db is not None and not db.parent.is_dir():
+        raise SweepError(f"tracking: cannot use MLflow at {store}: folder {db.parent} does not exist")
 
 
-def create_sqlite_store_once(uri: str) -> None:
+def create_sqlite_store_once(uri: str | TrackingStore) -> None:
     """Two drivers started together on a new sqlite store would both build MLflow's schema and
     one would fail inside MLflow's migration; the first builds it under a file lock beside the
     database, the second waits and then finds it built."""
-    if not uri.startswith("sqlite:///"):
-        return
-    db = Path(uri[len("sqlite:///"):])
-    if str(db) == ":memory:" or db.exists():
+    store = TrackingStore.parse(uri)
+    db = store.sqlite_db
+    if db is None or db.exists():
         return
     from filelock import FileLock
 
-    from sweeper.record import tracking
-
     with FileLock(str(db) + ".lock"):
-        tracking.connect(uri)
+        store.client()

@@ -1,7 +1,7 @@
 """Reading a big sweep back from MLflow in a number of requests that does not grow per trial.
 
 A trial's facts that `sweeper status`, `sweeper report` and planning need mostly come with its
-child run as ``sweeper.run_index`` reads it (params, tags and the latest value and step of every
+child run as ``sweeper.record.run_index`` reads it (params, tags and the latest value and step of every
 metric: from the run index, or from ``search_runs`` for what changed since). What does not is
 read here in bulk:
 
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from sweeper.core import environ
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
 from sweeper.record import names
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def _bulk_interval(client: Any, run_ids: list[str], key: str) -> list[tuple[str,
         points = store.get_metric_history_bulk_interval(run_ids, key, BULK_POINTS, None, None)
         return [(m.run_id, int(m.step), float(m.value), int(m.timestamp)) for m in points]
     except Exception as e:  # noqa: BLE001 - an older server or a store without it: fall back per run
-        log.info("bulk metric history unavailable (%s); reading it run by run", cause(e))
+        log.info("bulk metric history unavailable (%s); reading it run by run", one_line(e))
         return None
 
 
@@ -146,7 +146,7 @@ def _read_gammas(artifact_uri: str, folder: Path) -> list[float] | None:
             layers = json.loads(Path(path).read_text())["layers"]
             return [float(g) for values in layers.values() for g in values]
         except Exception as e:  # noqa: BLE001 - missing or unreadable: try the next name, else no distribution
-            log.debug("no %s under %s (%s)", artifact, artifact_uri, cause(e))
+            log.debug("no %s under %s (%s)", artifact, artifact_uri, one_line(e))
             continue
     return None
 

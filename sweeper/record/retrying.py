@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Callable, TypeVar
 
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,10 +46,10 @@ def through_outage(call: Callable[[], T], what: str, wait_s: float, every_s: flo
             errors.append(e)
             if time.monotonic() < deadline:
                 log.warning("%s: the tracking store did not answer (%s); trying again in %.0f s", what,
-                            cause(e), every_s)
+                            one_line(e), every_s)
             else:
                 log.warning("%s: the tracking store did not answer (%s); gave up after %.0f s", what,
-                            cause(e), wait_s)
+                            one_line(e), wait_s)
             return False
 
     if retry(attempt, wait_s, every_s):

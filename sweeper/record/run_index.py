@@ -5,7 +5,7 @@ every param, tag and metric of every run: at 10,000 trials that is ~75 MB of JSO
 server CPU per command, most of it for runs that finished long ago. A FINISHED child run does not
 change again: the worker and the driver write a trial's status tag, final metrics and artifacts
 before ``set_terminated``, which stamps ``end_time``; the one later write, the spec-version tag
-(``sweeper.versions``), is made by the driver, which then rewrites this index.
+(``sweeper.record.versions``), is made by the driver, which then rewrites this index.
 
 So the driver keeps an index on the sweep's parent run, the artifact ``sweeper/runs.json.gz``:
 the data of every FINISHED child run as of a time ``as_of`` (taken before the reads it was built
@@ -38,7 +38,7 @@ from types import SimpleNamespace
 from typing import Any, Iterable
 
 from sweeper.core import settings
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
 from sweeper.record import names
 from sweeper.record import tracking
 
@@ -166,7 +166,7 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
         try:
             path = client.download_artifacts(parent_run_id, f"{names.ARTIFACT_INDEX_DIR}/{names.ARTIFACT_INDEX_NAME}", tmp)
         except Exception as e:  # noqa: BLE001 - no index yet (or not reachable): list every run instead
-            log.info("no run index read (%s): %s; listing every run", where, cause(e))
+            log.info("no run index read (%s): %s; listing every run", where, one_line(e))
             return None
         try:
             data = json.loads(_json_bytes(Path(path).read_bytes()))
@@ -177,7 +177,7 @@ def load_index(client: Any, parent_run_id: str) -> Index | None:
                          set(data["deleted"]), set(data["open"]))
         except Exception as e:  # noqa: BLE001 - one cut short or damaged: list every run instead (logged)
             log.warning("run index %s is unreadable (%s); listing every run instead (slower, never wrong)",
-                        where, cause(e))
+                        where, one_line(e))
             return None
 
 

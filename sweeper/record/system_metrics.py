@@ -1,4 +1,4 @@
-"""MLflow's own system metrics on a trial's child run (issue 21): CPU and memory (psutil), GPU
+"""MLflow's own system metrics on a trial's child run: CPU and memory (psutil), GPU
 utilisation and memory where a card is present (pynvml), under ``system/`` (names.SYSTEM_METRICS_PREFIX),
 so the run's "System metrics" tab shows whether the card was busy while it trained.
 
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from sweeper.core import settings
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = 
             monitor.start()
             monitors.append(monitor)
         except Exception as e:  # noqa: BLE001 - observing must never stop training (logged)
-            log.warning("no system metrics for run %s (%s)", run_id, cause(e))
+            log.warning("no system metrics for run %s (%s)", run_id, one_line(e))
     trained = False
     try:
         yield
@@ -47,7 +47,7 @@ def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = 
                 if trained:
                     _publish_last_window(monitor)
             except Exception as e:  # noqa: BLE001 - the trial's results are in; only the samples end (logged)
-                log.info("system metrics monitor did not stop cleanly (%s)", cause(e))
+                log.info("system metrics monitor did not stop cleanly (%s)", one_line(e))
 
 
 def _publish_last_window(monitor) -> None:

@@ -1,6 +1,6 @@
 """MLflow bookkeeping for a sweep: experiment, parent run, one child run per trial.
 
-Layout (design.md): one experiment per sweep name; one parent run tagged
+Layout (docs/mlflow.md): one experiment per sweep name; one parent run tagged
 ``sweeper.role=sweep`` holding the spec YAML and its hash; one child run per trial tagged
 ``mlflow.parentRunId``, ``sweeper.trial_key``, ``sweeper.role=trial``, named after the trial.
 
@@ -23,7 +23,6 @@ trial ``discard``s the buffer: epochs buffered by a trial whose driver lost the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import numbers
 import os
@@ -31,22 +30,16 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from sweeper.core.errors import SweepError, first_line
-from sweeper.core import environ
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
 from sweeper.record import names
 from sweeper.record.retrying import retry
+from sweeper.record.store import DEFAULT_TRACKING_URI, TrackingStore, fast_fail_http
+
+__all__ = ["DEFAULT_TRACKING_URI", "TrackingStore", "fast_fail_http"]  # re-exported: callers name them here
 
 log = logging.getLogger(__name__)
 
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-
 SEARCH_PAGE = 10_000  # runs per search_runs page; MLflow accepts up to 50,000
-
-# MLflow's REST client retries for minutes by default (it is tuned for rate limits). Inside a
-# trial we would rather keep training and retry from our own buffer, so calls fail fast there.
-_FAST_FAIL_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def no_run_links() -> None:
@@ -58,31 +51,13 @@ def no_run_links() -> None:
 
 def resolve_tracking_uri(cli_uri: str | None = None, spec_uri: str | None = None,
                          workdir: str | Path | None = None) -> str:
-    """--tracking-uri, then MLFLOW_TRACKING_URI, then the spec's tracking.uri, then
-    sqlite:///mlflow.db in the working folder. Local paths are made absolute, because Ray
-    workers run in other folders."""
-    uri = cli_uri or os.environ.get("MLFLOW_TRACKING_URI") or spec_uri or DEFAULT_TRACKING_URI
-    return absolute_uri(uri, workdir)
+    """The URI of ``TrackingStore.resolve`` (for callers that still pass a string along)."""
+    return TrackingStore.resolve(cli_uri, spec_uri, workdir).uri
 
 
 def absolute_uri(uri: str, workdir: str | Path | None = None) -> str:
-    base = Path(workdir or os.getcwd())
-    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-        rel = uri[len("sqlite:///"):]
-        if rel and rel != ":memory:":
-            return "sqlite:///" + str((base / rel).resolve())
-    if uri.startswith("file:") or "://" in uri:
-        return uri
-    return str((base / uri).resolve())  # a plain folder: MLflow's file store
-
-
-@contextlib.contextmanager
-def fast_fail_http(**overrides: str) -> Iterator[None]:
-    """Temporarily make MLflow's HTTP client give up quickly (unless the user set the knobs).
-    MLflow reads them from os.environ at each request, so this holds for the whole process while
-    any thread is inside such a block (``environ.shared_temporarily``)."""
-    with environ.shared_temporarily({**_FAST_FAIL_ENV, **overrides}, users_win=True):
-        yield
+    """``uri`` as every process opens it (``TrackingStore.parse``)."""
+    return TrackingStore.parse(uri, workdir).uri
 
 
 # What MLflow's client reads from the environment to authenticate to a tracking server.
@@ -95,50 +70,23 @@ def credentials_from_env() -> dict[str, str]:
     return {k: os.environ[k] for k in CREDENTIAL_VARS if k in os.environ}
 
 
-def connect(uri: str):
-    """An MlflowClient on ``uri``, checked: raises SweepError (one line) when the store cannot be
-    reached or refuses our credentials. Called before any trial starts."""
-    from mlflow.tracking import MlflowClient
-
-    try:
-        # few, short tries: a server that is down should be reported now, not after minutes of
-        # MLflow's default retries; a cold server can still take some seconds to answer
-        with fast_fail_http(MLFLOW_HTTP_REQUEST_MAX_RETRIES="2", MLFLOW_HTTP_REQUEST_TIMEOUT="30"):
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)
-    except Exception as e:  # noqa: BLE001 - every failure here means "cannot use this store"
-        raise SweepError(f"tracking: cannot use MLflow at {uri}: {_one_line(e)}") from None
-    return client
-
-
-def _one_line(e: BaseException) -> str:
-    lower = str(e).lower()
-    if "401" in lower or "403" in lower or "unauthorized" in lower or "permission" in lower:
-        return "credentials were refused (check MLFLOW_TRACKING_USERNAME/PASSWORD or TOKEN)"
-    if "max retries" in lower or "connection" in lower or "failed to establish" in lower:
-        return "server not reachable"
-    return first_line(e)
+def connect(uri: str | TrackingStore):
+    """A checked MlflowClient on ``uri`` (``TrackingStore.client``): raises SweepError (one line)
+    when the store cannot be reached or refuses our credentials. Called before any trial starts."""
+    return TrackingStore.parse(uri).client()
 
 
 # --- experiment and runs --------------------------------------------------------------------
 
 
-def artifact_location_for(uri: str) -> str | None:
-    """A sqlite store keeps artifacts next to the database (absolute, so workers agree on it);
-    file stores and tracking servers decide for themselves."""
-    if uri.startswith("sqlite:///"):
-        return Path(uri[len("sqlite:///"):]).parent.joinpath("mlartifacts").as_uri()
-    return None
-
-
-def ensure_experiment(client, name: str, uri: str) -> str:
+def ensure_experiment(client, name: str, uri: str | TrackingStore) -> str:
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=artifact_location_for(uri))
+        return client.create_experiment(name, artifact_location=TrackingStore.parse(uri).artifact_location)
     except Exception:  # another process created it between our two calls (else re-raised)
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -178,7 +126,7 @@ def _has_artifact(client, run_id: str, path: str) -> bool:
     try:
         return any(a.path == path for a in client.list_artifacts(run_id, folder or None))
     except Exception as e:  # noqa: BLE001 - an unreadable artifact store just means "log it again"
-        log.debug("could not list the artifacts of run %s (%s)", run_id, cause(e))
+        log.debug("could not list the artifacts of run %s (%s)", run_id, one_line(e))
         return False
 
 
@@ -325,7 +273,7 @@ class TrialLogger:
             if self._failed_since is None:  # once per outage, not once per retry
                 self._failed_since = time.monotonic()
                 log.warning("MLflow did not take the logs of run %s (%s); %d kept and sent again later",
-                            self.run_id, cause(e), self.pending)
+                            self.run_id, one_line(e), self.pending)
             return False
         if self._failed_since is not None:
             log.info("MLflow took the logs of run %s again after %.0fs", self.run_id,
@@ -353,7 +301,7 @@ class TrialLogger:
 
         ok = retry(attempt, wait_s, self.retry_every_s)
         if not ok and errors:
-            log.warning("MLflow refused a write to run %s for %.0fs (%s)", self.run_id, wait_s, cause(errors[-1]))
+            log.warning("MLflow refused a write to run %s for %.0fs (%s)", self.run_id, wait_s, one_line(errors[-1]))
         return ok
 
 

@@ -1,11 +1,12 @@
 """A trial's state in MLflow: the one place that reads it from a child run and writes how it ended.
 
-Read: ``state_of(run)`` gives one of sweeper.states' trial states. The child run's ``status`` tag
-(design.md: finished | diverged | failed) decides when it is there, and ``sweeper.early_stopped``
-makes a finished trial "stopped early"; without the tag the run's MLflow status says running,
+Read: ``state_of(run)`` gives one of sweeper.core.states' trial states. The child run's ``status``
+tag (finished | diverged | stopped_early | failed) decides when it is there; runs written by earlier
+versions say a scheduler's stop as ``finished`` with ``sweeper.early_stopped`` = "true" (or as
+``stopped early``), read as stopped_early too; without the tag the run's MLflow status says running,
 failed, or interrupted (KILLED by a stopped driver, or left RUNNING by a killed one and found
 KILLED later); no run at all is pending. `status`, `watch`, the driver, planning and the report
-all read a trial's state here and compare it with sweeper.states' names.
+all read a trial's state here and compare it with sweeper.core.states' names.
 
 Write: whoever learns how a trial ended writes it here, and nowhere else:
 
@@ -36,8 +37,9 @@ import logging
 import time
 from typing import Any
 
-from sweeper.core.logs import cause
-from sweeper.core.states import DIVERGED, DONE, FAILED, FINISHED, INTERRUPTED, PENDING, RUNNING, STOPPED_EARLY
+from sweeper.core.errors import one_line
+from sweeper.core.states import (DIVERGED, DONE, FAILED, FINISHED, INTERRUPTED, OLD_STOPPED_EARLY, PENDING, RUNNING,
+                                 STOPPED_EARLY)
 from sweeper.core import settings
 from sweeper.record import names, retrying, tracking
 
@@ -57,7 +59,7 @@ def state_of(run: Any) -> str:
         return PENDING
     tags = run.data.tags
     status = tags.get(names.TAG_STATUS)
-    if status == FINISHED and tags.get(names.TAG_EARLY_STOPPED) == "true":
+    if status == OLD_STOPPED_EARLY or (status == FINISHED and tags.get(names.TAG_EARLY_STOPPED) == "true"):
         return STOPPED_EARLY
     if status:
         return status
@@ -85,14 +87,16 @@ def mark_trained(logger, status: str, wait_s: float) -> bool:
 
 def mark_stopped_early(client, run_id: str) -> None:
     """The scheduler ended the trial before its last epoch, without an error: it has no final
-    metrics, so its last and best ``test_acc`` stand in for final_test_acc and best_test_acc."""
+    metrics, so its last and best ``test_acc`` stand in for final_test_acc and best_test_acc.
+    ``sweeper.early_stopped`` is still written, for readers of earlier versions (they read the
+    stop from it)."""
     client.set_tag(run_id, names.TAG_EARLY_STOPPED, "true")
     history = client.get_metric_history(run_id, "test_acc")
     if history:
         accs = [m.value for m in sorted(history, key=lambda m: m.step)]
         client.log_metric(run_id, "final_test_acc", accs[-1], step=names.FINAL_STEP)
         client.log_metric(run_id, "best_test_acc", max(accs), step=names.FINAL_STEP)
-    client.set_tag(run_id, names.TAG_STATUS, FINISHED)
+    client.set_tag(run_id, names.TAG_STATUS, STOPPED_EARLY)
     client.set_terminated(run_id, _RUN_STATUS[STOPPED_EARLY])
 
 
@@ -100,6 +104,12 @@ def mark_failed(client, run_id: str) -> None:
     """The trial failed for good: Ray's retries are spent, or `sweeper train` saw it raise (its
     last error is on the run already: the worker wrote ``error_tags`` when it raised)."""
     client.set_tag(run_id, names.TAG_STATUS, FAILED)
+    client.set_terminated(run_id, _RUN_STATUS[FAILED])
+
+
+def mark_attempt_failed(client, run_id: str) -> None:
+    """One attempt failed and nothing retries it now (an array member that failed alone, the
+    others going on): no status tag, so the next run trains it again; its error is on the run."""
     client.set_terminated(run_id, _RUN_STATUS[FAILED])
 
 
@@ -145,7 +155,7 @@ def write_end_retried(client, run_id: str, state: str, wait_s: float | None = No
     ok = retrying.retry(attempt, wait_s, every_s)
     if not ok:
         log.log(level, "could not record run %s as %s in MLflow within %.0fs (%s)", run_id, state, wait_s,
-                cause(last[0]) if last else "no answer")
+                one_line(last[0]) if last else "no answer")
     return ok
 
 
@@ -174,7 +184,7 @@ class PendingEnds:
             fs.move(f"{base}/{key}.json.tmp", f"{base}/{key}.json")  # whole or absent
         except Exception as e:  # noqa: BLE001 - logged; the MLflow write is still tried
             log.warning("could not keep the end of trial %s in %s (%s); it depends on MLflow alone",
-                        key, self.root, cause(e))
+                        key, self.root, one_line(e))
             return False
         return True
 
@@ -185,7 +195,7 @@ class PendingEnds:
         except FileNotFoundError:  # already settled and cleared
             pass
         except Exception as e:  # noqa: BLE001 - logged; a stale entry is harmless: a done run is left alone
-            log.info("could not remove %s/%s.json (%s)", self.root, key, cause(e))
+            log.info("could not remove %s/%s.json (%s)", self.root, key, one_line(e))
 
     def pending(self) -> dict[str, str]:
         """trial key -> what Ray said (COMPLETED or ERRORED), for every end not yet cleared. An
@@ -204,7 +214,7 @@ class PendingEnds:
                     entry = json.loads(stream.read())
                     found[entry["key"]] = entry["ray_end"]
                 except (ValueError, KeyError, TypeError) as e:  # a torn file from a killed driver
-                    log.warning("ignoring unreadable %s (%s)", info.path, cause(e))
+                    log.warning("ignoring unreadable %s (%s)", info.path, one_line(e))
         return found
 
 
@@ -231,7 +241,7 @@ def settle_driver_end(client, experiment_id: str, key: str, ray_end: str, pendin
     trial = f"{name} ({key})" if name else key
     if not retrying.retry(read, wait_s, SETTLE_EVERY_S):
         log.warning("could not read trial %s from MLflow to record how it ended (%s)%s", trial,
-                    cause(last[0]) if last else "no answer", _kept(pending))
+                    one_line(last[0]) if last else "no answer", _kept(pending))
         return None, None
     run = found[0]
     state = _end_for(run, ray_end)
@@ -281,7 +291,7 @@ def settle_pending(client, by_key: dict[str, Any], pending: PendingEnds, write: 
                 with tracking.fast_fail_http():
                     fresh[run.info.run_id] = client.get_run(run.info.run_id)
             except Exception as e:  # noqa: BLE001 - logged; the state is known, planning uses it
-                log.info("could not read run %s again (%s)", run.info.run_id, cause(e))
+                log.info("could not read run %s again (%s)", run.info.run_id, one_line(e))
                 unwritten[key] = state
         else:
             unwritten[key], store_down = state, True

@@ -33,13 +33,14 @@ def report_command(spec_or_name: str, tracking_uri: str | None = None, out_dir: 
     import click
 
     from sweeper.core.states import DIVERGED, FINISHED, RUNNING
-    from sweeper.record import tracking
     from sweeper.record.preflight import check_store_exists
+    from sweeper.record.store import TrackingStore
 
     name, spec_uri, planned, keys = resolve_target(spec_or_name)
-    uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
-    check_store_exists(uri, name)  # as status does: reading must not create a store, nor open a missing one
-    client = tracking.connect(uri)
+    store = TrackingStore.resolve(tracking_uri, spec_uri)
+    check_store_exists(store, name)  # as status does: reading must not create a store, nor open a missing one
+    client = store.client()
+    uri = store.uri
     out = Path(out_dir) if out_dir else Path("reports") / name
     report = build_report(client, name, uri, out, planned=None if all_versions else planned,
                           all_versions=all_versions, keys=keys)
@@ -71,8 +72,8 @@ def resolve_target(spec_or_name) -> tuple[str, str | None, int | None, set[str] 
         if not path.is_file():
             raise SpecError(spec_or_name, None, "no such spec file")
         spec = load_spec(path)
-    from sweeper.plan.planning import expected_payloads
+    from sweeper.plan.planning import expected_trials
 
     planned = spec.sampled_trial_count() or len(spec.trials())
-    keys = {t.key for t in expected_payloads(spec)} | {t.key for t in spec.trials()}
+    keys = {t.key for t in expected_trials(spec)} | {t.key for t in spec.trials()}
     return spec.name, spec.tracking.uri, planned, keys

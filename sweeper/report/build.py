@@ -11,7 +11,7 @@ import pandas as pd
 
 from sweeper.record import names
 from sweeper.record import readback
-from sweeper.core.errors import SweepError, first_line
+from sweeper.core.errors import SweepError, one_line
 from sweeper.report import figures as fig
 from sweeper.report.collect import SweepRuns, load_curves, load_sweep
 from sweeper.report.markdown import render
@@ -103,7 +103,7 @@ def build_report(client: Any, name: str, tracking_uri: str, out_dir: str | Path,
             set_report_note(client, sweep.parent_run_id, markdown.read_text(encoding="utf-8"), names.ARTIFACT_REPORT)
         except Exception as e:  # noqa: BLE001 - the local report stands; say what did not happen
             raise SweepError(f"report written to {out}, but not stored on MLflow run "
-                             f"{sweep.parent_run_id}: {first_line(e)}") from None
+                             f"{sweep.parent_run_id}: {one_line(e, typed=False, limit=200)}") from None
     return report
 
 

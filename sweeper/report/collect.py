@@ -1,13 +1,13 @@
 """Read one sweep back from MLflow into plain pandas tables.
 
-The layout is the one design.md fixes: one experiment per sweep, a parent run tagged
+The layout is the one docs/mlflow.md documents: one experiment per sweep, a parent run tagged
 ``sweeper.role=sweep``, one child run per trial tagged ``sweeper.role=trial`` and
 ``sweeper.trial_key``, params = the flattened trial configuration, final metrics logged once,
 per-epoch metrics with ``step`` = epoch, ``gamma.json`` among the child's artifacts.
 
 Cost: one paged ``search_runs`` for all trials (params, tags and the latest value of every
 metric come with it) and one for the parent. The learning curves and gamma distributions are
-read by the report only for the runs its figures draw, in bulk (sweeper/readback.py).
+read by the report only for the runs its figures draw, in bulk (sweeper/record/readback.py).
 """
 
 from __future__ import annotations
@@ -24,16 +24,17 @@ import pandas as pd
 
 from sweeper.record import names
 from sweeper.record import readback, run_index, tracking
+from sweeper.record.store import TrackingStore
 from sweeper.core.errors import SweepError
 from sweeper.core.states import PENDING, STATES
 from sweeper.core.trial import with_later_defaults
 from sweeper.record.trial_record import state_of
 from trainables.names import FINAL_METRICS, PER_EPOCH_METRICS
-from sweeper.core.logs import cause
+from sweeper.core.errors import one_line
 
 log = logging.getLogger(__name__)
 
-# A trial's state as the report sees it (sweeper.trial_record.state_of). Only finished runs
+# A trial's state as the report sees it (sweeper.record.trial_record.state_of). Only finished runs
 # enter the means; diverged ones are counted next to them (their accuracy is chance, not a
 # measurement of the configuration); the rest are listed in the header and left out.
 # A trial an early-stopping scheduler (ASHA) ended is stopped early: it has no final metrics
@@ -78,10 +79,10 @@ def load_sweep(client: Any, name: str, tracking_uri: str | None = None, all_vers
     """The child runs of sweep ``name`` of the current spec version (``keys``, else the runs not
     tagged superseded), or all with ``all_versions``; SweepError when there is no such sweep.
 
-    ``client``: an ``MlflowClient`` or a tracking URI (then a checked client is made,
-    ``tracking.connect``); the URI the messages name is the client's own unless given."""
-    if isinstance(client, str):
-        client = tracking.connect(client)
+    ``client``: an ``MlflowClient``, a tracking URI or a ``TrackingStore`` (then a checked client
+    is made, ``TrackingStore.client``); the URI the messages name is the client's own unless given."""
+    if isinstance(client, (str, TrackingStore)):
+        client = TrackingStore.parse(client).client()
     tracking_uri = tracking_uri or client.tracking_uri
     experiment = client.get_experiment_by_name(name)
     if experiment is None or experiment.lifecycle_stage == "deleted":
@@ -146,7 +147,7 @@ def _read_gammas(client: Any, run_id: str, artifact: str, folder: Path) -> list[
         layers = json.loads(Path(path).read_text())["layers"]
         return [float(g) for values in layers.values() for g in values]
     except Exception as e:  # noqa: BLE001 - missing or unreadable: no distribution for this run
-        log.debug("no %s on run %s (%s)", artifact, run_id, cause(e))
+        log.debug("no %s on run %s (%s)", artifact, run_id, one_line(e))
         return None
 
 
@@ -166,7 +167,7 @@ def _trials_table(runs: list[Any]) -> tuple[pd.DataFrame, list[str], list[str]]:
             "start_time": _timestamp(run.info.start_time),
             "end_time": _timestamp(run.info.end_time),
         }
-        aliases = set(tags.get(names.TAG_SHORT_PARAMS, "").split(","))  # sweeper.child_run: UI names
+        aliases = set(tags.get(names.TAG_SHORT_PARAMS, "").split(","))  # sweeper.record.child_run: UI names
         for key, value in with_later_defaults(run.data.params).items():
             if key in aliases:
                 continue
@@ -217,7 +218,7 @@ def _ordered_params(keys: set[str]) -> list[str]:
 
 
 def _ordered_metrics(keys: set[str]) -> list[str]:
-    """Final metrics first in the order design.md lists them, then the last value of each per-epoch one."""
+    """Final metrics first in the order trainables.names.FINAL_METRICS lists them, then the last value of each per-epoch one."""
     first = [k for k in FINAL_METRICS + PER_EPOCH_METRICS if k in keys]
     return first + sorted(keys - set(first))
 
