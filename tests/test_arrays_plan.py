@@ -1,4 +1,4 @@
-"""Trial arrays on the sweeper side (issue 21), fast: the spec key, grouping, what an array asks
+"""Trial arrays on the sweeper side, fast: the spec key, grouping, what an array asks
 Ray for, what `validate` says, auto's choice, and the driver's callback counting trials, not arrays.
 
 Which trials may share an array is the trainables' rule (``trainables.array.array_key``).
@@ -12,7 +12,7 @@ import pytest
 
 from sweeper.core.errors import SpecError
 from sweeper.plan import arrays
-from sweeper.plan.payload import TrialPayload
+from sweeper.core.trial import Trial
 from sweeper.spec import parse_spec
 
 
@@ -29,8 +29,8 @@ def spec_text(array="4", extra="", grid="{mode: [bn_only, full, output_only, ran
             f"{extra}")
 
 
-def payloads(spec) -> list[TrialPayload]:
-    return [TrialPayload(t.key, t.name, dict(t.config), dict(t.params)) for t in spec.trials()]
+def payloads(spec) -> list[Trial]:
+    return [Trial(t.key, t.name, dict(t.config), dict(t.params)) for t in spec.trials()]
 
 
 def test_resources_array_is_an_integer_from_1_or_auto_and_defaults_to_solo():
@@ -119,24 +119,42 @@ def test_auto_picks_the_size_with_the_most_images_per_s_only_if_it_beats_a_solo_
     assert arrays.choose_sizes(measured) == {"g1": 4, "g2": 1}
 
 
-def test_auto_in_run_measures_and_groups_by_what_it_measured(support, monkeypatch):
+def test_auto_discounts_the_noise_of_its_rounds_before_the_margin():
+    def row(ratio, noise):
+        return {"solo_images_per_s": 100.0, "packed_images_per_s": 400.0, "array_images_per_s": 400.0 * ratio,
+                "noise": noise}
+
+    # a 1.3x median whose rounds spread +-25% might be 0.98x: not trusted; +-5%: 1.24x, an array
+    assert arrays.choose_sizes({"g": {4: row(1.3, 0.25)}}) == {"g": 1}
+    assert arrays.choose_sizes({"g": {4: row(1.3, 0.05)}}) == {"g": 4}
+    # packed is what the members reach side by side, not K x one of them
+    assert arrays.choose_sizes({"g": {4: {"solo_images_per_s": 100.0, "packed_images_per_s": 500.0,
+                                          "array_images_per_s": 500.0}}}) == {"g": 1}
+
+
+def test_auto_in_run_measures_the_members_as_grouped_and_groups_by_what_it_measured(support, monkeypatch):
     spec = parse_spec(spec_text(array="auto"))
     calls = []
 
-    def measure_array(config, k, steps):
-        calls.append(k)
-        return {"solo_images_per_s": 100.0, "array_images_per_s": {2: 150.0, 4: 530.0, 8: 610.0}[k]}
+    def measure_array(configs, rounds, steps):
+        calls.append([c["mode"] for c in configs])
+        k = len(configs)
+        return {"solo_images_per_s": 100.0, "packed_images_per_s": 100.0 * k, "noise": 0.01,
+                "array_images_per_s": {2: 150.0, 4: 530.0, 8: 610.0}[k]}
 
     monkeypatch.setattr(arrays.array_support(), "measure_array", measure_array, raising=False)
     told = []
     units = arrays.plan_units(spec, payloads(spec), told.append)
-    assert sorted(calls) == [2, 4, 8]
+    assert sorted(len(c) for c in calls) == [2, 4, 8]  # 16 and 32 exceed the group (8 trials)
+    # the members as they would train together: mixed modes, not K copies of the costliest
+    grouped = [t.config["mode"] for t in payloads(spec)]
+    assert all(c == grouped[:len(c)] for c in calls) and len(set(calls[-1])) == 4
     assert [len(u.members) for u in units] == [4, 4]
     assert any("auto chooses:" in line and "arrays of 4" in line for line in told)
 
 
 def test_auto_that_cannot_measure_trains_solo_and_says_so(support, monkeypatch):
-    def broken(config, k, steps):
+    def broken(configs, rounds, steps):
         raise RuntimeError("no device")
 
     monkeypatch.setattr(arrays.array_support(), "measure_array", broken, raising=False)
@@ -156,12 +174,11 @@ class _Monitor:
 
 def test_the_drivers_callback_counts_an_arrays_members_as_trials(support, monkeypatch):
     from sweeper.driver import trial_events
-    from sweeper.plan.payload import payload_dict
     from sweeper.views import progress
 
     spec = parse_spec(spec_text())
     units = arrays.group(payloads(spec), 4, support.array_key)
-    grid = {p.key: payload_dict(p) for u in units for p in u.members}
+    grid = {p.key: p for u in units for p in u.members}
     table = arrays.tune_arrays(units, 1.0, 0.0, None)
     monitor = _Monitor()
     monkeypatch.setattr(progress.SweepMonitor, "start", classmethod(lambda cls, *a, **k: monitor))
@@ -190,12 +207,12 @@ def test_validate_measure_prints_solo_and_array_images_per_s_and_what_auto_choos
     spec = parse_spec(spec_text(array="auto"))
     trials = payloads(spec)
     key = support.array_key(trials[0].config)
-    measured = {key: {2: {"solo_images_per_s": 1000.0, "array_images_per_s": 1500.0},
-                      4: {"solo_images_per_s": 1000.0, "array_images_per_s": 4800.0}}}
+    measured = {key: {2: {"solo_images_per_s": 1000.0, "array_images_per_s": 1500.0, "noise": 0.02},
+                      4: {"solo_images_per_s": 1000.0, "array_images_per_s": 4800.0, "noise": 0.05}}}
     lines = array_measure.measured_lines(spec, trials, measured)
     rows = [line.split() for line in lines if line.startswith("  bn_only")]
-    assert [row[1:] for row in rows] == [["8", "2", "1,000", "1,500", "1.50x", "0.75x"],
-                                         ["8", "4", "1,000", "4,800", "4.80x", "1.20x"]]
+    assert [row[1:] for row in rows] == [["8", "2", "1,000", "1,500", "0.75x", "±2%"],
+                                         ["8", "4", "1,000", "4,800", "1.20x", "±5%"]]
     assert any(line.startswith("  auto chooses: bn_only-d8-w1-lr0.1-s0: arrays of 4") for line in lines)
     assert any("2 array(s) of 4: each asks Ray for cpu 4, gpu 1" in line for line in lines)
 
@@ -219,3 +236,15 @@ def test_run_dry_run_shows_which_array_each_remaining_trial_would_train_in(suppo
         key = row.split()[2]
         assert row.split()[-1] == expected[key] and row.split()[-2] == "pending"
     assert "arrays: 8 of 8 trials in 2 array(s) (resources.array: 4); one array is one Ray trial" in result.output
+
+
+def test_only_trials_at_the_same_progress_share_an_array(support):
+    trials = payloads(parse_spec(spec_text()))  # 8 compatible trials
+    progress = {trials[0].key: 90, trials[1].key: 90, trials[2].key: 3}
+    units = arrays.group(trials, 4, support.array_key, progress)
+    by_done = sorted((sorted({progress.get(m.key, 0) for m in u.members}), len(u.members)) for u in units)
+    assert by_done == [([0], 1), ([0], 4), ([3], 1), ([90], 2)]  # never two progresses in one unit
+    told = []
+    planned = arrays.plan_units(parse_spec(spec_text()), trials, told.append, progress=progress)
+    assert sorted(len(u.members) for u in planned) == [1, 1, 2, 4]
+    assert sorted(len(u.members) for u in arrays.plan_units(parse_spec(spec_text()), trials, told.append)) == [4, 4]

@@ -8,9 +8,14 @@ random batches of the data set's shape on the device, and times a few full train
 (forward, loss, zero_grad, backward, optimizer step) after a warm-up. On CUDA it also reads the
 allocator's peak for one step. No data set is loaded: a step costs the same on random pixels.
 
-From those step times: device-hours (the sum over trials of steps x step time), wall time at
-max_concurrent (assuming concurrent trials do not slow each other: true for CPU trials with their
-own cores, optimistic for trials packed on one GPU; bench/gpu_check.py measures packing), peak
+It also times each group's start-up: the data set loaded onto the device (where this machine has
+it; else the assumed part of estimate.STARTUP_S), the model built with its mode and optimizer, plus
+the sweep layer's own share (estimate.SWEEP_LAYER_S, measured once and stated there).
+
+From those times: device-hours (the sum over trials of steps x step time), the whole study's wall
+time at max_concurrent (every trial's start-up and steps, packed max_concurrent at a time,
+assuming concurrent trials do not slow each other: true for CPU trials with their own cores,
+optimistic for trials packed on one GPU; bench/gpu_check.py measures packing), peak
 memory per trial, and on CUDA the ``resources.gpu`` fraction that packs the most trials on one
 card without running out of memory. Evaluation passes are not timed (as in the FLOP estimate).
 """
@@ -18,6 +23,7 @@ card without running out of memory. Evaluation passes are not timed (as in the F
 from __future__ import annotations
 
 
+import dataclasses
 import math
 import os
 import statistics
@@ -27,7 +33,7 @@ from typing import Any, Callable
 
 import torch
 
-from sweeper.plan.estimate import hours, image_side, train_images
+from sweeper.plan.estimate import STARTUP_S, SWEEP_LAYER_S, hours, image_side, train_images
 from sweeper.spec import Spec
 from trainables.data.facts import DATA_SETS
 
@@ -59,24 +65,6 @@ def describe_device(device: torch.device) -> str:
         props = torch.cuda.get_device_properties(device)
         return f"GPU {props.name} ({props.total_memory / GIB:.0f} GiB)"
     return f"CPU ({os.cpu_count()} cores)"
-
-
-
-
-def trial_device(config: dict) -> str:
-    """The device a trial with ``config`` trains on in this process, for the names.TAG_DEVICE tag
-    (with Ray's CUDA_VISIBLE_DEVICES, which says which physical card cuda:0 is)."""
-    from trainables.loop import resolve_device
-
-    try:
-        device = resolve_device(config["train"]["device"])
-    except RuntimeError as e:  # run_trial fails on it next, with this message
-        return f"unavailable: {e}"
-    if device.type != "cuda":
-        return device.type
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    return f"cuda:{index} {torch.cuda.get_device_name(index)}" + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible else "")
 
 
 def sync(device: torch.device) -> None:
@@ -157,6 +145,32 @@ class Measured:
     trials: int
     train_steps: int  # training steps of all these trials, summed
     timing: StepTiming
+    startup_s: float = STARTUP_S  # per trial: sweep layer + data set on the device + model built
+    data_timed: bool = False  # the data set's load was timed here (else STARTUP_S's share is assumed)
+
+    @property
+    def trial_seconds(self) -> float:
+        """One trial of this group, start-up included (its steps averaged over the group)."""
+        return self.startup_s + self.train_steps / max(self.trials, 1) * self.timing.seconds
+
+
+def time_startup(config: dict, device: torch.device) -> tuple[float, bool]:
+    """(seconds a trial of ``config`` spends before its first step, whether the data load was
+    timed): the sweep layer's share, the data set loaded here when this machine has it (never
+    downloaded: a validate fetches nothing), and the model with its mode and optimizer."""
+    from trainables.config import TrialConfig
+    from trainables.data import load_data
+
+    cfg = TrialConfig.from_dict(config)
+    start = time.perf_counter()
+    try:
+        load_data(dataclasses.replace(cfg.dataset, download=False), device, cfg.seed, augment=cfg.train.augment)
+        data_s, timed = time.perf_counter() - start, True
+    except (FileNotFoundError, OSError, RuntimeError):  # not on this machine: the assumed share stands
+        data_s, timed = STARTUP_S - SWEEP_LAYER_S, False
+    start = time.perf_counter()
+    training_step(cfg, device)
+    return SWEEP_LAYER_S + data_s + (time.perf_counter() - start), timed
 
 
 def _group_key(config: dict) -> tuple:
@@ -197,13 +211,25 @@ def measure_spec(spec: Spec, device: torch.device, *, steps: int = 3, warmup: in
                 progress(f"timing {label} ...")
             batch = config["train"]["batch_size"]
             timing = time_step(training_step(config, device), device, batch, steps=steps, warmup=warmup)
+            startup, timed = time_startup(config, device)
             measured.append(Measured(label, len(configs) * samples,
-                                     samples * sum(_train_steps(c) for c in configs), timing))
+                                     samples * sum(_train_steps(c) for c in configs), timing, startup, timed))
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         return measured
     finally:
         torch.set_num_threads(threads)
+
+
+def study_wall_s(measured: list[Measured], at_once: int) -> float:
+    """The whole study's wall time with ``at_once`` trials at a time: every trial (start-up and
+    steps) handed, longest first, to the slot that frees up first, as Ray's FIFO queue does."""
+    slots = [0.0] * max(1, at_once)
+    durations = sorted((m.trial_seconds for m in measured for _ in range(m.trials)), reverse=True)
+    for d in durations:
+        i = min(range(len(slots)), key=slots.__getitem__)
+        slots[i] += d
+    return max(slots)
 
 
 def concurrency(spec: Spec, device: torch.device) -> int:
@@ -242,22 +268,26 @@ def describe_measured(spec: Spec, *, steps: int = 3, warmup: int = 1,
         if device.type == "cpu" else ""
     lines = ["", f"measured cost, training only (timed on this machine's {where}{threads}; "
                  f"{warmup} warm-up + {steps} timed steps each, median):"]
-    rows = [["architecture, data, mode", "trials", "batch", "s/step", "images/s", "peak memory"]]
+    rows = [["architecture, data, mode", "trials", "batch", "s/step", "images/s", "start-up", "peak memory"]]
     for m in measured:
         peak = f"{m.timing.peak_bytes / GIB:.2f} GiB" if m.timing.peak_bytes is not None else "-"
         rows.append([m.label, str(m.trials), str(m.timing.batch_size), f"{m.timing.seconds:.4f}",
-                     f"{m.timing.images_per_s:,.0f}", peak])
+                     f"{m.timing.images_per_s:,.0f}", f"{m.startup_s:.1f} s" + ("" if m.data_timed else "*"), peak])
     lines += ["  " + line for line in _table(rows)]
     seconds = sum(m.train_steps * m.timing.seconds for m in measured)
-    longest = max((m.train_steps / max(m.trials, 1) * m.timing.seconds for m in measured), default=0.0)
+    startup = sum(m.trials * m.startup_s for m in measured)
     at_once = concurrency(spec, device)
-    wall = max(seconds / at_once, longest)
     per_trial = "one whole GPU per trial while timed" if device.type == "cuda" else \
         "CPU trial-hours, each trial on its resources.cpu cores"
     lines += [
-        f"  device-hours:           {hours(seconds / 3600)} ({per_trial}; training steps only)",
-        f"  wall time:              {_duration(wall)} at {at_once} trial(s) at once (max_concurrent), "
-        "if concurrent trials do not slow each other",
+        f"  device-hours:           {hours((seconds + startup) / 3600)} ({per_trial}; {hours(seconds / 3600)} of it "
+        "training steps, the rest start-up)",
+        f"  wall time:              {_duration(study_wall_s(measured, at_once))} for the whole study at {at_once} "
+        "trial(s) at once (max_concurrent), start-up included, if concurrent trials do not slow each other",
+        f"  start-up per trial:     {SWEEP_LAYER_S:g} s of sweep layer (measured once, sweeper.plan.estimate) + "
+        "the data set loaded and the model built, timed here"
+        + ("" if all(m.data_timed for m in measured) else
+           f" (*: the data set is not on this machine; its load assumed at {STARTUP_S - SWEEP_LAYER_S:g} s)"),
     ]
     lines += _memory_lines(measured, device, spec)
     lines.append("shown: measured step times on this machine (the FLOP estimate above assumes a throughput)")
@@ -289,7 +319,7 @@ def _table(rows: list[list[str]]) -> list[str]:
 
 
 def _duration(seconds: float) -> str:
-    if seconds < 120:
+    if seconds < 600:
         return f"{seconds:.0f} s"
     if seconds < 7200:
         return f"{seconds / 60:.0f} min"
