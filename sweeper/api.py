@@ -3,6 +3,7 @@
     load_results(name_or_spec)  one row per trial: state, the axes as typed columns, final
                                 metrics, run id, trial key, checkpoint folder
     load_history(name_or_spec)  the per-epoch curves, one row per (trial, epoch)
+    best(name_or_spec)          the best finished trial's row of load_results
     load_model(trial)           a trial's trained network (eval mode), by row, run id or key
     run(spec_or_path)           a sweep from Python: a RunResult (exit code, counts, results)
 
@@ -43,15 +44,24 @@ class RunResult:
     """What ``sweeper.run`` returns."""
 
     name: str
-    exit_code: int  # as `sweeper run`: 0 ok, 1 a trial failed, 130 interrupted (resume: run again)
+    exit_code: int  # as `sweeper run`: 0 ok, 1 a trial failed, 3 the sweep was taken over, 130 interrupted (resume: run again)
     counts: dict[str, int]  # trials of the spec per state (pending: no run yet)
     results: "pd.DataFrame"  # load_results of the sweep after the run
     messages: list[str] = field(default_factory=list, repr=False)  # what `sweeper run` would print
     tracking_uri: str = ""
+    metric: str = "test_acc"  # the spec's search metric and direction: what best() ranks by
+    direction: str = "max"
 
     @property
     def ok(self) -> bool:
         return self.exit_code == 0
+
+    def best(self, metric: str | None = None, direction: str | None = None) -> "pd.Series":
+        """The best finished trial's row of ``results`` (as ``sweeper.best``: the spec's
+        search metric and direction unless given)."""
+        from sweeper.report.results import best_row
+
+        return best_row(self.results, metric or self.metric, direction or (self.direction if metric is None else None))
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
@@ -71,7 +81,8 @@ def load_results(name_or_spec: "str | Path | Spec", tracking_uri: str | None = N
     metrics (``best_test_acc`` ... ``epochs_completed``), ``run_id``, ``trial_key``,
     ``checkpoint`` (the trial's folder ``<storage>/<sweep>/trials/<key>``; ``storage``
     defaults to ``./sweeper_results`` of *this* working folder, as for `sweeper run`), and
-    ``start_time``/``end_time``. ``name_or_spec``: a sweep name, a spec file or a ``Spec``;
+    ``start_time``/``end_time``, ``driver_gone_since`` (a running trial whose driver is gone:
+    its last heartbeat; nothing trains it until the next run). ``name_or_spec``: a sweep name, a spec file or a ``Spec``;
     ``tracking_uri`` as for the CLI (else MLFLOW_TRACKING_URI, the spec's, sqlite:///mlflow.db).
     """
     with _quiet_mlflow():
@@ -90,9 +101,14 @@ def load_history(name_or_spec: "str | Path | Spec", tracking_uri: str | None = N
     import pandas as pd
 
     from sweeper.report.collect import load_curves
+    from trainables.keys import did_you_mean
     from trainables.names import PER_EPOCH_METRICS
 
     metrics = list(metrics or PER_EPOCH_METRICS)
+    unknown = [m for m in metrics if m not in PER_EPOCH_METRICS]
+    if unknown:  # an empty column would read as "never logged"
+        raise ValueError(f"unknown per-epoch metric {unknown[0]!r}{did_you_mean(unknown[0], PER_EPOCH_METRICS)}; "
+                         f"one of {', '.join(PER_EPOCH_METRICS)}")
     with _quiet_mlflow():
         client, axes, results = _load(name_or_spec, tracking_uri, all_versions, storage)
         if trials is not None:
@@ -108,6 +124,25 @@ def load_history(name_or_spec: "str | Path | Spec", tracking_uri: str | None = N
     frame["epoch"] = frame["epoch"].astype("int64")
     order = ["name", "trial_key", "run_id"] + [a for a in axes if a not in metrics] + ["epoch"] + metrics
     return frame[order].sort_values(["name", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def best(name_or_spec: "str | Path | Spec", metric: str | None = None, direction: str | None = None, *,
+         tracking_uri: str | None = None, storage: str | None = None) -> "pd.Series":
+    """The row of ``load_results`` of the best finished trial (as Ray's ``get_best_result`` and
+    Optuna's ``best_trial``). ``metric``: a final metric or ``test_acc`` (its last value); default
+    the spec's search metric when a spec is given, else ``final_test_acc``. ``direction``: ``max``
+    or ``min``, default the spec's, else the metric's own (min for losses). SweepError when no
+    finished trial has the metric; a metric that is no column of the results names the known ones."""
+    from sweeper.report.results import best_row
+    from sweeper.spec import Spec, load_spec
+
+    spec = name_or_spec if isinstance(name_or_spec, Spec) else None
+    if spec is None and (Path(str(name_or_spec)).suffix in (".yaml", ".yml") or Path(str(name_or_spec)).is_file()):
+        spec = load_spec(name_or_spec)
+    if metric is None and spec is not None:
+        metric, direction = spec.metric, direction or spec.direction
+    results = load_results(spec or name_or_spec, tracking_uri, storage=storage)
+    return best_row(results, metric or "final_test_acc", direction)
 
 
 def load_model(trial: "Mapping[str, Any] | str", name_or_spec: "str | Path | Spec | None" = None, *,
@@ -148,8 +183,9 @@ def run(spec_or_path: "str | Path | Spec", *, address: str | None = None, tracki
     from sweeper.core.errors import SweepError
     from sweeper.core.states import PENDING, STATES
     from sweeper.driver.orchestrate import run_command
-    from sweeper.record import tracking
+    from sweeper.record.store import TrackingStore
     from sweeper.report import resolve_target
+    from sweeper.report.results import empty_results
     from sweeper.spec import Spec, load_spec
     from sweeper.views import terminal
 
@@ -158,15 +194,15 @@ def run(spec_or_path: "str | Path | Spec", *, address: str | None = None, tracki
     with _quiet_mlflow(), terminal.kept() as messages, _signals_kept():
         code = run_command(spec, address=address, tracking_uri=tracking_uri, storage=storage, dry_run=dry_run,
                            handle_signals=False, ray_log=ray_log)
-        uri = tracking.resolve_tracking_uri(tracking_uri, spec.tracking.uri)
+        uri = TrackingStore.resolve(tracking_uri, spec.tracking.uri).uri
         try:
             results = _load(spec, uri, False, storage)[2]
         except SweepError:  # a dry run of a new sweep: no store or experiment yet, no rows
-            results = _empty_results()
+            results = empty_results()
     _, _, planned, _ = resolve_target(spec)
     counts = {state: int((results["state"] == state).sum()) for state in STATES}
     counts[PENDING] = max(0, int(planned or 0) - len(results))
-    return RunResult(spec.name, code, counts, results, messages, uri)
+    return RunResult(spec.name, code, counts, results, messages, uri, spec.metric, spec.direction)
 
 
 # --- internals ------------------------------------------------------------------------------
@@ -174,10 +210,11 @@ def run(spec_or_path: "str | Path | Spec", *, address: str | None = None, tracki
 
 def _load(name_or_spec, tracking_uri: str | None, all_versions: bool, storage: str | None):
     """(client, the axis columns, the results frame)."""
-    from sweeper.record import tracking
     from sweeper.record.preflight import check_store_exists
+    from sweeper.record.store import TrackingStore
     from sweeper.report import resolve_target
     from sweeper.report.collect import load_sweep, split_versions
+    from sweeper.report.results import results_frame
     from sweeper.spec import Spec, load_spec
 
     if not isinstance(name_or_spec, Spec):
@@ -185,9 +222,9 @@ def _load(name_or_spec, tracking_uri: str | None, all_versions: bool, storage: s
         if Path(text).suffix in (".yaml", ".yml") or Path(text).is_file():
             name_or_spec = load_spec(text)  # SpecError for a missing or bad file
     name, spec_uri, _, keys = resolve_target(name_or_spec)
-    uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
-    check_store_exists(uri, name)
-    client = tracking.connect(uri)
+    store = TrackingStore.resolve(tracking_uri, spec_uri)
+    check_store_exists(store, name)
+    client = store.client()
     sweep = load_sweep(client, name, all_versions=all_versions, keys=keys)
     if isinstance(name_or_spec, Spec):
         axes = list(name_or_spec.varying_axes())
@@ -198,80 +235,27 @@ def _load(name_or_spec, tracking_uri: str | None, all_versions: bool, storage: s
     if all_versions:
         now, _ = split_versions(list(sweep.runs.values()), keys)
         current = {run.info.run_id for run in now}
-    short, frame = _results_frame(sweep.trials, axes, _trials_root(storage, name), current)
-    frame.attrs.update(sweep=name, tracking_uri=uri)
+    short, frame = results_frame(sweep.trials, axes, _trials_root(storage, name), current, sweep.runs)
+    frame["driver_gone_since"] = _driver_gone(client, sweep.parent_run_id, frame)
+    frame.attrs.update(sweep=name, tracking_uri=store.uri)
     return client, short, frame
 
 
-def _results_frame(trials: "pd.DataFrame", axes: list[str], trials_root: str, current: set[str] | None):
+def _driver_gone(client, parent_run_id: str, frame: "pd.DataFrame") -> "pd.Series":
+    """For running trials whose driver is gone (sweeper.record.claims), its last heartbeat (UTC); else NaT."""
     import pandas as pd
 
-    from sweeper.core.trial import NAME_CORE
-    from trainables.names import FINAL_METRICS
+    from sweeper.core import settings
+    from sweeper.core.states import RUNNING
+    from sweeper.record.claims import driver_gone_since
 
-    # the axes the spec names, and any core axis that varies here (an earlier version's)
-    dotted = list(dict.fromkeys(a for a in axes if a in trials))
-    dotted += [p for p, _ in NAME_CORE if p in trials and p not in dotted and trials[p].nunique(dropna=False) > 1]
-    aliases = [_short_name(path) for path in dotted]
-    short = {path: alias if aliases.count(alias) == 1 else path for path, alias in zip(dotted, aliases)}
-    frame = pd.DataFrame({"name": trials["run_name"].astype(str), "state": trials["status"].astype(str)})
-    for path, alias in short.items():
-        frame[alias] = _typed(trials[path], path)
-    for metric in FINAL_METRICS:
-        if metric in trials:
-            frame[metric] = trials[metric].astype(float)
-    frame["run_id"] = trials["run_id"].astype(str)
-    frame["trial_key"] = trials["trial_key"].astype(str)
-    frame["checkpoint"] = [f"{trials_root}/{key}" for key in trials["trial_key"]]
-    frame["start_time"], frame["end_time"] = trials["start_time"], trials["end_time"]
-    if current is not None:
-        frame["current"] = trials["run_id"].isin(current).to_numpy()
-    return list(short.values()), frame
-
-
-def _empty_results() -> "pd.DataFrame":
-    import pandas as pd
-
-    return pd.DataFrame({c: pd.Series(dtype=str) for c in ("name", "state", "run_id", "trial_key", "checkpoint")})
-
-
-def _short_name(path: str) -> str:
-    """The name an axis goes by (``model.depth`` -> ``depth``; ``train.optimizer.name`` ->
-    ``optimizer``), as child runs name them in the MLflow UI (two axes sharing one keep their paths)."""
-    parts = path.split(".")
-    return parts[-1] if parts[-1] != "name" or len(parts) == 1 else parts[-2]
-
-
-def _typed(column: "pd.Series", path: str) -> "pd.Series":
-    """An axis column with the type its configuration field declares (MLflow keeps strings;
-    ``lr: [1, 2]`` would otherwise read back as ints)."""
-    kind = _declared_type(path)
-    if column.isna().any():
-        return column.astype("Float64" if kind is float else "Int64" if kind is int else object)
-    if kind in (int, float, bool):
-        return column.astype(kind)
-    return column.astype(str) if kind is str else column
-
-
-def _declared_type(path: str) -> type | None:
-    import dataclasses
-    import types
-    import typing
-
-    from trainables.config import TrialConfig
-
-    klass: Any = TrialConfig
-    for part in path.split("."):
-        hints = typing.get_type_hints(klass) if dataclasses.is_dataclass(klass) else {}
-        if part not in hints:
-            return None
-        klass = hints[part]
-    args = [a for a in typing.get_args(klass) if a is not type(None)]
-    if typing.get_origin(klass) is typing.Literal:
-        return type(args[0]) if args else None
-    if args and typing.get_origin(klass) in (typing.Union, types.UnionType):  # int | None
-        klass = args[0]
-    return klass if klass in (int, float, str, bool) else None
+    gone = None
+    if (frame["state"] == RUNNING).any():
+        tags = client.get_run(parent_run_id).data.tags
+        gone = driver_gone_since(tags, settings.LEASE_STALE_S.get(), settings.CLOCK_SKEW_S.get())
+    at = pd.Timestamp(gone, unit="s", tz="UTC") if gone is not None else pd.NaT
+    return pd.Series([at if state == RUNNING else pd.NaT for state in frame["state"]], index=frame.index,
+                     dtype="datetime64[ns, UTC]")
 
 
 def _trials_root(storage: str | None, sweep: str) -> str:
@@ -284,14 +268,16 @@ def _locate(trial, name_or_spec, tracking_uri: str | None, storage: str | None):
     """(checkpoint folder or None, run id or None, tracking URI) of ``trial``."""
     from sweeper.core.errors import SweepError
     from sweeper.record import names, tracking
+    from sweeper.record.store import TrackingStore
     from sweeper.report import resolve_target
 
     spec_uri = resolve_target(name_or_spec)[1] if name_or_spec is not None else None
-    uri = tracking.resolve_tracking_uri(tracking_uri, spec_uri)
+    store = TrackingStore.resolve(tracking_uri, spec_uri)
+    uri = store.uri
     if not isinstance(trial, str):  # a row of load_results, or a mapping with either key
         folder, run_id = trial.get("checkpoint"), trial.get("run_id")
         return (str(folder) if folder else None), (str(run_id) if run_id else None), uri
-    client = tracking.connect(uri)
+    client = store.client()
     if _RUN_ID.match(trial):
         try:
             run = client.get_run(trial)
@@ -316,12 +302,13 @@ def _model_from_run(run_id: str | None, uri: str, device: str) -> "nn.Module":
     import tempfile
 
     from sweeper.core.errors import SweepError
-    from sweeper.record import names, tracking
+    from sweeper.record import names
+    from sweeper.record.store import TrackingStore
     from trainables import checkpoint
 
     if run_id is None:
         raise SweepError("the trial has no checkpoint folder and no MLflow run to read one from")
-    client = tracking.connect(uri)
+    client = TrackingStore.parse(uri).client()
     with tempfile.TemporaryDirectory(prefix="sweeper-model-") as tmp:
         try:
             folder = client.download_artifacts(run_id, names.ARTIFACT_CHECKPOINT, tmp)

@@ -1,7 +1,8 @@
 """The `sweeper` command line. Each command is a thin shell over one module.
 
-Every user-input problem arrives here as SpecError or SweepError and leaves as one line on
-stderr with exit code 2; nothing a user typed produces a traceback.
+Every problem written for the user arrives here as a SweeperError (SpecError, SweepError, ...)
+and leaves as one line on stderr (``core.errors.one_line``) with the code it carries (2 for bad
+input); nothing a user typed produces a traceback.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ import sys
 
 import click
 
-from sweeper.core.errors import SpecError, SweepError
-from sweeper.core.states import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from sweeper.core.errors import SweeperError, one_line
+from sweeper.core.states import EXIT_INTERRUPTED, EXIT_OK
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,11 +24,13 @@ def cli() -> None:
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--measure", is_flag=True, help="Also time a few training steps of each architecture here and give the cost from them.")
-def validate(spec: str, measure: bool) -> None:
+@click.option("--check-data", is_flag=True,
+              help="Also check that each data set is under dataset.root on this machine, in the layout its loader reads.")
+def validate(spec: str, measure: bool, check_data: bool) -> None:
     """Validate SPEC and print its trials with an estimate of the work."""
     from sweeper.views.validate import validate_command
 
-    validate_command(spec, measure=measure)
+    validate_command(spec, measure=measure, check_data=check_data)
 
 
 @cli.command()
@@ -36,8 +39,21 @@ def validate(spec: str, measure: bool) -> None:
 @click.option("--tracking-uri", default=None, help="MLflow tracking URI (else MLFLOW_TRACKING_URI, spec, sqlite:///mlflow.db).")
 @click.option("--storage", default="./sweeper_results", show_default=True, help="Trial storage: a path or a URI every node reaches (s3://...).")
 @click.option("--dry-run", is_flag=True, help="Validate, connect to tracking, print the plan; start no trial.")
-def run(spec: str, address: str | None, tracking_uri: str | None, storage: str, dry_run: bool) -> None:
+@click.option("--smoke-test", is_flag=True,
+              help="The whole study in miniature on whatever the cluster has: every trial, one short epoch, "
+                   "into its own experiment <name>-smoke.")
+def run(spec: str, address: str | None, tracking_uri: str | None, storage: str, dry_run: bool,
+        smoke_test: bool) -> None:
     """Run (or resume) the sweep in SPEC."""
+    if smoke_test:
+        from sweeper.driver.smoke import run_smoke_test
+        from sweeper.report import report_command
+
+        code, smoke = run_smoke_test(spec, address=address, tracking_uri=tracking_uri, storage=storage,
+                                     dry_run=dry_run)
+        if code == EXIT_OK and not dry_run:  # the report is part of what a real sweep ends with
+            report_command(smoke, tracking_uri=tracking_uri)
+        sys.exit(code)
     from sweeper.driver.orchestrate import run_command
 
     sys.exit(run_command(spec, address=address, tracking_uri=tracking_uri, storage=storage, dry_run=dry_run))
@@ -45,14 +61,15 @@ def run(spec: str, address: str | None, tracking_uri: str | None, storage: str, 
 
 @cli.command()
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--trial", "index", type=int, required=True, help="Index of the trial, as `sweeper validate` lists it.")
+@click.option("--trial", "trial", required=True,
+              help="The trial: its index as `sweeper status` and `validate` number it, its name or its key.")
 @click.option("--tracking-uri", default=None)
 @click.option("--storage", default="./sweeper_results", show_default=True)
-def train(spec: str, index: int, tracking_uri: str | None, storage: str) -> None:
+def train(spec: str, trial: str, tracking_uri: str | None, storage: str) -> None:
     """Run one trial of SPEC in this process, without Ray, logging to MLflow."""
     from sweeper.driver.train import train_command
 
-    sys.exit(train_command(spec, index, tracking_uri=tracking_uri, storage=storage))
+    sys.exit(train_command(spec, trial, tracking_uri=tracking_uri, storage=storage))
 
 
 @cli.command()
@@ -92,9 +109,9 @@ def main() -> None:
     no_run_links()
     try:
         cli.main(standalone_mode=False)
-    except (SpecError, SweepError) as e:
-        click.echo(str(e), err=True)
-        sys.exit(EXIT_BAD_INPUT)
+    except SweeperError as e:
+        click.echo(one_line(e, limit=None), err=True)
+        sys.exit(e.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)

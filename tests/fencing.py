@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from sweeper.core.states import EXIT_LEASE_LOST
 from sweeper.record.names import TAG_LEASE_HOLDER as HOLDER_TAG
 
 SWEEPER = str(Path(sys.executable).parent / "sweeper")
@@ -362,7 +363,7 @@ def the_lines_a_printed_on_stderr(a: Driver) -> list[str]:
 def assert_a_stopped_without_writing_and_b_trained_every_epoch_once(t: Takeover, client, name: str) -> None:
     out = t.a.output() + t.b.output()
     assert t.b_code == 0, out
-    assert t.a_code == 2, out  # states.EXIT_LEASE_LOST
+    assert t.a_code == EXIT_LEASE_LOST == 3, out
     assert "[4/4]" in t.b.out, out
     lines = the_lines_a_printed_on_stderr(t.a)
     b_name = f"{t.b_holder['host']}-{t.b_holder['pid']}"

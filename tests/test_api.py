@@ -72,18 +72,32 @@ def test_a_sweep_read_by_name_has_its_recorded_axes_typed_and_nan_where_unfinish
         sweeper.load_model("k9", "by_hand", tracking_uri=uri)
 
 
+def test_rows_carry_the_last_epoch_and_best_is_a_finished_trial(hand_made):
+    uri, folder = hand_made
+    df = sweeper.load_results("by_hand", tracking_uri=uri).set_index("trial_key")
+    assert df["epoch"].to_dict() == {"k1": 1, "k2": 1, "k3": 1} and (df["test_acc"] == 0.5).all()  # running k3 too
+    top = sweeper.best("by_hand", tracking_uri=uri)
+    assert top["state"] == "finished" and top["trial_key"] in ("k1", "k2")
+    with pytest.raises(SweepError, match="no column 'accuracy' in the results to rank by; one of best_test_acc"):
+        sweeper.best("by_hand", "accuracy", tracking_uri=uri)
+    with pytest.raises(ValueError, match=r"unknown per-epoch metric 'test_accuracy' \(did you mean 'test_acc'\?\); "
+                                         "one of train_loss, train_acc, test_loss, test_acc"):
+        sweeper.load_history("by_hand", tracking_uri=uri, metrics=["test_accuracy"])
+
+
 def test_a_driver_failure_from_python_is_raised_after_the_parent_run_is_closed(workdir, tracking_uri, monkeypatch,
                                                                                capfd):
     from mlflow.tracking import MlflowClient
 
-    from sweeper.driver import orchestrate
+    from sweeper.driver import ray_setup, tune_loop
     from sweeper.record import names, tracking
 
     def crash(*args, **kwargs):
         raise RuntimeError("the driver broke")
 
-    monkeypatch.setattr(orchestrate, "_init_ray", lambda *a, **k: False)  # no Ray: the fit fails first
-    monkeypatch.setattr(orchestrate, "_fit", crash)
+    monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: False)  # no Ray: the fit fails first
+    monkeypatch.setattr(ray_setup, "starts_with_lease", lambda *a, **k: False)  # nor while the lease settles
+    monkeypatch.setattr(tune_loop, "fit", crash)
     spec = workdir / "crashy.yaml"
     spec.write_text("name: crashy\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\n"
                     "train: {epochs: 1}\n")

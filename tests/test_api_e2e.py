@@ -80,8 +80,17 @@ def test_the_python_doc_example_runs_as_written(repo_like_folder):
     assert (last - df.set_index("trial_key")["final_test_acc"]).abs().max() < 1e-9
     assert namespace["curves"].shape == (2, 5)
 
+    # sweeper.best is the top finished trial (and RunResult.best() by the spec's metric, test_acc's last value)
+    best = namespace["best"]
+    assert best["state"] == "finished" and best["final_test_acc"] == df["final_test_acc"].max()
+    assert best["test_acc"] == best["final_test_acc"] and best["epoch"] == 2
+    top = result.best()
+    assert top["test_acc"] == result.results["test_acc"].max() and top["trial_key"] in set(df["trial_key"])
+    assert sweeper.best("sweeps/notebook.yaml", "final_test_acc", "min")["final_test_acc"] == df["final_test_acc"].min()
+    with pytest.raises(ValueError, match="unknown per-epoch metric 'test_accuracy' \\(did you mean 'test_acc'\\?\\)"):
+        sweeper.load_history("notebook", metrics=["test_accuracy"])
+
     # the best trial's network gives logits, and on the test set the accuracy its run logged
-    best = df.sort_values("final_test_acc").iloc[-1]
     config = TrialConfig.from_dict(load_checkpoint(best["checkpoint"])["config"])
     data = load_data(config.dataset, "cpu", config.seed)
     correct = total = 0

@@ -1,4 +1,4 @@
-"""End to end (issue 21): an 8-trial digits study trained in arrays of 4 through `sweeper run`
+"""End to end: an 8-trial digits study trained in arrays of 4 through `sweeper run`
 lands exactly as the same study trained solo (same keys, child runs, metrics, checkpoints; test_acc
 within 1 point), and a driver killed mid-sweep resumes every member, without duplicates.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+import sweeper
 from sweeper.core import states
 from sweeper.record.names import METRIC_START_EPOCH, TAG_ATTEMPTS
 from sweeper.record.trial_record import state_of
@@ -62,7 +63,7 @@ def test_a_trial_asha_stopped_is_never_trained_again(workdir, tracking_uri, mlfl
     assert state_of(good) == states.FINISHED
     if store_fails_at_stop:
         assert first.returncode == 1, first.stdout + first.stderr
-        assert f"sweeper: warning: could not record run {stopped.info.run_id} as stopped early" in first.stderr
+        assert f"sweeper: warning: could not record run {stopped.info.run_id} as stopped_early" in first.stderr
         assert "ConnectionError: injected by tests/faults" in first.stderr
         assert "1 trial end could not be written to MLflow; kept in " in first.stderr
         assert state_of(stopped) == states.INTERRUPTED  # what used to be trained in full by the next run
@@ -71,6 +72,15 @@ def test_a_trial_asha_stopped_is_never_trained_again(workdir, tracking_uri, mlfl
         assert first.returncode == 0, first.stdout + first.stderr
         assert "finished (stopped early)" in first.stdout
         assert state_of(stopped) == states.STOPPED_EARLY
+        assert mlflow_client.get_run(stopped.info.run_id).data.tags["status"] == "stopped_early"
+        # as a notebook reads it: the stopped trial's last test_acc and epoch, not NaN; best is the other
+        df = sweeper.load_results("asha_stop", tracking_uri=tracking_uri).set_index("run_id")
+        row = df.loc[stopped.info.run_id]
+        last_acc = mlflow_client.get_metric_history(stopped.info.run_id, "test_acc")[-1].value
+        assert (row["state"], row["epoch"], row["test_acc"]) == ("stopped_early", 1, last_acc)
+        assert row["final_test_acc"] == last_acc
+        assert df.loc[good.info.run_id, "epoch"] == 3
+        assert sweeper.best("asha_stop", tracking_uri=tracking_uri)["run_id"] == good.info.run_id
 
     second = _sweeper_run(workdir, tracking_uri, store_fails_at_stop=False)
     assert second.returncode == 0, second.stdout + second.stderr

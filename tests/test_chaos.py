@@ -2,9 +2,10 @@
 against a real `mlflow server` while drivers and trial workers are killed and paused, second
 drivers start and the tracking server restarts; afterwards every invariant must hold.
 
-Until a driver that lost its lease stops (fencing), "no trial trained by two drivers at once" can
-break here: a holder whose heartbeat goes stale while the tracking server is down, or while it is
-paused, is taken over by a second driver and trains on (seen in a 20-minute run, see README)."""
+Without fencing (a driver that lost its lease stops before it writes again), "no trial trained by
+two drivers at once" would break here: a holder whose heartbeat goes stale while the tracking
+server is down, or while it is paused, is taken over by a second driver and would train on
+(the longer runs and their figures: bench/README.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = 19  # issue 19; a seed that broke an invariant once is worth keeping as its own test
+SEED = 19  # a seed that broke an invariant once is worth keeping as its own test
 
 
 @pytest.mark.timeout(1500)

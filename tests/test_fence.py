@@ -9,7 +9,8 @@ import threading
 
 import pytest
 
-from sweeper.driver.lease import Fence, Lease, LeaseLost
+from sweeper.driver.fence import Fence
+from sweeper.driver.lease import Lease, LeaseLost
 from sweeper.record import names, tracking
 from trainables import run_trial
 from trainables.checkpoint import load_checkpoint

@@ -1,7 +1,7 @@
-"""Fencing with real processes (sweeper/lease.py): driver A trains a 4-trial digits study, is cut
+"""Fencing with real processes (sweeper/driver/lease.py): driver A trains a 4-trial digits study, is cut
 off past the stale time (its whole process tree frozen with SIGSTOP, or its connection to the
 tracking server cut by a TCP proxy), driver B takes the sweep over, then A comes back. A must
-stop without writing anything more: one line naming B, exit 2, no trial marked by it, no
+stop without writing anything more: one line naming B, exit 3 (EXIT_LEASE_LOST), no trial marked by it, no
 checkpoint stored after the takeover; every epoch is trained and logged by one driver only.
 
 The tracking store is a real `mlflow server` (sqlite behind it): with a bare sqlite file, a

@@ -113,3 +113,64 @@ def test_no_module_outgrows_one_readers_head():
     lengths = {str(p.relative_to(SWEEPER.parent)): len(p.read_text().splitlines())
                for root in (SWEEPER, TRAINABLES) for p in root.rglob("*.py")}
     assert {k: n for k, n in lengths.items() if n > 400} == {}
+
+
+# --- private names stay in their module; functions stay readable ---------------------------------
+
+ROOT = TRAINABLES.parent
+PROJECT = ("sweeper", "trainables")
+
+
+def _module_of(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+
+
+def _is_module(dotted: str) -> bool:
+    base = ROOT.joinpath(*dotted.split("."))
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def underscore_imports(path: Path) -> list[str]:
+    """``from x import _y`` and ``x._y`` where x is another module of the project."""
+    tree = ast.parse(path.read_text(), str(path))
+    own = _module_of(path)
+    modules: dict[str, str] = {}  # local name -> project module it is bound to
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] in PROJECT:
+            for alias in node.names:
+                if _private(alias.name) and node.module != own:
+                    found.append(f"from {node.module} import {alias.name} (line {node.lineno})")
+                elif _is_module(f"{node.module}.{alias.name}"):
+                    modules[alias.asname or alias.name] = f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in PROJECT and alias.asname:
+                    modules[alias.asname] = alias.name
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                and modules.get(node.value.id, own) != own):
+            found.append(f"{modules[node.value.id]}.{node.attr} (line {node.lineno})")
+    return found
+
+
+def test_no_module_uses_another_modules_private_names():
+    offenders = {str(p.relative_to(ROOT)): found for package in PROJECT for p in sorted((ROOT / package).rglob("*.py"))
+                 if (found := underscore_imports(p))}
+    assert offenders == {}
+
+
+def long_functions(path: Path, limit: int = 80) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return [f"{node.name} ({node.end_lineno - node.lineno + 1} lines, line {node.lineno})" for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > limit]
+
+
+def test_no_function_is_longer_than_80_lines():
+    offenders = {str(p.relative_to(ROOT)): found for package in PROJECT for p in sorted((ROOT / package).rglob("*.py"))
+                 if (found := long_functions(p))}
+    assert offenders == {}

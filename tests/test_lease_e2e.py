@@ -1,4 +1,4 @@
-"""One driver per sweep (sweeper/lease.py), with real `sweeper run` processes, real Ray and a
+"""One driver per sweep (sweeper/driver/lease.py), with real `sweeper run` processes, real Ray and a
 real sqlite MLflow store: a second driver never trains what the first is training, and a holder
 killed with SIGKILL is taken over once its claim is stale."""
 

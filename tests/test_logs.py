@@ -71,7 +71,7 @@ LIBRARY_USE = """\
 import logging, sys
 import sweeper
 from sweeper.record import tracking  # a module that logs
-logging.getLogger("sweeper.tracking").warning("a warning nobody asked to see")
+logging.getLogger("sweeper.record.tracking").warning("a warning nobody asked to see")
 print(logging.getLogger().handlers, logging.getLogger().level, logging.getLogger("sweeper").level)
 """
 
@@ -86,14 +86,19 @@ def test_as_a_library_sweeper_prints_nothing_and_leaves_the_root_logger_alone():
 
 def test_a_notebook_that_configured_logging_gets_the_records_through_its_own_handlers(caplog):
     with caplog.at_level(logging.WARNING):
-        logging.getLogger("sweeper.dashboard").warning("through the caller's handler")
-    assert [r.name for r in caplog.records] == ["sweeper.dashboard"]
+        logging.getLogger("sweeper.record.dashboard").warning("through the caller's handler")
+    assert [r.name for r in caplog.records] == ["sweeper.record.dashboard"]
 
 
 @pytest.fixture
 def clean_namespace():
+    """The namespace as a fresh process has it: a CLI test run earlier in this process (in any
+    order, pytest-xdist's included) leaves the CLI's handler, which configure_cli would reuse,
+    and the namespace's level lowered to INFO."""
     root = logging.getLogger(logs.NAMESPACE)
     handlers, level = list(root.handlers), root.level
+    root.handlers[:] = [h for h in handlers if type(h) is logging.NullHandler]
+    root.setLevel(logging.NOTSET)
     yield root
     root.handlers[:] = handlers
     root.setLevel(level)
@@ -105,7 +110,7 @@ def test_the_cli_shows_warnings_as_one_line_on_stderr_and_not_info(clean_namespa
     stream = io.StringIO()
     logs.configure_cli(stream)
     assert logs.configure_cli(stream) is logs.configure_cli()  # once per process
-    log = logging.getLogger("sweeper.trial_events")
+    log = logging.getLogger("sweeper.driver.trial_events")
     log.info("only for the log file")
     try:
         raise ConnectionError("server not reachable\nsecond line of a long MLflow message")
@@ -117,7 +122,7 @@ def test_the_cli_shows_warnings_as_one_line_on_stderr_and_not_info(clean_namespa
 
 def test_the_drivers_file_takes_info_and_up_while_the_block_runs(clean_namespace, tmp_path):
     path = tmp_path / "sweep" / "ray-driver.log"
-    log = logging.getLogger("sweeper.orchestrate")
+    log = logging.getLogger("sweeper.driver.orchestrate")
     with logs.to_file(path):
         assert not path.parent.exists()  # made with the first record: a run that logs nothing leaves no folder
         with logs.to_file(path):  # nested: one handler
@@ -125,6 +130,6 @@ def test_the_drivers_file_takes_info_and_up_while_the_block_runs(clean_namespace
         log.debug("too fine")
     log.warning("after the block")
     text = path.read_text()
-    assert text.count("INFO sweeper.orchestrate: kept") == 1
+    assert text.count("INFO sweeper.driver.orchestrate: kept") == 1
     assert "too fine" not in text and "after the block" not in text
     assert clean_namespace.level == logging.NOTSET  # restored

@@ -139,11 +139,11 @@ def test_links_point_at_the_training_runs_page_and_the_parent_run():
 
 
 def test_child_runs_get_short_names_for_varying_dotted_axes_and_a_one_line_description():
-    from sweeper.plan.payload import TrialPayload
+    from sweeper.core.trial import Trial
 
     params = {"mode": "bn_only", "seed": 0, "model.family": "cifar_resnet", "model.depth": 8, "model.width": 2,
               "train.lr": 0.1, "train.epochs": 3, "dataset.name": "digits", "train.optimizer.name": "sgd"}
-    payload = TrialPayload("k1", "bn_only-d8-w2-lr0.1-s0", {"c": 1}, params)
+    payload = Trial("k1", "bn_only-d8-w2-lr0.1-s0", {"c": 1}, params)
     shown = child_run.presented(payload, ["mode", "model.depth", "model.width", "train.lr",
                                           "train.optimizer.name", "seed"])
     assert shown.key == "k1" and shown.config == {"c": 1}

@@ -17,7 +17,7 @@ from sweeper.record import tracking
 from sweeper.core.errors import SweepError
 from sweeper.driver.orchestrate import run_command
 from sweeper.driver.train import train_command
-from sweeper.plan.planning import expected_payloads
+from sweeper.plan.planning import expected_trials
 from sweeper.spec import load_spec
 from sweeper.views.status import sweep_status
 from sweeper.record.names import TAG_CHECKPOINT_SET_ASIDE
@@ -46,7 +46,7 @@ def test_an_edited_study_says_what_changed_and_status_and_report_show_the_curren
     assert "0 trials kept, 3 new, 2 no longer in the spec (2 of them finished)" in out
 
     runs = children(mlflow_client, "study")
-    current = {t.key for t in expected_payloads(load_spec(spec))}
+    current = {t.key for t in expected_trials(load_spec(spec))}
     assert len(runs) == 5
     for key, run in runs.items():
         assert (names.TAG_SUPERSEDED in run.data.tags) == (key not in current)
@@ -72,7 +72,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_trial_trains_from_scratch
         workdir, tracking_uri, mlflow_client, ray_local, capsys):
     storage = workdir / "results"
     spec = write_spec(workdir, "torn", modes=("bn_only",), epochs=2)
-    (trial,) = expected_payloads(load_spec(spec))
+    (trial,) = expected_trials(load_spec(spec))
     folder = storage / "torn" / "trials" / trial.key
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_bytes(b"PK\x03\x04 half a zip")  # truncated, or someone else's file
@@ -96,7 +96,7 @@ def test_an_epoch_checkpointed_but_never_logged_reaches_mlflow_when_the_trial_re
 
     storage = workdir / "results"
     spec = write_spec(workdir, "gap", modes=("bn_only",), epochs=2)
-    (trial,) = expected_payloads(load_spec(spec))
+    (trial,) = expected_trials(load_spec(spec))
 
     def killed_before_logging(metrics, checkpoint):
         assert checkpoint is not None  # epoch 1's checkpoint is on disk, its metrics are not in MLflow
@@ -150,12 +150,12 @@ def test_status_and_report_of_a_store_that_is_not_there_create_nothing(workdir):
 
 def test_a_driver_that_fails_mid_sweep_ends_the_parent_run_failed_and_releases_the_sweep(
         workdir, tracking_uri, mlflow_client, ray_local, monkeypatch, capsys):
-    from sweeper.driver import orchestrate
+    from sweeper.driver import tune_loop
 
     def crash(*args, **kwargs):
         raise RuntimeError("the driver broke")
 
-    monkeypatch.setattr(orchestrate, "_fit", crash)
+    monkeypatch.setattr(tune_loop, "fit", crash)
     spec = write_spec(workdir, "crashy", modes=("bn_only",))
     code = run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results"))
     assert code == states.EXIT_FAILED  # a failure, named as one: not "interrupted"

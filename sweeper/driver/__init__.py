@@ -1,7 +1,8 @@
 """Running a sweep: the one process that holds a sweep's lease and drives Ray Tune, and its trials.
 
-Owns ``sweeper run``/``train`` (``orchestrate``, ``train``), Ray and Tune set up (``ray_setup``),
-what runs inside a Ray trial (``worker``, ``array_worker``), the driver's Tune callback
+Owns ``sweeper run``/``train`` (``orchestrate``: the sweep's phases; ``train``), Ray set up
+(``ray_setup``), Tune's loop (``tune_loop``), what runs inside a Ray trial (``trainable``, ``worker``,
+the per-trial protocol ``tracked``, ``checkpoint_store``, ``context``), the driver's Tune callback
 (``trial_events``) and its periodic run-index rewrite (``index_refresh``), the lease and the hold
 on the parent run (``lease``, ``claims``, ``hold``), how a run ends (``driver_exit``), where
 trials run (``cluster_address``, ``ray_client``).

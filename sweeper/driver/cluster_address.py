@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-import os
 import socket
 from urllib.parse import urlsplit
 
-from sweeper.record import tracking
 from sweeper.core.errors import SpecError, SweepError
+from sweeper.record.store import TrackingStore, origin_uri
 
 CLIENT_SCHEME = "ray://"
 PROBE_TIMEOUT_S = 5.0
@@ -63,15 +62,11 @@ def is_local_storage(storage: str) -> bool:
     return "://" not in storage or storage.startswith("file://")
 
 
-def is_local_tracking(uri: str) -> bool:
-    scheme = uri.split(":", 1)[0].lower() if ":" in uri else ""
-    return scheme in ("", "file", "sqlite") or len(scheme) == 1  # "C:\..." is a path too
-
-
 def check_address(address: str | None, storage: str, cli_tracking_uri: str | None,
-                  spec_tracking_uri: str | None) -> None:
+                  spec_tracking_uri: str | None, store: TrackingStore | None = None) -> None:
     """Refuse what the cluster at ``address`` could not reach, then probe a Ray Client address.
-    Raises SpecError/SweepError (one line, exit 2); returns when the sweep may start."""
+    Raises SpecError/SweepError (one line, exit 2); returns when the sweep may start. ``store``:
+    the tracking store the caller resolved from the same two URIs (else resolved here)."""
     if not is_ray_client(address):
         return
     host, port = client_host_port(address)
@@ -81,27 +76,16 @@ def check_address(address: str | None, storage: str, cli_tracking_uri: str | Non
                             f"{storage} is a path on this machine, but the trials run on the cluster at "
                             f"{address}, whose nodes cannot read it: give storage every node reaches, "
                             "e.g. --storage s3://BUCKET/PREFIX")
-        tracking_uri = tracking.resolve_tracking_uri(cli_tracking_uri, spec_tracking_uri)
-        if is_local_tracking(tracking_uri):
-            raise SpecError(_tracking_origin(cli_tracking_uri, spec_tracking_uri), None,
-                            f"{tracking_uri} is a store on this machine, but the trials run on the cluster at "
+        store = store or TrackingStore.resolve(cli_tracking_uri, spec_tracking_uri)
+        if store.is_local:
+            raise SpecError(origin_uri(cli_tracking_uri, spec_tracking_uri)[1], None,
+                            f"{store} is a store on this machine, but the trials run on the cluster at "
                             f"{address} and log from there: give a tracking server every node reaches, "
                             "e.g. --tracking-uri http://mlflow:5000")
     if importlib.util.find_spec("grpc") is None:
         raise SweepError(f"ray: {address} needs Ray Client, which is not installed here: "
                          "pip install 'ray[client]' (or reinstall sweeper, which depends on it)")
     probe(host, port, address)
-
-
-def _tracking_origin(cli_uri: str | None, spec_uri: str | None) -> str:
-    """Where the tracking URI came from, in tracking.resolve_tracking_uri's order."""
-    if cli_uri:
-        return "--tracking-uri"
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return "MLFLOW_TRACKING_URI"
-    if spec_uri:
-        return "tracking.uri (the spec's)"
-    return "tracking (the default, with no --tracking-uri)"
 
 
 def probe(host: str, port: int, address: str) -> None:

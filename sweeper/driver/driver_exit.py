@@ -11,7 +11,7 @@ Ray Tune replaces the SIGINT handler while it runs (and ray.init replaces SIGTER
 hide a Ctrl-C from us; so Tune's own SIGINT handler is switched off (TUNE_DISABLE_SIGINT_HANDLER)
 and our handler stops Tune through the SIGUSR1 handler Tune always installs for that purpose.
 
-A driver whose lease was lost (sweeper.lease: another driver took the sweep over) stops Tune the
+A driver whose lease was lost (sweeper.driver.lease: another driver took the sweep over) stops Tune the
 same way, from its heartbeat thread (``request_stop``), without counting as a signal received.
 """
 
@@ -22,8 +22,8 @@ import os
 import signal
 from typing import Callable, Iterator
 
-from sweeper.core.errors import SpecError, SweepError, first_line
-from sweeper.core.states import (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING,
+from sweeper.core.errors import SweeperError, one_line
+from sweeper.core.states import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, FAILED, INTERRUPTED, PENDING,
                                  RUNNING)
 from sweeper.record.trial_record import state_of, write_end_retried
 from sweeper.views import terminal
@@ -113,16 +113,10 @@ def _tune_listens() -> bool:
     return signal.getsignal(signal.SIGUSR1) not in (signal.SIG_IGN, signal.SIG_DFL, None)
 
 
-class DriverFailure(RuntimeError):
+class DriverFailure(SweeperError, RuntimeError):
     """A failure of the driver whose message already says what happened."""
 
-
-def one_line(e: BaseException) -> str:
-    """``Type: first line of the message``, at most 300 characters."""
-    line = first_line(e, limit=300)
-    if isinstance(e, DriverFailure) or line == type(e).__name__:
-        return line
-    return f"{type(e).__name__}: {line}"[:300]
+    exit_code = EXIT_FAILED
 
 
 def failure_exit(e: BaseException, signals: DriverSignals) -> int:
@@ -132,9 +126,9 @@ def failure_exit(e: BaseException, signals: DriverSignals) -> int:
     if isinstance(e, KeyboardInterrupt) and signals.received:
         say(INTERRUPTED_LINE, err=True)
         return EXIT_INTERRUPTED
-    if isinstance(e, (SpecError, SweepError)):
-        say(str(e), err=True)
-        return EXIT_BAD_INPUT
+    if isinstance(e, SweeperError) and e.exit_code != EXIT_FAILED:  # said as it is, its own code
+        say(one_line(e, limit=None), err=True)
+        return e.exit_code
     if isinstance(e, KeyboardInterrupt):
         # not from a signal we received: something inside raised it
         say("failed: the driver was stopped by a KeyboardInterrupt it did not receive as a signal; "

@@ -17,13 +17,15 @@ after wB and rB (w < r for each). A saw no B, so wB came after rA; B saw no A, s
 rB. Then wA < rA < wB < rB < wA: impossible. A claim only disappears when its driver withdraws
 (it then does not train) or when it is stale.
 
-Stale: a claim whose heartbeat is older than ``STALE_S`` (90 s) is a dead driver (SIGKILL, lost
-machine) and is removed by the next driver, so a dead holder blocks a sweep for at most 90 s. On
-the same machine (same boot and pid namespace) a claim whose process is gone is dead at once.
-This assumes host clocks agree to well within that (NTP) and that a live holder reaches the
-tracking store at least once in ``STALE_S`` (it tries every ``HEARTBEAT_S`` = 15 s): a claim
-judged on a clock ``SWEEPER_CLOCK_SKEW_S`` (60 s) ahead looks that much older, so a lease is only
-taken while ``STALE_S > HEARTBEAT_S + CLOCK_SKEW_S`` (``check_times``).
+Stale: a claim whose heartbeat has not CHANGED for ``STALE_S`` (90 s), as the next driver measures
+it on its own monotonic clock (``claims.ClaimWatch``: read, watch, read again), is a dead driver
+(SIGKILL, lost machine) and is removed by it, so a dead holder blocks a sweep for at most about
+90 s after a driver starts watching it. On the same machine (same boot and pid namespace) a claim
+whose process is gone is dead at once. No host's timestamp is subtracted from another's to take a
+sweep over: the claim's ``heartbeat`` (the writer's wall clock) is only compared with this host's
+to refuse at once, without watching, a claim that looks fresh (refusing is always safe). A claim
+that looks old is watched: a change means a live driver whose clock disagrees with this one (the
+driver says so in one line and stops, LeaseHeld), no change for STALE_S means a dead one.
 
 Fencing (a driver that wakes up after a takeover must not write again): the winner writes
 ``sweeper.holder`` = {driver, host, pid, since} on the parent run right after it has won.
@@ -32,12 +34,15 @@ Its driver id is the fencing token: every trial gets it (``SweepContext.lease_to
 driver, or this driver's claim gone, is ``LeaseLost``. The holder tag is never removed, so a
 driver that wakes after the new holder has finished still finds it. The heartbeat makes the same
 check before it rewrites its claim, and calls ``on_lost`` (the driver stops Tune and exits 2).
-A check passes only while the claim it read cannot be stale yet for anyone (its heartbeat +
-``TRUST_S`` = ``STALE_S`` / 2, half of the stale time left for clock skew), judged on this clock
-after the read: so a process frozen while its read was in flight does not write on the old
-answer, and when the store cannot be read a write goes through only until the claim read last
-reaches that age; after that a check blocks until the store answers. Wall-clock time is used
-throughout, so a process that was frozen (SIGSTOP, a suspended VM) finds its trust expired.
+A check passes only while the heartbeat it read is younger than ``TRUST_S`` = ``STALE_S`` / 2 on
+the checker's own clock: a taker needs a value to stand still for STALE_S from when it first saw
+it, so from when the value was written. The checker knows a moment before that write without
+reading anyone's timestamp: its own write (the driver), or the start of its last read that still
+returned the previous value (a trial; ``Fence`` polls so that moment stays recent). A process
+frozen while its read was in flight wakes up with an answer from before the freeze: the moment
+it trusts from is from before the freeze too, so the trust has expired; when the store cannot be
+read a write goes through only until that moment is TRUST_S old; after that a check blocks (and
+says why every ``SWEEPER_PROGRESS_EVERY_S``) until the store answers.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ from typing import Callable
 
 from sweeper.core import settings
 from sweeper.record import names
-from sweeper.core.errors import SweepError
-from sweeper.driver.claims import Claim, claims_in, pid_gone, pid_namespace, verdict
+from sweeper.record.store import TrackingStore
+from sweeper.core.errors import SweepError, SweeperError
+from sweeper.core.states import EXIT_LEASE_LOST
+from sweeper.driver.claims import Claim, ClaimWatch, claims_in, pid_gone, pid_namespace, watch_clock
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +70,10 @@ TRIES = 5  # claims withdrawn because another driver claimed in the same settle,
 
 
 def trust_s() -> float:
-    """How long a claim read from the store is trusted when the store cannot be read again: a
-    taker needs the claim to be STALE_S old on its own clock, which may run CLOCK_SKEW_S ahead
-    (check_times keeps STALE_S above HEARTBEAT_S + CLOCK_SKEW_S, so this outlasts a heartbeat)."""
-    stale = settings.LEASE_STALE_S.get()
-    return min(stale / 2, stale - settings.CLOCK_SKEW_S.get())
+    """How long after its write a heartbeat is trusted, on the checker's clock: a taker needs it
+    to stand still for STALE_S on its own; the other half is margin for the two clocks' rates and
+    the requests in flight."""
+    return settings.LEASE_STALE_S.get() / 2
 
 
 def fence_retry_s() -> float:
@@ -78,8 +84,9 @@ class LeaseHeld(SweepError):
     """Another live driver holds this sweep."""
 
 
-class ParentSuperseded(Exception):
-    """The run this lease was claimed on is not the sweep's parent: ``parent_run_id`` is."""
+class ParentSuperseded(SweeperError):
+    """The run this lease was claimed on is not the sweep's parent: ``parent_run_id`` is (the
+    driver's hold takes that one instead; never shown to a user)."""
 
     def __init__(self, parent_run_id: str):
         super().__init__(parent_run_id)
@@ -90,6 +97,8 @@ class LeaseLost(SweepError):
     """The lease this driver (or trial) was started under is no longer the sweep's: another
     driver took it over. Whoever raises it stops without writing anything more."""
 
+    exit_code = EXIT_LEASE_LOST
+
 
 def _claims(client, run_id: str) -> dict[str, Claim]:
     return claims_in(client.get_run(run_id).data.tags)
@@ -99,78 +108,6 @@ def lost_error(sweep: str, taker: Claim | None) -> LeaseLost:
     who = (f"{taker.host}-{taker.pid} (since {taker.since_text()})" if taker is not None
            else "another driver (this driver's claim was removed as stale)")
     return LeaseLost(f"sweep {sweep!r} was taken over by {who}: this driver stopped without writing")
-
-
-class Fence:
-    """Whether the lease ``token`` (a driver id) is still the sweep's: what a trial checks before
-    it writes a checkpoint or logs an epoch, and the driver before it writes a trial's end.
-
-    ``__call__`` blocks until verified and raises LeaseLost when another driver holds the sweep;
-    ``verified`` is one try; ``holds`` never raises. Plain and picklable (the client is made on
-    first use, in the process that checks)."""
-
-    def __init__(self, tracking_uri: str, run_id: str, token: str, sweep: str = "", client=None):
-        self.tracking_uri, self.run_id, self.token, self.sweep = tracking_uri, run_id, token, sweep
-        self._client = client
-        self.trusted_until = float("-inf")  # wall clock: a frozen process finds it expired
-        self.passed_at = float("-inf")  # when the last check that let a write through began
-        self._unreachable = False
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_client": None}
-
-    @property
-    def client(self):
-        if self._client is None:
-            from mlflow.tracking import MlflowClient
-
-            self._client = MlflowClient(tracking_uri=self.tracking_uri)
-        return self._client
-
-    def read(self) -> bool:
-        """One read of the parent run: True when the lease is still ``token``'s, False when the
-        store did not answer; LeaseLost when another driver has taken the sweep over."""
-        from sweeper.record import tracking
-
-        try:
-            with tracking.fast_fail_http():
-                tags = self.client.get_run(self.run_id).data.tags
-        except Exception as e:  # noqa: BLE001 - any failure: not verified; the caller decides
-            if not self._unreachable:
-                log.warning("sweep %r: cannot read its lease (%s: %s); writes wait until it is verified",
-                            self.sweep, type(e).__name__, str(e).splitlines()[0][:200] if str(e) else "")
-            self._unreachable = True
-            return False
-        self._unreachable = False
-        mine, taker, lost = verdict(tags, self.token)
-        if lost:
-            raise lost_error(self.sweep, taker)
-        self.trusted_until = mine.heartbeat + trust_s()
-        return True
-
-    def verified(self) -> bool:
-        """One read (LeaseLost when another driver holds the sweep), then: is the claim read last
-        still too young for any driver to have found it stale (its heartbeat + TRUST_S)? Asked
-        after the read, on this clock: a process frozen while its read was in flight wakes up
-        with an answer from before the freeze, and must not write on it."""
-        self.read()  # when the store does not answer, the claim read last is judged instead
-        now = time.time()
-        if now < self.trusted_until:
-            self.passed_at = now
-            return True
-        return False
-
-    def __call__(self) -> None:
-        """Return once the lease is verified; raise LeaseLost when it is not the sweep's. Blocks
-        while the store cannot be read and the last claim read is no longer trusted."""
-        while not self.verified():
-            time.sleep(fence_retry_s())
-
-    def holds(self) -> bool:
-        try:
-            return self.verified()
-        except LeaseLost:
-            return False
 
 
 def check_times() -> tuple[float, float, float]:
@@ -203,31 +140,71 @@ class Lease:
         self._thread: threading.Thread | None = None
         self.lost: LeaseLost | None = None
         self.on_lost: Callable[[], None] | None = None
-        self.fence = Fence(client.tracking_uri, run_id, self.driver, sweep, client=client)
+        self.own_writes: dict[float, float] = {}  # heartbeat written -> watch_clock when its write began
+        self.watch = ClaimWatch()  # the other drivers' claims, watched while this one decides
+        from sweeper.driver.fence import Fence
+
+        self.fence = Fence(client.tracking_uri, run_id, self.driver, sweep, client=client, own_writes=self.own_writes)
 
     @property
     def tag(self) -> str:
         return names.TAG_LEASE_PREFIX + self.driver
 
-    def _write(self) -> None:
-        self.client.set_tag(self.run_id, self.tag, self._claim_json())
-
-    def _claim_json(self) -> str:
-        return json.dumps({"host": socket.gethostname(), "pid": os.getpid(), "since": self.since,
-                           "heartbeat": time.time(), "pidns": pid_namespace()})
+    def _write(self, client=None) -> float:
+        """Write this driver's claim with a new heartbeat; when the write began (watch_clock),
+        which this driver's fences trust the heartbeat from."""
+        began, beat = watch_clock(), time.time()
+        self.own_writes[beat] = began
+        for old in sorted(self.own_writes)[:-8]:  # the last few are all a read can still return
+            del self.own_writes[old]
+        (client or self.client).set_tag(self.run_id, self.tag, json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since, "heartbeat": beat,
+             "pidns": pid_namespace()}))
+        return began
 
     def _others(self) -> dict[str, Claim]:
-        now = time.time()
+        """The other drivers' claims that may be alive; the dead ones are removed: a process gone
+        on this machine, or a heartbeat this driver watched stand still for STALE_S."""
+        claims = {d: c for d, c in _claims(self.client, self.run_id).items() if d != self.driver}
+        self.watch.observe(claims)
         live = {}
-        for driver, claim in _claims(self.client, self.run_id).items():
-            if driver == self.driver:
-                continue
+        for driver, claim in claims.items():
             here = bool(claim.pidns) and claim.pidns == pid_namespace()
-            if claim.age(now) > self.stale_s or (here and pid_gone(claim.pid)):
+            if self.watch.unchanged_for(driver) > self.stale_s or (here and pid_gone(claim.pid)):
                 self._drop(names.TAG_LEASE_PREFIX + driver)  # a dead driver's claim
                 continue
             live[driver] = claim
         return live
+
+    def _looks_old(self, claim: Claim) -> bool:
+        return time.time() - claim.heartbeat > self.stale_s
+
+    def _watched_others(self) -> dict[str, Claim]:
+        """``_others``, watched until each claim is decided: one that looks fresh on this clock
+        is refused at once (refusing needs no agreement of clocks); one that looks old is read
+        again every few seconds until it changes (alive: its clock disagrees with this one) or
+        has stood still for STALE_S (dead: removed)."""
+        live, said = self._others(), False
+        while live and all(self._looks_old(c) and not self.watch.alive(d) for d, c in live.items()):
+            if not said:
+                holder = min(live.values(), key=lambda c: c.since)
+                log.warning("sweep %r: the claim of %s-%s looks %.0f s old by this host's clock; watching its "
+                            "heartbeat for up to %.0f s before taking the sweep over", self.sweep, holder.host,
+                            holder.pid, time.time() - holder.heartbeat, self.stale_s)
+                said = True
+            time.sleep(fence_retry_s())
+            live = self._others()
+        for driver, claim in live.items():
+            self._say_clock(claim, self.watch.clock_offset(driver))
+        return live
+
+    def _say_clock(self, claim: Claim, offset: float | None) -> None:
+        bound = settings.CLOCK_SKEW_S.get()
+        if offset is not None and abs(offset) > bound:
+            log.warning("this host's clock is %.0f s %s that of %s (pid %s), more than SWEEPER_CLOCK_SKEW_S "
+                        "(%.0f s): the lease does not rely on it, but times shown and the run index do; set "
+                        "both clocks by NTP", abs(offset), "behind" if offset > 0 else "ahead of", claim.host,
+                        claim.pid, bound)
 
     def _drop(self, tag: str) -> None:
         try:
@@ -240,10 +217,10 @@ class Lease:
         after the first settle, which then also covers the other drivers' parent creations: when
         the parent every driver agrees on is another run, the claim is withdrawn (ParentSuperseded)."""
         for attempt in range(TRIES):
-            before = self._others()
+            before = self._watched_others()
             if before:
                 raise self._held(before)
-            self._write()
+            wrote = self._write()
             time.sleep(self.settle_s)
             if agree_on_parent is not None and attempt == 0 and (parent := agree_on_parent()) != self.run_id:
                 self._drop(self.tag)
@@ -253,7 +230,7 @@ class Lease:
                 # the token: from now on trials and stale drivers check against it
                 self.client.set_tag(self.run_id, names.TAG_LEASE_HOLDER, json.dumps(
                     {"driver": self.driver, "host": socket.gethostname(), "pid": os.getpid(), "since": self.since}))
-                self.fence.trusted_until = time.time() + trust_s() - self.settle_s
+                self.fence.trusted_until = wrote + trust_s()
                 self._start_heartbeat()
                 return self
             # Someone wrote while we settled. We withdraw either way: if it already holds the
@@ -269,9 +246,10 @@ class Lease:
             return LeaseHeld(f"sweep {self.sweep!r}: other drivers kept starting at the same time; "
                              "run it again")
         holder = min(claims.values(), key=lambda c: c.since)
-        age = max(0.0, time.time() - holder.heartbeat)
+        alive = ("its heartbeat changed while this driver watched" if self.watch.alive(holder.driver) else
+                 f"alive {max(0.0, time.time() - holder.heartbeat):.0f} s ago by this host's clock")
         return LeaseHeld(f"sweep {self.sweep!r} is being run by another driver ({holder.describe()}, "
-                         f"alive {age:.0f} s ago); not starting a second one (a driver silent for "
+                         f"{alive}); not starting a second one (a driver whose heartbeat stands still for "
                          f"{self.stale_s:.0f} s is taken over)")
 
     def holds(self) -> bool:
@@ -286,10 +264,11 @@ class Lease:
             return False
 
     def _start_heartbeat(self) -> None:
-        from mlflow.tracking import MlflowClient
+        from sweeper.driver.fence import Fence
 
-        client = MlflowClient(tracking_uri=self.client.tracking_uri)  # its own, for its thread
-        fence = Fence(self.client.tracking_uri, self.run_id, self.driver, self.sweep, client=client)
+        client = TrackingStore.parse(self.client.tracking_uri).client(checked=False)  # its own, for its thread
+        fence = Fence(self.client.tracking_uri, self.run_id, self.driver, self.sweep, client=client,
+                      own_writes=self.own_writes)
 
         def beat() -> None:
             while not self._stop.wait(self.heartbeat_s):
@@ -304,19 +283,19 @@ class Lease:
         self._thread = threading.Thread(target=beat, name="sweeper-lease", daemon=True)
         self._thread.start()
 
-    def _beat(self, client, fence: Fence) -> None:
+    def _beat(self, client, fence) -> None:
         """Rewrite the claim only after reading that it is still this driver's: a driver that
         wakes up after a takeover must find out, not put its claim back."""
         try:
-            asked = time.time()
+            asked = watch_clock()
             if not fence.read():
                 return  # the store did not answer (logged once by the fence): next beat
-            now = time.time()
+            now = watch_clock()
             if now >= fence.trusted_until and now - asked >= self.settle_s / 2:
                 # an old claim and a slow answer: this process may have been frozen while the
                 # read was in flight, its answer older than it looks; read again next beat
                 return
-            client.set_tag(self.run_id, self.tag, self._claim_json())
+            self._write(client)
         except LeaseLost as e:
             self.lost = e
         except Exception as e:  # noqa: BLE001 - a tracking outage: try again next beat

@@ -165,7 +165,6 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
 
     from sweeper.core import settings
     from sweeper.core.logs import NAMESPACE, UserLines
-    from sweeper.record import tracking
 
     logging.getLogger("ray").setLevel(logging.WARNING)  # as ray.init(logging_level=...) in a driver
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")  # Tune passes it on to the trials
@@ -181,7 +180,7 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
     warnings = UserLines(sys.stderr)  # the callbacks' warnings reach the user's stderr, as in a local driver
     logging.getLogger(NAMESPACE).addHandler(warnings)
     try:
-        client = tracking.connect(ctx.tracking_uri)
+        client = ctx.store.client()
         # ray_log=False: Ray's output stays in the head's own logs; a driver log file here would land
         # in the head's working directory, and its path mean nothing on the user's machine
         return fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before, ray_log=False)

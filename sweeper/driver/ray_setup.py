@@ -1,6 +1,5 @@
-"""How the driver sets Ray and Tune up: Ray started or attached (for a new sweep on a Ray of its
-own, while the lease settles), an array's grid points and resources, the scheduler a spec names.
-Split from orchestrate, which runs the sweep with them."""
+"""How the driver sets Ray up: Ray started or attached (for a new sweep on a Ray of its own,
+while the lease settles), and an array's grid points and resources for Tune."""
 
 from __future__ import annotations
 
@@ -93,14 +92,3 @@ def array_points(units, spec):
         return resource_dict_to_pg_factory({"cpu": chosen["cpu"], "gpu": chosen["gpu"]} if chosen else solo)
 
     return {"arrays": arrays}, resources
-
-
-def scheduler(spec):
-    section = spec.scheduler
-    if section.name != "asha":  # fifo: the spec's schema admits no other
-        return None
-    from ray.tune.schedulers import ASHAScheduler
-
-    max_t = section.max_t or max(int(t.config["train"]["epochs"]) for t in spec.trials())
-    return ASHAScheduler(time_attr="epoch", max_t=max_t,
-                         grace_period=section.grace_period, reduction_factor=section.reduction_factor)

@@ -1,5 +1,5 @@
 """The driver's Ray Tune callback: every trial event feeds the live view and the parent-run
-dashboard (sweeper.progress), each step of the loop may rewrite the run index (index_refresh),
+dashboard (sweeper.views.progress), each step of the loop may rewrite the run index (index_refresh),
 and a trial's end is settled here, where only the driver can know it: a trial the scheduler
 stopped early, and a trial that failed for good after all its retries. A driver that no longer
 holds the sweep's lease (``fence``) settles, prints and writes nothing: its trials were stopped
@@ -13,10 +13,10 @@ from sweeper.core.logs import cause
 from sweeper.core.states import FAILED
 from sweeper.driver.index_refresh import IndexRefresh
 from sweeper.driver.lease import LeaseLost
+from sweeper.core.trial import Trial
 from sweeper.plan.arrays import members_of
-from sweeper.driver.worker import trial_notes
-from sweeper.plan.payload import TrialPayload
-from sweeper.plan.planning import payload_from_config
+from sweeper.plan.planning import trial_at
+from sweeper.record import names
 from sweeper.record.trial_record import COMPLETED, ERRORED, PendingEnds, settle_driver_end
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def progress_callback(*args, **kwargs):
 
 
 class TrialEnds:
-    """Feeds the live view and the parent-run dashboard (sweeper.progress) and settles what only
+    """Feeds the live view and the parent-run dashboard (sweeper.views.progress) and settles what only
     the driver can know: a trial the scheduler stopped early, and a trial that failed for good
     after all its retries."""
 
@@ -54,19 +54,19 @@ class TrialEnds:
         self.monitor = SweepMonitor.start(client, parent_run_id, sweep, grid, total, done_before,
                                           holds=holds)
         self.index = IndexRefresh(client, experiment_id, parent_run_id, holds=holds) if parent_run_id else None
-        self.payloads: dict[str, TrialPayload] = {}
+        self.trials: dict[str, Trial] = {}
 
-    def _payload_of(self, trial) -> TrialPayload:
-        if trial.trial_id not in self.payloads:
-            self.payloads[trial.trial_id] = payload_from_config(trial.config, self.grid, self.name_axes)
-        return self.payloads[trial.trial_id]
+    def _trial_of(self, trial) -> Trial:
+        if trial.trial_id not in self.trials:
+            self.trials[trial.trial_id] = trial_at(trial.config, self.grid, self.name_axes)
+        return self.trials[trial.trial_id]
 
-    def _trials_of(self, trial) -> list[TrialPayload]:
+    def _trials_of(self, trial) -> list[Trial]:
         """The trials one Ray trial trains: itself, or an array's members (counted one by one)."""
         keys = members_of(trial.config, self.arrays)
         if keys is None:
-            return [self._payload_of(trial)]
-        return [TrialPayload(**self.grid[key]) for key in keys]
+            return [self._trial_of(trial)]
+        return [self.grid[key] for key in keys]
 
     def setup(self, **info):
         self.monitor.open()
@@ -78,9 +78,9 @@ class TrialEnds:
     def on_trial_result(self, iteration, trials, trial, result, **info):
         members = members_of(trial.config, self.arrays)
         if members is not None and result.get("trial_key") in members:  # one member's epoch
-            p = TrialPayload(**self.grid[result["trial_key"]])
+            p = self.grid[result["trial_key"]]
         else:
-            p = self._payload_of(trial)
+            p = self._trial_of(trial)
         self.monitor.result(p.key, p.name, result, int(p.config["train"]["epochs"]))
         if members is not None and "final_test_acc" in result:  # its final report: it ended, its array goes on
             self._settle_trial(trial, p, failed=False)
@@ -102,39 +102,46 @@ class TrialEnds:
     def _settle(self, trial, failed: bool) -> None:
         self.finished += 1  # Ray trials: tuner.fit() returns one result per array too
         members = members_of(trial.config, self.arrays)
-        for payload in ([payload_from_config(trial.config, self.grid, self.name_axes)] if members is None
-                        else [TrialPayload(**self.grid[key]) for key in members]):
-            self._settle_trial(trial, payload, failed)
+        for one in ([trial_at(trial.config, self.grid, self.name_axes)] if members is None
+                    else [self.grid[key] for key in members]):
+            self._settle_trial(trial, one, failed)
 
-    def _settle_trial(self, trial, payload: TrialPayload, failed: bool) -> None:
-        if payload.key in self.settled:
+    def _settle_trial(self, trial, one: Trial, failed: bool) -> None:
+        if one.key in self.settled:
             return
         if self.arrays:
-            self.settled.add(payload.key)
-        self.keys.add(payload.key)
+            self.settled.add(one.key)
+        self.keys.add(one.key)
         if self.fence is not None:
             try:
                 verified = self.fence.verified()
             except LeaseLost:
                 return  # not this driver's sweep any more: the new holder settles it, this one says nothing
             if not verified:  # the store cannot be read and the lease is too old to trust: write nothing
-                self.monitor.ended(payload.key, payload.name, FAILED if failed else "ended", None)
+                self.monitor.ended(one.key, one.name, FAILED if failed else "ended", None)
                 return
         # the state write first, retried and kept in PendingEnds until MLflow has it; never
         # inside the display code below, whose failures must not lose a trial's end
-        state, run = settle_driver_end(self.client, self.experiment_id, payload.key,
-                                       ERRORED if failed else COMPLETED, self.pending, name=payload.name)
+        state, run = settle_driver_end(self.client, self.experiment_id, one.key,
+                                       ERRORED if failed else COMPLETED, self.pending, name=one.name)
         try:
-            self._show_end(trial, payload, failed, state, run)
+            self._show_end(trial, one, failed, state, run)
         except Exception as e:  # noqa: BLE001 - progress output must never stop the sweep (logged)
-            log.warning("could not show the end of trial %s (%s)", payload.name, cause(e))
+            log.warning("could not show the end of trial %s (%s)", one.name, cause(e))
 
-    def _show_end(self, trial, payload: TrialPayload, failed: bool, state: str | None, run) -> None:
+    def _show_end(self, trial, one: Trial, failed: bool, state: str | None, run) -> None:
         if state is None:
             state = FAILED if failed else "ended"  # "ended": MLflow could not be read to say how
         acc = run.data.metrics.get("final_test_acc", run.data.metrics.get("test_acc")) if run is not None else None
         notes = trial_notes(run)
         where = f"  ({notes.get('error') or f'error: {trial.path}'})" if failed else ""
-        self.monitor.ended(payload.key, payload.name, state, acc, where)
+        self.monitor.ended(one.key, one.name, state, acc, where)
         if notes.get("set_aside"):
             self.monitor.say(f"      its checkpoint was unusable and was set aside, trained from scratch: {notes['set_aside']}")
+
+
+def trial_notes(run) -> dict[str, str]:
+    """What a child run says went wrong: its last error, a checkpoint set aside (either absent)."""
+    tags = run.data.tags if run is not None else {}
+    notes = {"error": tags.get(names.TAG_LAST_ERROR), "set_aside": tags.get(names.TAG_CHECKPOINT_SET_ASIDE)}
+    return {k: v for k, v in notes.items() if v}

@@ -7,7 +7,7 @@ Kubernetes logs): the same facts as plain lines, the trial-end lines as they hap
 summary every ``SWEEPER_PROGRESS_EVERY_S`` seconds (default 30), with no escape codes.
 
 ``SweepMonitor`` turns the driver's Ray Tune events into a ``SweepState`` and feeds both the view
-and the parent run's dashboard (sweeper.dashboard).
+and the parent run's dashboard (sweeper.record.dashboard).
 """
 
 from __future__ import annotations
@@ -143,14 +143,14 @@ class SweepMonitor:
         self.view = None
 
     @classmethod
-    def start(cls, client, parent_run_id: str | None, sweep: str, grid: Mapping[str, dict],
+    def start(cls, client, parent_run_id: str | None, sweep: str, grid: Mapping[str, Any],
               total: int, done_before=(), holds=None) -> "SweepMonitor":
         """The state of the whole sweep: ``done_before``, the trials earlier runs finished, as
         (key, name, state, final_test_acc) from what the driver read, count as done. ``holds``:
         the driver's lease check, asked before each dashboard write."""
         from sweeper.record.dashboard import Dashboard
 
-        epochs = {key: int(p["config"]["train"]["epochs"]) for key, p in grid.items()}
+        epochs = {key: int(t.config["train"]["epochs"]) for key, t in grid.items()}
         state = SweepState(sweep, total, mean_epochs=(sum(epochs.values()) / len(epochs)) if epochs else 0.0)
         for key, name, outcome, accuracy in done_before:
             if outcome in DONE and key not in grid:

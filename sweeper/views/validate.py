@@ -12,12 +12,19 @@ from typing import Any, Callable
 import click
 
 from sweeper.plan import arrays
-from sweeper.plan.estimate import ASSUMED_FLOPS_PER_S, BACKWARD_FACTOR, estimate_spec, hours, si
+from sweeper.plan.estimate import (ASSUMED_FLOPS_PER_S, MODE_FLOPS, PEAK_FLOPS_PER_S, RATE_WORDS, Estimate,
+                                   estimate_spec, hours, si)
+from sweeper.core.errors import SpecError
 from sweeper.spec import Spec, load_spec
+from sweeper.spec.tracking_uri import check_uri_sources
 
 
-def validate_command(spec_path: str, echo: Callable[[str], Any] = click.echo, measure: bool = False) -> Spec:
-    spec = load_spec(spec_path)
+def validate_command(spec_path: str, echo: Callable[[str], Any] = click.echo, measure: bool = False,
+                     check_data: bool = False) -> Spec:
+    spec = load_spec(spec_path)  # the spec's tracking.uri is checked by its schema
+    check_uri_sources(None)  # MLFLOW_TRACKING_URI, which a run would take over the spec's
+    if check_data:  # before anything is printed: a missing set is the one line and exit 2
+        check_data_here(spec)
     for line in describe(spec):
         echo(line)
     if measure:  # after the quick estimate, which stays on screen while the steps are timed
@@ -40,6 +47,29 @@ def validate_command(spec_path: str, echo: Callable[[str], Any] = click.echo, me
     else:
         echo("shown: the FLOP estimate (an assumed throughput); --measure times real steps on this machine")
     return spec
+
+
+def datasets_of(spec: Spec) -> list[dict]:
+    """The distinct ``dataset`` settings the spec's trials read (name, root, download)."""
+    seen: dict[tuple, dict] = {}
+    for trial in spec.trials():
+        d = trial.config["dataset"]
+        seen.setdefault((d["name"], d.get("root"), bool(d.get("download"))), dict(d))
+    return list(seen.values())
+
+
+def check_data_here(spec: Spec) -> None:
+    """`validate --check-data`: each data set the trials read is where the loader looks on this
+    machine, in its layout (trainables.data.layout; nothing is downloaded); else SpecError naming
+    ``dataset.root``, this machine and the layout. `sweeper run` checks every node the same way."""
+    import socket
+
+    from trainables.data import layout
+
+    for dataset in (d for d in datasets_of(spec) if not d.get("stand_in")):
+        problem = layout.describe(dataset, f"this machine ({socket.gethostname()})")
+        if problem is not None:
+            raise SpecError(spec.path, None, problem)
 
 
 def describe(spec: Spec) -> list[str]:
@@ -72,31 +102,38 @@ def describe(spec: Spec) -> list[str]:
     if array_lines:
         lines += [""] + array_lines
 
-    est = estimate_spec(spec)
+    lines += [""] + estimate_lines(estimate_spec(spec))
+    return lines
+
+
+def estimate_lines(est: Estimate) -> list[str]:
+    """The work estimate as printed: which factor each mode's FLOPs took and which rate each
+    precision was costed at, so a reader can redo the sum (docs/spec.md, "The cost estimate")."""
     bound = " (upper bound: sampled axes change the work; each trial counted at its largest)" if est.upper_bound else ""
     flops = si(est.forward_flops_max, "FLOP")
     if est.forward_flops_min != est.forward_flops_max:
         flops = f"{si(est.forward_flops_min, 'FLOP')} .. {flops}"
-    lines += [
-        "",
+    factors = ", ".join(f"{m} {MODE_FLOPS[m][0]}x" for m in est.modes)
+    rates = "; ".join(f"{RATE_WORDS[p]} at an assumed {si(ASSUMED_FLOPS_PER_S[p], 'FLOP/s')} sustained per GPU "
+                      f"({ASSUMED_FLOPS_PER_S[p] / PEAK_FLOPS_PER_S[p]:.0%} of an A100's "
+                      f"{si(PEAK_FLOPS_PER_S[p], 'FLOP/s')} peak)" for p in est.precisions)
+    return [
         f"work estimate, training only{bound}:",
         f"  trials x epochs:        {est.trial_epochs:,}",
         f"  training images seen:   {est.images_seen:,}",
         f"  forward FLOPs / image:  {flops}",
-        f"  training FLOPs:         {si(est.training_flops, 'FLOP')} ({BACKWARD_FACTOR}x forward, for forward + backward)",
-        f"  GPU-hours:              {hours(est.gpu_hours)} at an assumed {si(ASSUMED_FLOPS_PER_S, 'FLOP/s')} "
-        "sustained per GPU",
+        f"  training FLOPs:         {si(est.training_flops, 'FLOP')} (forward FLOPs x {factors}: "
+        "what autograd computes per mode)",
+        f"  GPU-hours:              {hours(est.gpu_hours)}: {rates}; plus {est.startup_s:g} s of start-up "
+        "per trial (an assumed figure; --measure times it)",
     ]
-    return lines
 
 
 def _planned(spec: Spec) -> list:
     """The trials arrays would group: the grid points (each num_samples times for a search, at the
     grid point's values: lr, weight decay and momentum never change a group)."""
-    from sweeper.plan.payload import TrialPayload
-
     samples = spec.search.num_samples if spec.sampled_trial_count() else 1
-    return [TrialPayload(t.key, t.name, dict(t.config), dict(t.params)) for t in spec.trials() for _ in range(samples)]
+    return [t for t in spec.trials() for _ in range(samples)]
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
