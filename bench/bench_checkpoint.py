@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_checkpoint.py [--depth 110]
 
-Both checkpoints are written by the loop's own code (trainables.loop._save) after one real
+Both checkpoints are written by the loop's own code (trainables.loop.save_epoch) after one real
 optimizer step, so momentum buffers exist, exactly as a mid-trial checkpoint would hold them.
 random_params is shown too: its masked tensors store only their trainable entries.
 """
@@ -18,7 +18,7 @@ import torch
 
 from trainables.checkpoint import CHECKPOINT_FILE
 from trainables.config import TrialConfig
-from trainables.loop import _Setup, _save
+from trainables.loop import Setup, save_epoch
 from trainables.models import build_model
 from trainables.modes import apply_mode, build_optimizer
 from trainables.schedule import build_scheduler
@@ -35,11 +35,11 @@ def checkpoint_size(depth: int, mode: str, folder: Path) -> tuple[int, int]:
     loss.backward()
     optimizer.step()
     scheduler.step()
-    setup = _Setup(config=config, device=torch.device("cpu"), data=SimpleNamespace(num_classes=10), model=model,
+    setup = Setup(config=config, device=torch.device("cpu"), data=SimpleNamespace(num_classes=10), model=model,
                    net=model, trainability=trainability, optimizer=optimizer, scheduler=scheduler,
                    precision=None, channels_last=False)
     history = [{"epoch": 1, "test_acc": 0.5}]
-    _save(setup, folder, 1, history, None)
+    save_epoch(setup, folder, 1, history, None)
     return (folder / CHECKPOINT_FILE).stat().st_size, trainability.trainable_params
 
 

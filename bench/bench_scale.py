@@ -13,7 +13,7 @@ trials are written straight into the sqlite file and the gamma files into the se
 folder, which is what the server itself would have stored; the commands then read everything
 back through the server over HTTP, as a user's laptop would.
 
-After fabricating, the bench writes the run index (``sweeper.run_index``) as the driver of a
+After fabricating, the bench writes the run index (``sweeper.record.run_index``) as the driver of a
 finished sweep does as it ends; ``--without-index`` hides it, to measure a sweep without one.
 
 ``--index-age both`` measures what the index's age costs, in one run on one fresh store: first
@@ -157,7 +157,6 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
     from mlflow.tracking import MlflowClient
 
     from sweeper.record import tracking
-    from sweeper.plan.planning import expected_payloads
     from sweeper.spec import load_spec
     from sweeper.record.names import FINAL_STEP, METRIC_START_EPOCH
 
@@ -169,7 +168,7 @@ def fabricate(root: Path, spec_path: Path, server_uri: str) -> float:
     direct = MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
     rng = np.random.default_rng(0)
     from sweeper.record.names import METRIC_EPOCH as epoch_metric  # what the worker logs per epoch
-    for payload in expected_payloads(spec):
+    for payload in spec.trials():
         run = direct.create_run(experiment_id, run_name=payload.name, tags={
             names.TAG_PARENT: parent, names.TAG_TRIAL_KEY: payload.key, names.TAG_ROLE: "trial"})
         run_id = run.info.run_id
@@ -307,7 +306,7 @@ def main() -> None:
                         help="keep the fabricated stores in STORES/<N>/ and reuse them on the next call")
     parser.add_argument("--fabricate-only", action="store_true", help="make the stores (with --stores), measure nothing")
     parser.add_argument("--without-index", action="store_true",
-                        help="measure as for a sweep whose driver wrote no run index (sweeper.run_index)")
+                        help="measure as for a sweep whose driver wrote no run index (sweeper.record.run_index)")
     parser.add_argument("--index-age", choices=("as-stored", "both"), default="as-stored",
                         help="both: measure with the index written right after the runs ended, then rewritten "
                              "past the clock-skew bound, on a freshly fabricated store (see above)")

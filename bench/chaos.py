@@ -76,7 +76,7 @@ NAME = "chaos"
 KINDS = ("kill_driver", "stop_driver", "kill_worker", "stop_worker", "second_driver", "restart_tracking")
 MODES = ("bn_only", "full", "output_only", "bn_output")
 PER_EPOCH = ("train_loss", "train_acc", "test_loss", "test_acc", "test_top5", "lr", "images_per_s", "epoch_s")
-# The MLflow layout (design.md) and the lease's tag prefix (README, "Guarantees").
+# The MLflow layout and the lease's tag prefix (docs/mlflow.md).
 TAG_ROLE, TAG_TRIAL_KEY, TAG_STATUS, LEASE_PREFIX = "sweeper.role", "sweeper.trial_key", "status", "sweeper.lease."
 LEASE_STALE_S = 15.0
 RETRIES = 10  # a fault with nothing to hit is tried again 2 s later, this many times
