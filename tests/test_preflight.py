@@ -142,3 +142,53 @@ def test_validate_check_data_names_the_root_and_layout_on_this_machine(tmp_path)
     _fake_cifar(home)
     proc = _validate(tmp_path, home)
     assert proc.returncode == 0, proc.stderr
+
+
+# --- `sweeper run` itself: the preflight ends the run before any child run or trial ----------------
+
+SWEEPER = str(Path(sys.executable).with_name("sweeper"))
+
+
+def _run(folder: Path, study: str, tracking_uri: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    (folder / "study.yaml").write_text(study)
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env.pop("SWEEPER_WAIT_FOR_RESOURCES", None)
+    return subprocess.run([SWEEPER, "run", "study.yaml", "--tracking-uri", tracking_uri, "--storage", "results", *args],
+                          cwd=folder, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _child_runs(tracking_uri: str, name: str) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name(name)
+    runs = client.search_runs([experiment.experiment_id]) if experiment else []
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def test_run_asking_a_gpu_of_a_cpu_only_ray_exits_2_with_one_line_and_no_trial(workdir, tracking_uri):
+    study = ("name: gpu_on_cpu\ndataset: {name: digits, image_size: 16}\nmodel: {family: cifar_resnet, depth: 8}\n"
+             "train: {epochs: 1}\ngrid: {lr: [0.1, 0.2]}\nresources: {cpu: 1, gpu: 0.5}\n")
+    proc = _run(workdir, study, tracking_uri, timeout=60)  # within a minute, Ray's start included
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    cpus = os.cpu_count()
+    assert proc.stderr.splitlines()[-1] == (f"resources.gpu: 0.5 per trial, but no node of this Ray cluster has a GPU "
+                                            f"(1 node: {cpus} CPU, 0 GPU)")
+    assert "Traceback" not in proc.stderr
+    assert _child_runs(tracking_uri, "gpu_on_cpu") == []
+
+
+def test_run_on_two_nodes_names_the_node_without_the_data_set_before_any_child_run(two_nodes, workdir, tracking_uri):
+    ray, homes = two_nodes
+    b = next(n for n in ray.nodes() if "b" in n["Resources"])
+    study = ("name: data_on_one_node\ndataset: {name: cifar10, root: ~/data/cifar10}\n"
+             "model: {family: cifar_resnet, depth: 8}\ntrain: {epochs: 1}\ngrid: {lr: [0.1, 0.2]}\n"
+             "resources: {cpu: 1}\n")
+    address = ray.get_runtime_context().gcs_address
+    proc = _run(workdir, study, tracking_uri, "--address", address, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    line = proc.stderr.splitlines()[-1]
+    assert line.startswith("study.yaml: dataset.root '~/data/cifar10' on node ") and f"id {b['NodeID'][:8]})" in line
+    assert "expected ROOT/cifar-10-batches-py/" in line and "Traceback" not in proc.stderr
+    assert _child_runs(tracking_uri, "data_on_one_node") == []

@@ -157,3 +157,19 @@ def test_child_runs_get_short_names_for_varying_dotted_axes_and_a_one_line_descr
 
 def test_durations_read_at_a_glance():
     assert [duration(s) for s in (None, 4.4, 185, 7440)] == ["?", "4s", "3m05s", "2h04m"]
+
+
+def test_a_sweep_waiting_for_a_node_says_why_on_every_progress_line_until_a_trial_runs():
+    state = SweepState("gpu_study", total=2)
+    state.waiting = "resources.gpu: 1 per trial, but no node of this Ray cluster has a GPU (1 node: 2 CPU, 0 GPU); " \
+                    "waiting for the autoscaler to add a node of group 'gpu' (8 CPU, 1 GPU each, up to 2)"
+    out = io.StringIO()
+    view = PlainView(out, every_s=0)
+    view.refresh(state)
+    view.refresh(state)
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("[progress]")]
+    assert len(lines) == 2 and all(line.endswith(f"; waiting: {state.waiting}") for line in lines)
+    state.started_trial("k1", "lr=0.1", 1)  # a node came: the reason is no longer said
+    out.truncate(0), out.seek(0)
+    view.refresh(state)
+    assert "waiting" not in out.getvalue()

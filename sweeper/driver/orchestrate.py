@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from sweeper.core.errors import SweepError
 from sweeper.core.states import DONE, EXIT_INTERRUPTED, EXIT_LEASE_LOST, EXIT_OK, PENDING
 from sweeper.core.trial import Trial
 from sweeper.driver import cluster_address, driver_exit, ray_setup, tune_loop
+from sweeper.driver import preflight as cluster_preflight
 from sweeper.driver.context import SweepContext
 from sweeper.driver.hold import DriverHold
 from sweeper.driver.lease import LeaseLost
@@ -48,7 +50,7 @@ from sweeper.plan.search import searcher
 from sweeper.record import dashboard, links, preflight, retrying, run_index, tracking, versions
 from sweeper.record.store import TrackingStore
 from sweeper.record.trial_record import PendingEnds, settle_pending, state_of
-from sweeper.views import terminal
+from sweeper.views import plan_preview, terminal
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,7 @@ def run_command(spec_path, *, address: str | None = None, tracking_uri: str | No
         sweep.say_plan(plan)
         if dry_run:
             sweep.say_trials(plan)
+            sweep.say_preview(plan)
             return EXIT_OK
         return sweep.execute(plan)
 
@@ -107,6 +110,7 @@ class Plan:
     states: dict[str, str]  # trial key -> state, as read (an end kept for a later write counts)
     done_before: list[tuple]  # (key, name, state, final_test_acc) of the done ones, for the live view
     samples_left: int  # samples a searcher still draws while the sweep runs (Optuna)
+    runs: dict  # trial key -> its child run, as read
 
 
 class Sweep:
@@ -194,7 +198,7 @@ class Sweep:
         done_before = [(key, run.info.run_name or key, states[key], run.data.metrics.get("final_test_acc"))
                        for key, run in by_key.items() if states[key] in DONE]
         return Plan(self.trials, [t for t in self.trials if states.get(t.key) not in DONE], states, done_before,
-                    self.search.samples_left(self.spec, self.trials, states))
+                    self.search.samples_left(self.spec, self.trials, states), by_key)
 
     def say_plan(self, plan: Plan) -> None:
         spec, drawn = self.spec, self.search.draws_in_run
@@ -212,7 +216,15 @@ class Sweep:
             for i, t in enumerate(plan.trials):
                 terminal.say(f"  {i:>4}  {t.name:<40} {t.key}  {plan.states.get(t.key, PENDING)}  "
                              f"{in_array.get(t.key, '')}".rstrip())
-        for line in plan_arrays.describe(self.spec, plan.remaining):
+
+    def say_preview(self, plan: Plan) -> None:
+        """A dry run's summary: trials kept, new and gone, resources, the estimate, and the
+        preflight as far as it is known without a cluster (this machine's, for a local run)."""
+        local = not self.address and not os.environ.get("RAY_ADDRESS")
+        checks = cluster_preflight.dry_run_lines(self.spec, local)
+        # the new trials are in the table above, unless a searcher draws them while the run goes
+        for line in plan_preview.describe_plan(self.spec, plan.runs, preflight=checks,
+                                               name_new=self.search.draws_in_run):
             terminal.say(line)
 
     # --- execute ----------------------------------------------------------------------------
@@ -250,9 +262,11 @@ class Sweep:
         try:
             if self.taken_over():  # Ray takes seconds to start: is the sweep still ours?
                 raise self.hold.lost
+            waiting = self._preflight(plan)
             keys, interrupted = tune_loop.fit_here_or_on_head(
                 self.address, self.signals, self.spec, ctx, self.client, plan.remaining, plan.samples_left,
-                self.root, plan.done_before, self.handle_signals, self.ray_log, lease_fence=self.hold.lease.fence)
+                self.root, plan.done_before, self.handle_signals, self.ray_log, lease_fence=self.hold.lease.fence,
+                waiting=waiting or "")
         finally:
             if started_ray:
                 import ray
@@ -263,6 +277,19 @@ class Sweep:
         if self.taken_over():
             return EXIT_LEASE_LOST
         return self._fit_exit(keys, interrupted)
+
+    def _preflight(self, plan: Plan) -> str | None:
+        """What the cluster lacks, checked once Ray is up and before any trial or child run: a
+        trial no node can hold, a node without the data set, storage or tracking a node cannot
+        reach end the run here (exit 2, one line); nodes that can still come are waited for,
+        with the reason returned for the progress lines."""
+        if not plan.remaining and not plan.samples_left:
+            return None
+        local = not self.address and not os.environ.get("RAY_ADDRESS")  # a Ray of our own: this machine
+        waiting = cluster_preflight.before_trials(self.spec, self.root, self.uri, local=local)
+        if waiting:
+            terminal.say(f"waiting: {waiting}")
+        return waiting
 
     def _fit_exit(self, keys: set[str], interrupted: bool) -> int:
         """The exit code of a fit that returned, from the child runs read once more."""

@@ -13,12 +13,14 @@
   local folder seen by all of them (a shared mount), the tracking server answered from each; a
   sqlite or folder store with any node on another machine is refused.
 
+``before_trials`` is what `sweeper run` calls once Ray is up and before Tune starts.
 docs/cluster.md ("Before the first trial") says the same for users.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -32,6 +34,63 @@ from sweeper.views.validate import datasets_of
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 300.0  # a node's check (a download: true set is fetched inside it)
+
+
+def before_trials(spec, storage: str, tracking_uri: str, *, local: bool) -> str | None:
+    """The checks of the connected cluster before the first trial: None, or the reason the run
+    waits for nodes; SpecError/SweepError for what cannot work. ``local``: Ray was started by this
+    driver, so its one node is this machine, checked in this process (no task, no storage probe)."""
+    size = spec.resources.array if isinstance(spec.resources.array, int) else 1  # auto: a solo trial at least
+    nodes, groups, running = cluster_view()
+    waiting = check_resources(spec, nodes, array_size=size, groups=groups, autoscaler_running=running)
+    if local:
+        problem = _data_on_node(data_sets(spec), f"this machine ({socket.gethostname()})")
+        if problem is not None:
+            raise SpecError(spec.path, None, problem)
+    else:
+        check_data(spec, nodes, size)
+        check_storage_and_tracking(spec, nodes, storage, tracking_uri, array_size=size)
+    if waiting:
+        log.warning("preflight: %s", waiting)
+    return waiting
+
+
+def this_machine() -> dict[str, float]:
+    """The node a local run's Ray would have: {"cpu", "gpu"} of this machine."""
+    import os
+
+    import torch
+
+    return {"cpu": float(os.cpu_count() or 1), "gpu": float(torch.cuda.device_count())}
+
+
+def dry_run_lines(spec, local: bool) -> list[str]:
+    """The preflight as far as a dry run can know it without starting Ray: a local run's one node
+    is this machine (its CPUs and GPUs, the data sets under their roots); a cluster's nodes are
+    only known to the run."""
+    if not local:
+        return ["the cluster's nodes are checked when the run starts (resources, each node's data set, "
+                "storage and tracking)"]
+    have = this_machine()
+    node = {"Alive": True, "Resources": {"CPU": have["cpu"], "GPU": have["gpu"]}}
+    size = spec.resources.array if isinstance(spec.resources.array, int) else 1
+    try:
+        waiting = check_resources(spec, [node], array_size=size)
+        lines = [f"a run would wait: {waiting}" if waiting else
+                 f"resources: a trial fits this machine ({_shape(node['Resources'])})"]
+    except SpecError as e:
+        lines = [f"a run would stop: {e}"]
+    from trainables.data import layout
+
+    for dataset in data_sets(spec):
+        problem = layout.describe(dataset, f"this machine ({socket.gethostname()})")
+        if problem is None:
+            lines.append(f"data: {dataset['name']} found under {dataset.get('root')}")
+        elif dataset.get("download"):
+            lines.append(f"data: {dataset['name']} is downloaded to {dataset.get('root')} when the run starts")
+        else:
+            lines.append(f"a run would stop: {SpecError(spec.path, None, problem)}")  # as the run says it
+    return lines
 
 
 # --- resources ------------------------------------------------------------------------------------
@@ -189,10 +248,16 @@ def _data_on_node(datasets: list[dict], where: str) -> str | None:
     return None
 
 
+def data_sets(spec) -> list[dict]:
+    """The data sets the trials read from files (digits ship with scikit-learn, synthetic and
+    a smoke test's stand-ins are made in memory)."""
+    return [d for d in datasets_of(spec) if d["name"] not in ("digits", "synthetic") and not d.get("stand_in")]
+
+
 def check_data(spec, nodes: list[Mapping[str, Any]], array_size: int = 1) -> None:
     """Every node that can run a trial has each data set the trials read (fetched there first
     with ``download: true``); else SpecError naming ``dataset.root``, the node and the layout."""
-    datasets = [d for d in datasets_of(spec) if d["name"] not in ("digits", "synthetic") and not d.get("stand_in")]
+    datasets = data_sets(spec)
     targets = trial_nodes(spec, nodes, array_size)
     if not datasets or not targets:
         return

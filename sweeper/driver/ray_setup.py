@@ -36,7 +36,10 @@ def init_ray(address: str | None, quiet: bool = False) -> bool:
     elif address:
         ray.init(address=address, logging_level=level, log_to_driver=False)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level=level, log_to_driver=False)
+        # "local": a Ray of this driver's own, even where `ray start` left a cluster on this machine
+        # (ray.init() would attach to that one and refuse num_cpus)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, logging_level=level,
+                 log_to_driver=False)
     logging.getLogger(__name__).info("startup: Ray %s in %.1f s", "attached" if address else "started",
                                      time.monotonic() - started)
     return True

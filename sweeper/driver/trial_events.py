@@ -37,7 +37,7 @@ class TrialEnds:
 
     def __init__(self, client, experiment_id: str, grid: dict, name_axes: list[str], total: int,
                  sweep: str = "sweep", parent_run_id: str | None = None, done_before=(),
-                 pending_ends: str | None = None, fence=None, arrays: dict | None = None):
+                 pending_ends: str | None = None, fence=None, arrays: dict | None = None, waiting: str = ""):
         self.name_axes = name_axes
         self.fence = fence
         self.pending = PendingEnds(pending_ends) if pending_ends else None  # <storage>/<sweep>/pending-ends
@@ -53,6 +53,7 @@ class TrialEnds:
         holds = fence.holds if fence is not None else None
         self.monitor = SweepMonitor.start(client, parent_run_id, sweep, grid, total, done_before,
                                           holds=holds)
+        self.monitor.state.waiting = waiting  # the preflight's reason to wait for a node, if any
         self.index = IndexRefresh(client, experiment_id, parent_run_id, holds=holds) if parent_run_id else None
         self.trials: dict[str, Trial] = {}
 

@@ -27,10 +27,11 @@ log = logging.getLogger(__name__)
 def fit_here_or_on_head(address, signals, spec, ctx: SweepContext, client, remaining: list[Trial],
                         samples_left: int, storage_root: str, done_before: list[tuple],
                         handle_signals: bool = True, ray_log: bool = True,
-                        lease_fence=None) -> tuple[set[str], bool]:
+                        lease_fence=None, waiting: str = "") -> tuple[set[str], bool]:
     """Tune's loop here, or, through Ray Client, in a task on the head. ``lease_fence``: the
     driver's own lease fence, which knows the heartbeats it wrote and so verifies at once; the
-    Tune callback checks with it here (on the head it has a fence of its own)."""
+    Tune callback checks with it here (on the head it has a fence of its own). ``waiting``: the
+    preflight's reason no node can hold a trial yet, repeated on the progress lines here."""
     if cluster_address.is_ray_client(address):
         from sweeper.driver import ray_client
 
@@ -38,11 +39,13 @@ def fit_here_or_on_head(address, signals, spec, ctx: SweepContext, client, remai
                                       sampled_todo=samples_left, storage_root=storage_root,
                                       done_before=done_before)
     with signals.stopping_tune_here() if handle_signals else contextlib.nullcontext():
-        return fit(spec, ctx, client, remaining, samples_left, storage_root, done_before, ray_log, lease_fence)
+        return fit(spec, ctx, client, remaining, samples_left, storage_root, done_before, ray_log, lease_fence,
+                   waiting)
 
 
 def fit(spec, ctx: SweepContext, client, remaining: list[Trial], samples_left: int, storage_root: str,
-        done_before: list[tuple] = (), ray_log: bool = True, lease_fence=None) -> tuple[set[str], bool]:
+        done_before: list[tuple] = (), ray_log: bool = True, lease_fence=None,
+        waiting: str = "") -> tuple[set[str], bool]:
     """The trials' keys Tune ran (and those it was given), and whether it was interrupted."""
     from ray import tune
 
@@ -62,7 +65,7 @@ def fit(spec, ctx: SweepContext, client, remaining: list[Trial], samples_left: i
                                  total=plan.num_samples if search.draws_in_run else len(remaining),
                                  sweep=spec.name, parent_run_id=ctx.parent_run_id, done_before=done_before,
                                  pending_ends=f"{storage_root}/{spec.name}/pending-ends", fence=lease_fence or ctx.fence(),
-                                 **extra)
+                                 waiting=waiting, **extra)
     tuner = tune.Tuner(
         trainable,
         param_space=param_space,

@@ -46,6 +46,7 @@ class SweepState:
     concurrency: int = 1
     updated: float = field(default_factory=time.time)
     ended: bool = False
+    waiting: str = ""  # why no trial can start yet (the driver's preflight), shown while none runs
 
     @property
     def done(self) -> int:

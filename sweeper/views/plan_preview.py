@@ -39,9 +39,10 @@ def read_runs(spec, tracking_uri: str) -> dict[str, Any]:
 
 
 def describe_plan(spec, runs: Mapping[str, Any], *, largest: Mapping[str, float] | None = None,
-                  preflight: Iterable[str] = ()) -> list[str]:
+                  preflight: Iterable[str] = (), name_new: bool = True) -> list[str]:
     """The dry run's lines. ``largest``: the biggest node's {"cpu", "gpu"} (arrays are capped to
-    it, as the driver caps them); ``preflight``: lines the caller's checks gave."""
+    it, as the driver caps them); ``preflight``: lines the caller's checks gave; ``name_new``:
+    list the new trials' names (not where the caller shows them in a table)."""
     trials = trial_order(spec)
     keys = current_keys(spec, trials, dict(runs))
     kept = [t for t in trials if t.key in runs]
@@ -55,7 +56,7 @@ def describe_plan(spec, runs: Mapping[str, Any], *, largest: Mapping[str, float]
              f"{len(kept) - len(finished)} to train or resume), {len(new)} new",
              f"  {len(gone)} in MLflow no longer in the spec ({gone_done} of them finished)"
              + (f"; a run would tag {retag} of them superseded" if retag else "")]
-    lines += _names("new", [t.name for t in new]) + _names("no longer in the spec",
+    lines += _names("new", [t.name for t in new] if name_new else []) + _names("no longer in the spec",
                                                            [r.info.run_name or k for k, r in gone])
     r = spec.resources
     lines += ["", f"resources per trial: {r.cpu:g} CPU, {r.gpu:g} GPU"

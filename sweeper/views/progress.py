@@ -36,8 +36,17 @@ def timing_text(state: SweepState) -> str:
     return f"{best}elapsed {duration(state.elapsed_s())}, ETA {duration(state.eta_s())}"
 
 
+def waiting_text(state: SweepState) -> str:
+    """Why the sweep waits for a node (the preflight's reason), while no trial runs: on every
+    progress line, so a run that cannot start yet never just sits at 0 running."""
+    if not state.waiting or state.running or state.done >= state.total:
+        return ""
+    return f"waiting: {state.waiting}"
+
+
 def sweep_summary(state: SweepState) -> str:
-    return f"{state.name}: {counts_text(state)}, {timing_text(state)}"
+    waiting = waiting_text(state)
+    return f"{state.name}: {counts_text(state)}, {timing_text(state)}" + (f"; {waiting}" if waiting else "")
 
 
 def trial_summary(line: TrialLine) -> str:
@@ -72,6 +81,8 @@ def renderable(state: SweepState):
                                                               width=20), counts)
     lines = [Text("  " + timing_text(state))]  # its own line: the whole view fits 80 columns
     lines += [Text("  " + trial_summary(t), style="cyan") for t in state.running.values()]
+    if waiting_text(state):
+        lines.append(Text("  " + waiting_text(state), style="yellow"))
     return Group(head, *lines)
 
 
