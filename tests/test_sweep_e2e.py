@@ -212,6 +212,43 @@ def test_unreachable_tracking_is_one_line_and_exit_2_before_any_trial(workdir):
     assert not (workdir / "results").exists()
 
 
+def test_an_optuna_search_extended_from_2_to_4_samples_continues_from_its_2_finished(
+        workdir, tracking_uri, mlflow_client, ray_local, capsys, monkeypatch):
+    """The finished samples and their test_acc go back to the searcher: checked from the Optuna
+    study Tune draws from, not only from the line."""
+    from sweeper.plan import search
+
+    studies = []
+    told = search.tell_finished
+    monkeypatch.setattr(search, "tell_finished", lambda alg, *a: (studies.append(alg._ot_study), told(alg, *a))[1])
+    spec = workdir / "tpe.yaml"
+    text = """\
+name: tpe
+dataset: {name: digits, image_size: 8, train_size: 192, test_size: 96}
+model: {family: cifar_resnet, depth: 8}
+train: {epochs: 1, batch_size: 64, augment: false}
+search: {algorithm: optuna, num_samples: SAMPLES, space: {lr: {loguniform: [0.01, 1.0]}}, metric: test_acc, direction: max}
+resources: {cpu: 1}
+max_concurrent: 2
+"""
+    spec.write_text(text.replace("SAMPLES", "2"))
+    storage = str(workdir / "results")
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0
+    first = children(mlflow_client, "tpe")
+    assert len(first) == 2 and "continues from" not in capsys.readouterr().out
+
+    spec.write_text(text.replace("SAMPLES", "4"))
+    assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0
+    assert "search: optuna continues from 2 finished samples" in capsys.readouterr().out.splitlines()
+    history = sorted((t.value, t.params["sampled/train.lr"]) for t in studies[-1].trials if t.state.name == "COMPLETE")
+    assert len(history) == 4  # the 2 told back before the first draw, the 2 Tune drew and completed
+    told_back = {(round(v, 9), round(lr, 9)) for v, lr in history}
+    for run in first.values():  # each finished sample is in it with the test_acc it reached
+        assert (round(run.data.metrics["test_acc"], 9), round(float(run.data.params["train.lr"]), 9)) in told_back
+    runs = children(mlflow_client, "tpe")
+    assert len(runs) == 4 and first.keys() <= runs.keys()  # the 2 finished are the same trials, kept
+
+
 def test_an_optuna_search_with_asha_runs_its_samples_once_and_resumes_to_nothing_more(
         workdir, tracking_uri, mlflow_client, ray_local):
     """lr_search in small: Optuna TPE draws lr for each sample, ASHA may stop the weak ones, and
@@ -235,7 +272,8 @@ checkpoint: {every_epochs: 1}
     assert len(runs) == 3
     lrs = {float(run.data.params["train.lr"]) for run in runs.values()}
     assert len(lrs) == 3 and all(0.01 <= lr <= 1.0 for lr in lrs)
-    assert {run.data.tags["status"] for run in runs.values()} == {"finished"}
+    # ASHA may stop a weak sample at its first rung: stopped_early, its own status since it has one
+    assert {run.data.tags["status"] for run in runs.values()} <= {"finished", "stopped_early"}
     assert_no_duplicate_steps(mlflow_client, runs)
 
     assert run_command(str(spec), tracking_uri=tracking_uri, storage=storage) == 0

@@ -52,6 +52,8 @@ def fit(spec, ctx: SweepContext, client, remaining: list[Trial], samples_left: i
     search = searcher(spec)
     plan = search.tune_search(spec, remaining, client, ctx.experiment_id, samples_left)
     param_space = plan.param_space
+    if plan.note:
+        terminal.say(plan.note)
     units = plan_arrays.plan_units(spec, remaining, terminal.say)  # None: every trial solo
     extra, resources = {}, {"cpu": float(spec.resources.cpu), "gpu": float(spec.resources.gpu)}
     if units is not None:  # arrays: a grid point per array or solo trial, each with its own resources

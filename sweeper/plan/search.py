@@ -5,9 +5,14 @@ names against the spec schema's.
 A searcher says how its trials are made: ``grid`` and ``random`` plan every trial up front
 (``random`` draws its samples from the spec hash, so they have stable keys and resume like grid
 trials); ``optuna`` plans the grid and lets Ray Tune's ``OptunaSearch`` draw the sampled axes
-while the sweep runs, a sample's key computed from its resolved config inside the trial, and
-samples an earlier run left unfinished handed back as ``points_to_evaluate`` so they resume by
-key. Ray is imported only when Tune's objects are built.
+while the sweep runs, a sample's key computed from its resolved config inside the trial;
+samples an earlier run left unfinished are handed back as ``points_to_evaluate`` so they resume by
+key, and finished ones are told to the searcher with the metric each reached, so a resumed or
+extended search goes on from its history. Ray is imported only when Tune's objects are built.
+
+A resumed ASHA does not get its rungs back: Ray's scheduler keeps them in memory only, so
+trials resumed from checkpoints are judged against the rungs of this run's trials alone
+(docs/spec.md, "search").
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class TuneSearch:
     search_alg: Any
     num_samples: int
     grid: dict[str, Trial]
+    note: str = ""  # one line for the user about what the searcher starts from
 
 
 class GridSearch:
@@ -69,8 +75,35 @@ class OptunaSearch(GridSearch):
 
         grid = {t.key: t for t in planning.expected_trials(spec)}  # the remaining ones among them
         unfinished = planning.unfinished_samples(client, experiment_id, grid)
-        return TuneSearch({"grid": tune.choice(sorted(grid)), "sampled": planning.tune_domains(spec)},
-                          TuneOptuna(points_to_evaluate=unfinished or None), samples_left + len(unfinished), grid)
+        space = {"grid": tune.choice(sorted(grid)), "sampled": planning.tune_domains(spec)}
+        # the space, metric and mode given here (not through the Tuner) so the study exists now
+        # and the finished samples can be added to it before the first suggestion; points flat,
+        # as Optuna names the parameters (a nested point's values were not used: a fresh draw)
+        search_alg = TuneOptuna(space=TuneOptuna.convert_search_space(space), metric=spec.metric,
+                                mode=spec.direction, points_to_evaluate=[flat(p) for p in unfinished] or None)
+        told, outside = tell_finished(search_alg, *planning.finished_samples(client, experiment_id, spec))
+        note = f"search: optuna continues from {told} finished samples" if told else ""
+        if outside:
+            note += f" ({outside} finished outside the current search space left out)"
+        return TuneSearch({}, search_alg, samples_left + len(unfinished), grid, note)
+
+
+def flat(point: dict) -> dict:
+    """A Tune point ({"grid": key, "sampled": {path: value}}) under Optuna's parameter names."""
+    return {"grid": point["grid"], **{f"sampled/{path}": v for path, v in point["sampled"].items()}}
+
+
+def tell_finished(search_alg, points: list[dict], values: list[float]) -> tuple[int, int]:
+    """Each finished sample added to the Optuna study as a complete trial with the value it
+    reached; (added, left out because the edited space no longer holds them)."""
+    told = outside = 0
+    for point, value in zip(points, values):
+        try:
+            search_alg.add_evaluated_point(flat(point), value)
+            told += 1
+        except ValueError:  # a value outside a narrowed range, an axis no longer searched
+            outside += 1
+    return told, outside
 
 
 SEARCHERS: dict[str, GridSearch] = {"grid": GridSearch(), "random": RandomSearch(), "optuna": OptunaSearch()}
