@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from sweeper.core.uris import is_remote_storage, storage_folder
 from pathlib import Path
 
 
@@ -18,10 +19,9 @@ class CheckpointStore:
     def __init__(self, trials_root: str, key: str):
         import pyarrow.fs as pafs
 
-        self.remote = "://" in trials_root and not trials_root.startswith("file://")
+        self.remote = is_remote_storage(trials_root)
         if not self.remote:
-            root = trials_root[len("file://"):] if trials_root.startswith("file://") else trials_root
-            self.local_dir = Path(root, key)
+            self.local_dir = Path(storage_folder(trials_root), key)
             self.local_dir.mkdir(parents=True, exist_ok=True)
             return
         self.fs, base = pafs.FileSystem.from_uri(trials_root)

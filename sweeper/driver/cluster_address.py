@@ -17,6 +17,7 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from sweeper.core.uris import is_remote_storage
 from sweeper.core.errors import SpecError, SweepError
 from sweeper.record.store import TrackingStore, origin_uri
 
@@ -59,7 +60,7 @@ def is_loopback(host: str) -> bool:
 
 
 def is_local_storage(storage: str) -> bool:
-    return "://" not in storage or storage.startswith("file://")
+    return not is_remote_storage(storage)
 
 
 def check_address(address: str | None, storage: str, cli_tracking_uri: str | None,

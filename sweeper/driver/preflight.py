@@ -26,6 +26,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from sweeper.core.uris import is_remote_storage, storage_folder
 from sweeper.core import settings
 from sweeper.core.errors import SpecError, SweepError
 from sweeper.record.store import TrackingStore
@@ -285,7 +286,7 @@ def on_each_named(nodes: list[Mapping[str, Any]], fn, *args) -> list[Any]:
 
 
 def _storage_on_node(storage: str, token_name: str, token: str, tracking_uri: str, where: str) -> str | None:
-    if "://" in storage and not storage.startswith("file://"):
+    if is_remote_storage(storage):
         import pyarrow.fs as pafs
 
         try:
@@ -297,7 +298,7 @@ def _storage_on_node(storage: str, token_name: str, token: str, tracking_uri: st
         except Exception as e:  # noqa: BLE001 - any failure is the answer, said in one line
             return f"--storage {storage}: {where} cannot write there ({type(e).__name__}: {e})"
     else:
-        folder = Path(storage[len("file://"):] if storage.startswith("file://") else storage)
+        folder = Path(storage_folder(storage))
         seen = folder / token_name
         if not seen.is_file() or seen.read_text() != token:
             return (f"--storage {storage}: {where} does not see the folder the driver writes (a local path "
@@ -312,7 +313,7 @@ def _storage_on_node(storage: str, token_name: str, token: str, tracking_uri: st
 
 
 def _tracking_answers(uri: str, where: str) -> str | None:
-    if not uri.startswith(("http://", "https://")):
+    if not TrackingStore.parse(uri).is_server:
         return None
     import urllib.error
     import urllib.request
@@ -339,9 +340,9 @@ def check_storage_and_tracking(spec, nodes: list[Mapping[str, Any]], storage: st
                         f"{node_name(remote[0])} too: use an MLflow server every node reaches "
                         "(--tracking-uri http://HOST:5000)")
     token_name, token = None, uuid.uuid4().hex
-    local = "://" not in storage or storage.startswith("file://")
+    local = not is_remote_storage(storage)
     if local:
-        folder = Path(storage[len("file://"):] if storage.startswith("file://") else storage)
+        folder = Path(storage_folder(storage))
         folder.mkdir(parents=True, exist_ok=True)
         token_name = f".sweeper-driver-{token}"
         (folder / token_name).write_text(token)

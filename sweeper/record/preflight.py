@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from sweeper.core.uris import is_remote_storage, storage_folder
 from sweeper.core.errors import SweepError, one_line
 from sweeper.record.store import TrackingStore
 
@@ -20,10 +21,10 @@ def check_storage(storage: str, *, create: bool) -> None:
     """``storage`` can hold the sweep's checkpoints. A local folder (or the nearest existing folder
     above it) is probed with a real write unless ``create`` is false (a dry run writes nothing);
     remote URIs are opened with pyarrow, which every trial uses. Nothing is created here."""
-    if "://" in storage and not storage.startswith("file://"):
+    if is_remote_storage(storage):
         _check_remote(storage)
         return
-    path = Path(storage[len("file://"):] if storage.startswith("file://") else storage).expanduser()
+    path = Path(storage_folder(storage)).expanduser()
     existing = path
     while not existing.exists():  # the nearest folder that is there decides
         existing = existing.parent

@@ -37,6 +37,7 @@ import logging
 import time
 from typing import Any
 
+from sweeper.core.uris import is_remote_storage, storage_folder
 from sweeper.core.errors import one_line
 from sweeper.core.states import (DIVERGED, DONE, FAILED, FINISHED, INTERRUPTED, OLD_STOPPED_EARLY, PENDING, RUNNING,
                                  STOPPED_EARLY)
@@ -170,9 +171,9 @@ class PendingEnds:
     def _fs(self):
         import pyarrow.fs as pafs
 
-        if "://" in self.root and not self.root.startswith("file://"):
+        if is_remote_storage(self.root):
             return pafs.FileSystem.from_uri(self.root)
-        return pafs.LocalFileSystem(), self.root.removeprefix("file://")
+        return pafs.LocalFileSystem(), storage_folder(self.root)
 
     def record(self, key: str, ray_end: str) -> bool:
         body = json.dumps({"key": key, "ray_end": ray_end, "at": time.time()}).encode()

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
+from sweeper.core.uris import is_remote_storage, storage_folder
 from sweeper.core import environ
 
 _state: dict = {"depth": 0, "terminal": None, "terminal_err": None, "announced": set(), "closers": [], "kept": None}
@@ -38,10 +39,10 @@ QUIET_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}
 def log_path_for(storage_root: str, sweep: str) -> Path:
     """``<storage>/<sweep>/ray-driver.log`` for local storage; for a remote one (s3://) a local
     folder beside the working directory, because the log is written as it happens."""
-    if "://" in storage_root and not storage_root.startswith("file://"):
+    if is_remote_storage(storage_root):
         base = Path.cwd() / "sweeper_logs" / sweep
     else:
-        base = Path(storage_root.removeprefix("file://")) / sweep
+        base = Path(storage_folder(storage_root)) / sweep
     return base / "ray-driver.log"
 
 
