@@ -135,3 +135,20 @@ def test_epochs_buffered_by_a_fenced_trial_are_dropped_never_sent(mlflow_client,
         logger.flush(wait_s=0)
     assert logger.discard() == 1 and logger.pending == 0
     assert mlflow_client.get_metric_history(run_id, "test_acc") == []
+
+
+def test_the_trials_of_one_process_share_the_fence_of_their_lease():
+    """A reused Ray actor's next trial trusts what the last one saw of the heartbeat instead of
+    waiting up to a heartbeat again, and no polling thread is left behind per trial."""
+    from sweeper.driver.context import SweepContext
+    from sweeper.record.store import TrackingStore
+
+    def context(token: str | None, parent: str = "p1") -> SweepContext:
+        return SweepContext(store=TrackingStore.parse("sqlite:////tmp/shared-fence.db"), experiment_id="1",
+                            parent_run_id=parent, trials_root="/tmp/trials", lease_token=token)
+
+    first = context("driver-a").fence()
+    assert context("driver-a").fence() is first
+    assert context("driver-b").fence() is not first  # another driver's lease is another fence
+    assert context("driver-a", parent="p2").fence() is not first
+    assert context(None).fence() is None  # sweeper train takes no lease

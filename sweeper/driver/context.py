@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from sweeper.driver.fence import Fence
 from sweeper.record.store import TrackingStore
 
+_FENCES: dict[tuple[str, str, str], Fence] = {}  # (store, parent run, token) -> this process's fence
+
 
 @dataclass(frozen=True)
 class SweepContext:
@@ -31,9 +33,15 @@ class SweepContext:
     settings: dict = field(default_factory=dict)
 
     def fence(self) -> Fence | None:
+        """This process's fence of the sweep's lease: one per lease, so that the next trial of an
+        actor Ray reuses trusts what the last one saw (a new fence waits up to a heartbeat to
+        see the driver's heartbeat change, and each would keep a polling thread of its own)."""
         if self.lease_token is None:
             return None
-        return Fence(self.store, self.parent_run_id, self.lease_token, self.sweep)
+        key = (self.store.uri, self.parent_run_id, self.lease_token)
+        if key not in _FENCES:
+            _FENCES[key] = Fence(self.store, self.parent_run_id, self.lease_token, self.sweep)
+        return _FENCES[key]
 
     @property
     def tracking_uri(self) -> str:
