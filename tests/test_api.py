@@ -89,7 +89,7 @@ def test_a_driver_failure_from_python_is_raised_after_the_parent_run_is_closed(w
                                                                                capfd):
     from mlflow.tracking import MlflowClient
 
-    from sweeper.driver import ray_setup, tune_loop
+    from sweeper.driver import preflight, ray_setup, tune_loop
     from sweeper.record import names, tracking
 
     def crash(*args, **kwargs):
@@ -97,6 +97,7 @@ def test_a_driver_failure_from_python_is_raised_after_the_parent_run_is_closed(w
 
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: False)  # no Ray: the fit fails first
     monkeypatch.setattr(ray_setup, "starts_with_lease", lambda *a, **k: False)  # nor while the lease settles
+    monkeypatch.setattr(preflight, "before_trials", lambda *a, **k: None)  # it asks Ray, not started here
     monkeypatch.setattr(tune_loop, "fit", crash)
     spec = workdir / "crashy.yaml"
     spec.write_text("name: crashy\ndataset: {name: digits}\nmodel: {family: cifar_resnet, depth: 8}\n"

@@ -94,7 +94,7 @@ def test_captured_takes_the_declared_settings_that_are_set_and_apply_sets_only_t
 
 def test_the_driver_hands_the_users_settings_to_the_trials_and_the_tune_loop(workdir, tracking_uri, monkeypatch):
     """`sweeper run` puts them in the SweepContext every trial and the head's Tune loop get."""
-    from sweeper.driver import orchestrate, ray_setup, tune_loop
+    from sweeper.driver import orchestrate, preflight, ray_setup, tune_loop
 
     spec = ROOT / "tests" / "specs" / "small.yaml"
     seen = {}
@@ -105,6 +105,7 @@ def test_the_driver_hands_the_users_settings_to_the_trials_and_the_tune_loop(wor
 
     monkeypatch.setattr(ray_setup, "init_ray", lambda *a, **k: False)
     monkeypatch.setattr(ray_setup, "starts_with_lease", lambda *a, **k: False)  # nor while the lease settles
+    monkeypatch.setattr(preflight, "before_trials", lambda *a, **k: None)  # it asks Ray, not started here
     monkeypatch.setattr(tune_loop, "fit_here_or_on_head", fit_nowhere)
     for name in settings.SETTINGS:
         monkeypatch.delenv(name, raising=False)

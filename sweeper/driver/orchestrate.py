@@ -47,7 +47,7 @@ from sweeper.driver.term_close import TermClose, interrupt_running
 from sweeper.plan import arrays as plan_arrays
 from sweeper.plan.planning import expected_trials
 from sweeper.plan.search import searcher
-from sweeper.record import dashboard, links, preflight, retrying, run_index, tracking, versions
+from sweeper.record import dashboard, links, preflight, readback, retrying, run_index, tracking, versions
 from sweeper.record.store import TrackingStore
 from sweeper.record.trial_record import PendingEnds, settle_pending, state_of
 from sweeper.views import plan_preview, terminal
@@ -211,7 +211,8 @@ class Sweep:
 
     def say_trials(self, plan: Plan) -> None:
         """A dry run's table: each planned trial, its state, the array it would train in."""
-        in_array = plan_arrays.array_of(self.spec, plan.remaining)  # what resources.array would group, if fixed
+        # what resources.array would group, if fixed, at the epochs each trial has done
+        in_array = plan_arrays.array_of(self.spec, plan.remaining, readback.epochs_done(plan.runs))
         if not self.search.draws_in_run:
             for i, t in enumerate(plan.trials):
                 terminal.say(f"  {i:>4}  {t.name:<40} {t.key}  {plan.states.get(t.key, PENDING)}  "
@@ -266,7 +267,7 @@ class Sweep:
             keys, interrupted = tune_loop.fit_here_or_on_head(
                 self.address, self.signals, self.spec, ctx, self.client, plan.remaining, plan.samples_left,
                 self.root, plan.done_before, self.handle_signals, self.ray_log, lease_fence=self.hold.lease.fence,
-                waiting=waiting or "")
+                waiting=waiting or "", runs=plan.runs)
         finally:
             if started_ray:
                 import ray

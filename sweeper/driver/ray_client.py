@@ -94,16 +94,16 @@ def failure_reason(e: BaseException) -> str:
 
 
 def fit_on_head(fit: Callable, signals, *, spec, ctx, remaining: list, sampled_todo: int,
-                storage_root: str, done_before: list = ()) -> tuple[set[str], bool]:
-    """Run ``fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before)`` in a Ray
-    task on the head, relaying its output here; returns what ``fit`` returns."""
+                storage_root: str, done_before: list = (), epochs_done: dict | None = None) -> tuple[set[str], bool]:
+    """Run ``fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before, epochs_done=...)``
+    in a Ray task on the head, relaying its output here; returns what ``fit`` returns."""
     import ray
     from ray.util.queue import Queue
 
     on_head = {"num_cpus": 0, "resources": {HEAD_RESOURCE: 0.001}}
     lines, stop = Queue(actor_options=on_head), Queue(maxsize=1, actor_options=on_head)
     task = ray.remote(max_retries=0, **on_head)(_fit_task).options(name="sweeper_fit_on_head")
-    ref = task.remote(fit, spec, ctx, remaining, sampled_todo, storage_root, done_before, lines, stop)
+    ref = task.remote(fit, spec, ctx, remaining, sampled_todo, storage_root, done_before, lines, stop, epochs_done)
     signals.graceful = lambda: None  # the loop below forwards the stop to the head
     stop_sent = False
     try:
@@ -160,7 +160,7 @@ def _result(ref) -> Any:
 
 
 def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, storage_root: str, done_before: list,
-              lines, stop) -> tuple[set[str], bool]:
+              lines, stop, epochs_done: dict | None = None) -> tuple[set[str], bool]:
     import logging
 
     from sweeper.core import settings
@@ -183,7 +183,8 @@ def _fit_task(fit: Callable, spec, ctx, remaining: list, sampled_todo: int, stor
         client = ctx.store.client()
         # ray_log=False: Ray's output stays in the head's own logs; a driver log file here would land
         # in the head's working directory, and its path mean nothing on the user's machine
-        return fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before, ray_log=False)
+        return fit(spec, ctx, client, remaining, sampled_todo, storage_root, done_before, ray_log=False,
+                   epochs_done=epochs_done)
     finally:
         logging.getLogger(NAMESPACE).removeHandler(warnings)
         sys.stdout, sys.stderr = saved

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from typing import Mapping
 
 from sweeper.core import settings
 from sweeper.core.trial import Trial
@@ -19,6 +20,7 @@ from sweeper.driver.trainable import ray_trainable
 from sweeper.driver.trial_events import progress_callback
 from sweeper.plan import arrays as plan_arrays
 from sweeper.plan.search import scheduler, searcher
+from sweeper.record import readback
 from sweeper.views import terminal
 
 log = logging.getLogger(__name__)
@@ -27,26 +29,30 @@ log = logging.getLogger(__name__)
 def fit_here_or_on_head(address, signals, spec, ctx: SweepContext, client, remaining: list[Trial],
                         samples_left: int, storage_root: str, done_before: list[tuple],
                         handle_signals: bool = True, ray_log: bool = True,
-                        lease_fence=None, waiting: str = "") -> tuple[set[str], bool]:
+                        lease_fence=None, waiting: str = "", runs: Mapping | None = None) -> tuple[set[str], bool]:
     """Tune's loop here, or, through Ray Client, in a task on the head. ``lease_fence``: the
     driver's own lease fence, which knows the heartbeats it wrote and so verifies at once; the
     Tune callback checks with it here (on the head it has a fence of its own). ``waiting``: the
-    preflight's reason no node can hold a trial yet, repeated on the progress lines here."""
+    preflight's reason no node can hold a trial yet, repeated on the progress lines here.
+    ``runs``: trial key -> its child run as the plan read it, where the epochs each trial has
+    done come from (only trials at the same epoch share an array)."""
+    epochs_done = readback.epochs_done(runs or {})
     if cluster_address.is_ray_client(address):
         from sweeper.driver import ray_client
 
         return ray_client.fit_on_head(fit, signals, spec=spec, ctx=ctx, remaining=remaining,
                                       sampled_todo=samples_left, storage_root=storage_root,
-                                      done_before=done_before)
+                                      done_before=done_before, epochs_done=epochs_done)
     with signals.stopping_tune_here() if handle_signals else contextlib.nullcontext():
         return fit(spec, ctx, client, remaining, samples_left, storage_root, done_before, ray_log, lease_fence,
-                   waiting)
+                   waiting, epochs_done)
 
 
 def fit(spec, ctx: SweepContext, client, remaining: list[Trial], samples_left: int, storage_root: str,
         done_before: list[tuple] = (), ray_log: bool = True, lease_fence=None,
-        waiting: str = "") -> tuple[set[str], bool]:
-    """The trials' keys Tune ran (and those it was given), and whether it was interrupted."""
+        waiting: str = "", epochs_done: Mapping[str, int] | None = None) -> tuple[set[str], bool]:
+    """The trials' keys Tune ran (and those it was given), and whether it was interrupted.
+    ``epochs_done``: trial key -> epochs its run has reported (absent: fresh), for the arrays."""
     from ray import tune
 
     search = searcher(spec)
@@ -54,7 +60,7 @@ def fit(spec, ctx: SweepContext, client, remaining: list[Trial], samples_left: i
     param_space = plan.param_space
     if plan.note:
         terminal.say(plan.note)
-    units = plan_arrays.plan_units(spec, remaining, terminal.say)  # None: every trial solo
+    units = plan_arrays.plan_units(spec, remaining, terminal.say, progress=epochs_done)  # None: every trial solo
     extra, resources = {}, {"cpu": float(spec.resources.cpu), "gpu": float(spec.resources.gpu)}
     if units is not None:  # arrays: a grid point per array or solo trial, each with its own resources
         extra, resources = array_points(units, spec)

@@ -159,13 +159,15 @@ def describe(spec, payloads: list[Trial], chosen: Mapping[str, int] | int | None
     return lines
 
 
-def array_of(spec, remaining: list[Trial]) -> dict[str, str]:
+def array_of(spec, remaining: list[Trial], progress: Mapping[str, int] | None = None) -> dict[str, str]:
     """Trial key -> the array `run` would train it in, for a fixed ``resources.array`` (what
-    `run --dry-run` shows); empty when arrays are off, solo, or ``auto`` (decided by measuring)."""
+    `run --dry-run` shows); empty when arrays are off, solo, or ``auto`` (decided by measuring).
+    ``progress``: trial key -> epochs done, as ``group`` takes it."""
     want, support = requested(spec), array_support()
     if want in (1, "auto") or arrays_off_reason(spec) is not None or support is None:
         return {}
-    return {m.key: u.array for u in group(remaining, int(want), support.array_key) if u.array for m in u.members}
+    units = group(remaining, int(want), support.array_key, progress)
+    return {m.key: u.array for u in units if u.array for m in u.members}
 
 
 def _count_by_key(payloads: list[Trial], key: Callable[[dict], str]) -> dict[str, int]:

@@ -68,6 +68,18 @@ def trial_epoch(client: Any, run: Any, key: str = "test_acc") -> int | None:
 # --- planning's trial states -----------------------------------------------------------------
 
 
+def epochs_done(runs: Mapping[str, Any]) -> dict[str, int]:
+    """Trial key -> the epochs its child run has reported, for the runs that reported any (a key
+    left out is a fresh trial), from what the runs as read carry: planning a sweep of thousands
+    of trials must not cost a request per trial (``trial_epoch``'s history fallback)."""
+    done = {}
+    for key, run in runs.items():
+        epoch = epoch_in_search_result(run)
+        if epoch:
+            done[key] = epoch
+    return done
+
+
 # --- learning curves --------------------------------------------------------------------------
 
 
