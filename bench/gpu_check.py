@@ -52,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gpu_check_sections as sections
 from gpu_check_array import array as array_section
 from gpu_check_array import detail as array_detail
+from gpu_check_array import printed as array_printed
 from gpu_check_array import table as array_table
 from gpu_check_packing import packing
 
@@ -68,6 +69,7 @@ SECTIONS = (
     ("correctness_compiled", lambda p: sections.correctness(p, compile=True), 60),
     ("throughput_compiled", lambda p: sections.throughput(p, compile=True), 60),
 )
+PRINTED = {"array": array_printed}  # a device run may bring back only its output: these results print too
 
 
 def environment(device: torch.device) -> dict:
@@ -104,6 +106,8 @@ def run(device: torch.device, quick: bool, out: Path, budget_s: float, only: lis
         report[name] = result
         verdict = "skipped" if "skipped" in result else ("ok" if result.get("passed") else "FAILED")
         print(f"  {name:<22} {verdict:<8} {result['seconds']:6.1f} s", flush=True)
+        for line in PRINTED.get(name, lambda _: [])(result):
+            print(f"    {line}", flush=True)
         _write(report, out)  # after every section: a run cut short still leaves what it got
     report["notes"] = plan.notes
     report["total_s"] = round(time.monotonic() - started, 1)

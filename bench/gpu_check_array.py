@@ -166,6 +166,23 @@ def detail(s: dict) -> str:
     return "; ".join(parts)
 
 
+def printed(s: dict) -> list[str]:
+    """The lines the run prints under the section's verdict: the equivalence verdicts and the
+    throughput table, so that a run's output alone (all a device run may bring back) carries them."""
+    lines = []
+    for precision in ("fp32", "bf16"):
+        e = s.get(f"equivalence_{precision}")
+        if e is None:
+            continue
+        if "max_rel_diff" in e:
+            lines.append(f"equivalence {precision}: {'passed' if e['passed'] else 'FAILED'}: member vs solo "
+                         f"(non-zero biases) max rel diff {e['max_rel_diff']:.1e} (bound {e['bound']:g}), "
+                         f"frozen unchanged {e['frozen_unchanged']}")
+        else:
+            lines.append(f"equivalence {precision}: FAILED: {e.get('error') or e.get('skipped')}")
+    return lines + [line for line in table(s) if line]
+
+
 def table(s: dict) -> list[str]:
     """The throughput rows as a markdown table: array / packed per row."""
     rows = s.get("throughput", {}).get("rows", [])

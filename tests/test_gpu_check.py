@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,17 @@ def test_the_quick_cpu_gpu_check_fills_every_section_with_real_results(tmp_path)
         assert run["aggregate_images_per_s"] > 0 and math.isfinite(run["aggregate_images_per_s"])
 
 
-@pytest.mark.timeout(600)
+def printed_ratios(stdout: str) -> dict[str, float]:
+    """mode -> the "array / packed" cell of each row of the table the run printed."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip().startswith("|")]
+    header = next(line for line in lines if "| array / packed |" in line)
+    column = [cell.strip() for cell in header.split("|")].index("array / packed")
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines if line.startswith("| ResNet-")]
+    return {row[4]: float(row[column]) for row in rows}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # about 30 s alone; minutes on a loaded shared machine
 def test_the_array_section_runs_on_the_cpu_and_finds_members_equal_to_solo(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -85,6 +96,13 @@ def test_the_array_section_runs_on_the_cpu_and_finds_members_equal_to_solo(tmp_p
                            "--out", str(out), "--budget-s", "600"], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=580)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # what the run prints: all a device run may bring back
+    assert re.search(r"^  array +ok +[0-9.]+ s$", proc.stdout, re.M), proc.stdout
+    for precision in ("fp32", "bf16"):
+        assert re.search(rf"^    equivalence {precision}: passed: member vs solo .* max rel diff [0-9.e+-]+ "
+                         r"\(bound [0-9.e+-]+\), frozen unchanged True$", proc.stdout, re.M), proc.stdout
+    ratios = printed_ratios(proc.stdout)
+    assert set(ratios) == {"bn_only", "full"} and all(math.isfinite(r) and r > 0 for r in ratios.values()), ratios
     section = json.loads((out / "gpu_check.json").read_text())["array"]
     assert section["passed"] is True, section
     rows = section["throughput"]["rows"]
@@ -92,6 +110,7 @@ def test_the_array_section_runs_on_the_cpu_and_finds_members_equal_to_solo(tmp_p
     for row in rows:  # the array against K solo trials at once (4 processes) and against one alone
         assert row["array_images_per_s"] > 0 and row["packed_images_per_s"] > 0 and row["alone_images_per_s"] > 0
         assert row["array_over_packed"] == row["array_images_per_s"] / row["packed_images_per_s"]
+        assert abs(ratios[row["mode"]] - row["array_over_packed"]) <= 0.0051  # the printed row is this row
     assert section["vmap"]["rows"][0]["vmap_s"] > 0 and section["vmap"]["rows"][0]["fused_s"] > 0
     assert "| array / packed |" in (out / "gpu_check.md").read_text()
     for precision in ("fp32", "bf16"):
