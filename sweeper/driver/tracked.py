@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from sweeper.core import settings
+from sweeper.core.errors import TrackingUnavailable
 from sweeper.core.states import DONE
 from sweeper.core.trial import Trial
 from sweeper.driver.checkpoint_store import CheckpointStore
@@ -33,11 +34,6 @@ from sweeper.record import names, tracking, trial_record
 from trainables.names import ENDED_AT, FINAL_METRICS
 
 log = logging.getLogger(__name__)
-
-
-class TrackingUnavailable(RuntimeError):
-    """Training ended but MLflow could not take the results in time; the checkpoint is safe, so
-    a retry (or the next `sweeper run`) finishes the bookkeeping without training again."""
 
 
 def device_tag(config: dict) -> str:
