@@ -27,6 +27,7 @@ GPU-stall review of this loop (done on the CPU side; bench/gpu_check.py measures
 
 from __future__ import annotations
 
+import gc
 import math
 import random
 import time
@@ -80,6 +81,17 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device is cuda but no CUDA device is available")
     return torch.device(name)
+
+
+def release_cuda_memory() -> None:
+    """At a trial's end, in a process that may train the next one too (Ray reuses its actors):
+    the allocator's cached blocks go back to the card, for the other processes that share it,
+    and its peak counter restarts, so a peak read during the next trial is that trial's own."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return  # never used CUDA here: nothing is cached, and resetting the peak would create a context
+    gc.collect()  # tensors kept only by a reference cycle hold their blocks until the collector runs
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
 
 
 def seed_everything(seed: int) -> None:

@@ -39,6 +39,7 @@ def run_tracked(ctx: SweepContext, trials: list[Trial], node_id: str, *, cpus: f
     import torch
 
     from trainables import run_trial
+    from trainables.loop import release_cuda_memory
 
     log.info("startup: torch and the trainables imported")
     torch.set_num_threads(max(1, int(cpus)))
@@ -59,6 +60,10 @@ def run_tracked(ctx: SweepContext, trials: list[Trial], node_id: str, *, cpus: f
     finally:
         for member in tracked:
             member.close()
+        try:
+            release_cuda_memory()  # the next trial Ray runs in this process starts with a clean card
+        except Exception as e:  # noqa: BLE001 - after a CUDA fault, the trial's own error is the one raised (logged)
+            log.warning("CUDA memory not released after the trial (%s)", e)
 
 
 def _train(todo: list[TrackedTrial], as_array: bool, fence, run_trial) -> list[dict]:
