@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from sweeper.driver import fence as fence_module
 from sweeper.driver.fence import Fence
 from sweeper.driver.lease import Lease, LeaseHeld
 from sweeper.record import names, tracking
@@ -108,8 +109,10 @@ def test_a_watch_measures_how_long_a_value_stood_on_its_own_clock():
     assert watch.unchanged_for("d", now=30.0) == 0.0  # gone: nothing to judge
 
 
-def test_a_trials_fence_trusts_a_heartbeat_only_once_it_saw_it_change(mlflow_client, tracking_uri, parent):
+def test_a_trials_fence_trusts_a_heartbeat_only_once_it_saw_it_change(mlflow_client, tracking_uri, parent,
+                                                                      monkeypatch):
     held = Lease(mlflow_client, parent, "clocks").acquire()
+    monkeypatch.setattr(fence_module, "clock_namespace", lambda: "another-machine")  # the trial's clock is not the driver's
     try:
         assert held.fence.verified()  # the driver wrote its heartbeat: it knows when
         fence = Fence(tracking_uri, parent, held.driver, "clocks")  # a trial: another process's clock
@@ -121,5 +124,25 @@ def test_a_trials_fence_trusts_a_heartbeat_only_once_it_saw_it_change(mlflow_cli
         held._thread.join()
         time.sleep(STALE_S / 2 + 0.5)
         assert not fence.verified() and "has not been seen to change" in fence.why_waiting()
+    finally:
+        held.release()
+
+
+
+def test_a_trial_on_the_drivers_machine_trusts_the_heartbeat_at_its_first_read(mlflow_client, tracking_uri, parent,
+                                                                              monkeypatch):
+    """The claim says when its write began on the clock the trial reads too (same boot and time
+    namespace): a new trial there writes at once instead of waiting for the next heartbeat, and
+    trusts that heartbeat for TRUST_S from that moment, as if it had written it."""
+    monkeypatch.setenv("SWEEPER_LEASE_STALE_S", "20")  # a trust long enough for a loaded machine
+    held = Lease(mlflow_client, parent, "clocks").acquire()
+    try:
+        held._stop.set()  # no beat from here on: only the claim already written can be trusted
+        held._thread.join()
+        claim = claims_in(mlflow_client.get_run(parent).data.tags)[held.driver]
+        assert claim.clock and claim.wrote is not None and claim.wrote <= watch_clock()
+        fence = Fence(tracking_uri, parent, held.driver, "clocks")  # a new trial's: nothing read before
+        assert fence.verified()
+        assert fence.trusted_until == pytest.approx(claim.wrote + 10)
     finally:
         held.release()

@@ -9,7 +9,7 @@ import threading
 import time
 
 from sweeper.core import settings
-from sweeper.driver.claims import verdict, watch_clock
+from sweeper.driver.claims import clock_namespace, verdict, watch_clock
 from sweeper.record.store import TrackingStore
 from sweeper.driver.lease import LeaseLost, fence_retry_s, lost_error, trust_s
 
@@ -87,6 +87,10 @@ class Fence:
             self._written_after = max(self._written_after, self.own_writes[beat])
         elif self._last is not None and self._last[0] != beat:  # written after that read began
             self._written_after = max(self._written_after, self._last[1])
+        if mine.wrote is not None and mine.clock and mine.clock == clock_namespace():
+            # the writer's clock is this process's (the driver's machine) and the claim says when the write
+            # began on it: a trial there need not wait for the next heartbeat to learn a moment before this one
+            self._written_after = max(self._written_after, mine.wrote)
         self._last = (beat, began)
         self.trusted_until = self._written_after + trust_s()
         return True

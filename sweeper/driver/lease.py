@@ -37,8 +37,11 @@ check before it rewrites its claim, and calls ``on_lost`` (the driver stops Tune
 A check passes only while the heartbeat it read is younger than ``TRUST_S`` = ``STALE_S`` / 2 on
 the checker's own clock: a taker needs a value to stand still for STALE_S from when it first saw
 it, so from when the value was written. The checker knows a moment before that write without
-reading anyone's timestamp: its own write (the driver), or the start of its last read that still
-returned the previous value (a trial; ``Fence`` polls so that moment stays recent). A process
+comparing two clocks: its own write (the driver), the start of its last read that still returned
+the previous value (a trial; ``Fence`` polls so that moment stays recent), or, for a trial on the
+driver's own machine, the moment the claim says its write began (``wrote``: a reading of the one
+clock both processes read, the same boot and time namespace, ``claims.clock_namespace``; so a new
+trial there need not wait a heartbeat; elsewhere it is ignored). A process
 frozen while its read was in flight wakes up with an answer from before the freeze: the moment
 it trusts from is from before the freeze too, so the trust has expired; when the store cannot be
 read a write goes through only until that moment is TRUST_S old; after that a check blocks (and
@@ -62,7 +65,8 @@ from sweeper.record import names
 from sweeper.record.store import TrackingStore
 from sweeper.core.errors import SweepError, SweeperError
 from sweeper.core.states import EXIT_LEASE_LOST
-from sweeper.driver.claims import Claim, ClaimWatch, claims_in, pid_gone, pid_namespace, watch_clock
+from sweeper.driver.claims import (Claim, ClaimWatch, claims_in, clock_namespace, pid_gone, pid_namespace,
+                                   watch_clock)
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +163,7 @@ class Lease:
             del self.own_writes[old]
         (client or self.client).set_tag(self.run_id, self.tag, json.dumps(
             {"host": socket.gethostname(), "pid": os.getpid(), "since": self.since, "heartbeat": beat,
-             "pidns": pid_namespace()}))
+             "pidns": pid_namespace(), "clock": clock_namespace(), "wrote": began}))
         return began
 
     def _others(self) -> dict[str, Claim]:

@@ -11,6 +11,7 @@ reader's monotonic clock from the moment it first saw that value, belongs to a d
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -29,6 +30,8 @@ class Claim:
     since: float
     heartbeat: float
     pidns: str = ""
+    clock: str = ""  # the writer's clock_namespace(), where it has one
+    wrote: float | None = None  # watch_clock when the writer began writing this heartbeat, on ``clock``
 
     def age(self, now: float) -> float:
         return now - self.heartbeat
@@ -50,6 +53,26 @@ def pid_namespace() -> str:
         return ""
 
 
+@functools.lru_cache(maxsize=1)
+def clock_namespace() -> str:
+    """Boot and time namespace of this process: two processes with the same one read the same
+    ``watch_clock`` (CLOCK_BOOTTIME is one clock per boot, offset only by a time namespace), so a
+    moment one of them took is a moment on the other's clock too. Empty where that is not known."""
+    if getattr(time, "CLOCK_BOOTTIME", None) is None:
+        return ""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+    try:
+        timens = str(os.stat("/proc/self/ns/time").st_ino)
+    except FileNotFoundError:  # a kernel without time namespaces: every process shares the boot's clock
+        timens = "none"
+    except OSError:
+        return ""
+    return f"{boot}:{timens}"
+
+
 def pid_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,7 +92,8 @@ def claims_in(tags: dict[str, str]) -> dict[str, Claim]:
             data = json.loads(value)
             found[key[len(names.TAG_LEASE_PREFIX):]] = Claim(key[len(names.TAG_LEASE_PREFIX):], str(data["host"]), int(data["pid"]),
                                                  float(data["since"]), float(data["heartbeat"]),
-                                                 str(data.get("pidns", "")))
+                                                 str(data.get("pidns", "")), str(data.get("clock", "")),
+                                                 float(data["wrote"]) if data.get("wrote") is not None else None)
         except (ValueError, KeyError, TypeError):
             continue  # not ours to read; never blocks a sweep
     return found
