@@ -178,10 +178,15 @@ def test_a_driver_killed_with_sigkill_mid_sweep_completes_on_the_next_run(workdi
 
 def test_a_trial_that_fails_for_good_gives_exit_code_1_and_status_failed(workdir, tracking_uri, mlflow_client,
                                                                          ray_local):
-    empty = workdir / "no-cifar-here"
-    empty.mkdir()
+    # every file where the loader looks, none of them readable: the preflight finds the set there,
+    # the trial fails loading it
+    empty = workdir / "broken-cifar" / "cifar-10-batches-py"
+    empty.mkdir(parents=True)
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta"):
+        (empty / name).write_bytes(b"not a pickle")
     spec = write_spec(workdir, "broken", modes=("bn_only",), max_failures=0,
-                      dataset=f"{{name: cifar10, root: {empty}, download: false}}")
+                      dataset=f"{{name: cifar10, root: {empty.parent}, download: false}}")
     assert run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results")) == 1
     (run,) = children(mlflow_client, "broken").values()
     assert run.data.tags[names.TAG_STATUS] == "failed" and run.info.status == "FAILED"

@@ -78,14 +78,21 @@ class TrackedTrial:
         trial = self.trial
         with tracking.fast_fail_http():
             client = self.ctx.store.client(checked=False)
-            run_id = tracking.ensure_child_run(client, self.ctx.experiment_id, self.ctx.parent_run_id, trial.key,
+            # the run as found (or made) holds all this reads: its state, attempts and metrics
+            self.run = tracking.open_child_run(client, self.ctx.experiment_id, self.ctx.parent_run_id, trial.key,
                                                trial.name, trial.params,
                                                tags={**trial.tags, names.TAG_NODE_ID: self.node_id})
-            self.logger = tracking.TrialLogger(client, run_id, guard=self.fence.verified if self.fence is not None else None)
+            run_id = self.run.info.run_id
+            self.logger = tracking.TrialLogger(client, run_id, guard=self.fence.verified if self.fence is not None else None,
+                                               metric_keys=self.run.data.metrics.keys())
         log.info("startup: child run %s open", run_id)
-        self.run = client.get_run(run_id)
         self.done = trial_record.state_of(self.run) in DONE
         return self
+
+    @property
+    def has_system_metrics(self) -> bool:
+        """Whether an earlier attempt left system metrics on the run (their steps then go on)."""
+        return any(k.startswith(names.SYSTEM_METRIC_PREFIX) for k in self.run.data.metrics)
 
     def start(self, array: str | None = None) -> None:
         """Count the attempt, say where it trains (and in which array), and ready its checkpoint
@@ -125,11 +132,11 @@ class TrackedTrial:
 
     def report(self, metrics: dict, checkpoint: Path | None) -> None:
         epoch = int(metrics["epoch"])
-        if not self.first_epoch_seen:
-            self.first_epoch_seen = True
-            self.logger.log_metrics({names.METRIC_START_EPOCH: epoch}, step=self.attempt)
         if checkpoint is not None:
             self.store_checkpoint(epoch)
+        if not self.first_epoch_seen:
+            self.first_epoch_seen = True  # sent with the epoch's metrics: one request and one fence check
+            self.logger.log_metrics({names.METRIC_START_EPOCH: epoch}, step=self.attempt, send=False)
         self.log_epoch(metrics)
         if self.tune_report is None:
             return
@@ -184,6 +191,7 @@ class TrackedTrial:
         from sweeper.record.gamma_figure import gamma_histogram
 
         logger, checkpoint_dir = self.logger, self.store.local_dir
+        logger.set_tags({names.TAG_NODE_ID: self.node_id}, send=False)  # with the final metrics, in their request
         logger.log_metrics({k: final[k] for k in FINAL_METRICS if k in final}, step=names.FINAL_STEP,
                            at=final.get(ENDED_AT))
         wait_s = settings.END_FLUSH_WAIT_S.get()
@@ -194,7 +202,6 @@ class TrackedTrial:
                 png = gamma_histogram(gamma_json, Path(scratch))
                 if png is not None:
                     ok = logger.log_artifact(png, names.ARTIFACT_GAMMA, wait_s=wait_s)
-        logger.set_tags({names.TAG_NODE_ID: self.node_id})
         ok = ok and logger.flush(wait_s=wait_s)
         # the end state goes last: it is what marks the trial as done for every later run
         ok = ok and trial_record.mark_trained(logger, final["status"], wait_s=wait_s)

@@ -69,7 +69,8 @@ def run_tracked(ctx: SweepContext, trials: list[Trial], node_id: str, *, cpus: f
 def _train(todo: list[TrackedTrial], as_array: bool, fence, run_trial) -> list[dict]:
     """``run_trial`` (one trial) or ``run_array``; on a failure every member records it."""
     try:
-        with system_metrics.monitored([t.logger.run_id for t in todo], todo[0].ctx.tracking_uri):
+        with system_metrics.monitored([t.logger.run_id for t in todo], todo[0].ctx.tracking_uri,
+                                      resume=[t.logger.run_id for t in todo if t.has_system_metrics]):
             if as_array:
                 from trainables.array import run_array
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Collection, Iterator
 
 from sweeper.core import settings
 from sweeper.core.errors import one_line
@@ -20,9 +20,12 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = None) -> Iterator[None]:
+def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = None,
+              resume: Collection[str] | None = None) -> Iterator[None]:
     """System metrics sampled onto every run in ``run_ids`` while the block runs (an array's
-    members share one process, so each of their runs gets the same samples)."""
+    members share one process, so each of their runs gets the same samples). ``resume``: the
+    runs that hold samples already (an earlier attempt's), whose steps go on from the last one;
+    None: every run is read to find out (the others start at step 0 either way)."""
     monitors = []
     for run_id in run_ids:
         try:
@@ -31,7 +34,8 @@ def monitored(run_ids: list[str], tracking_uri: str, interval_s: float | None = 
 
             logging.getLogger(system_metrics_monitor.__name__).setLevel(logging.WARNING)  # no "Started ..." lines
             monitor = SystemMetricsMonitor(run_id, sampling_interval=interval_s or settings.SYSTEM_METRICS_S.get(),
-                                           resume_logging=True, tracking_uri=tracking_uri)
+                                           resume_logging=resume is None or run_id in resume,
+                                           tracking_uri=tracking_uri)
             monitor.start()
             monitors.append(monitor)
         except Exception as e:  # noqa: BLE001 - observing must never stop training (logged)

@@ -156,24 +156,33 @@ def search_all_runs(client, experiment_id: str, filter_string: str, order_by: li
 
 def ensure_child_run(client, experiment_id: str, parent_run_id: str, trial_key: str,
                      trial_name: str, params: Mapping[str, Any], tags: Mapping[str, str] = ()) -> str:
-    """The child run of ``trial_key``: found by tag or created once. Params are logged only
-    where missing (MLflow refuses to change one; the key hashes the config, so they agree)."""
+    """The id of the child run of ``trial_key``, found by tag or created once (``open_child_run``)."""
+    return open_child_run(client, experiment_id, parent_run_id, trial_key, trial_name, params, tags).info.run_id
+
+
+def open_child_run(client, experiment_id: str, parent_run_id: str, trial_key: str,
+                   trial_name: str, params: Mapping[str, Any], tags: Mapping[str, str] = ()):
+    """The child run of ``trial_key``, found by tag or created once, with ``tags`` set and marked
+    RUNNING. Params are logged only where missing (MLflow refuses to change one; the key hashes
+    the config, so they agree). Returns the run as found or created, before those writes, whose
+    tags and metrics are what a trial reads at its start (its state, attempts, logged steps)."""
     from mlflow.entities import Param, RunTag
 
+    tags = {k: str(v) for k, v in dict(tags).items()}
     run = find_child_run(client, experiment_id, trial_key)
-    if run is None:
+    if run is None:  # the tags go in with the run: one request fewer per new trial
         run = client.create_run(experiment_id, run_name=trial_name, tags={
-            names.TAG_PARENT: parent_run_id, names.TAG_TRIAL_KEY: trial_key, names.TAG_ROLE: names.ROLE_TRIAL})
+            names.TAG_PARENT: parent_run_id, names.TAG_TRIAL_KEY: trial_key, names.TAG_ROLE: names.ROLE_TRIAL, **tags})
+        tags = {}
     run_id = run.info.run_id
     have = run.data.params
     missing = [Param(k, _param_value(v)) for k, v in params.items() if k not in have]
-    for chunk in _chunks(missing, 100):
-        client.log_batch(run_id, params=chunk)
-    if tags:
-        client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+    tag_list = [RunTag(k, v) for k, v in tags.items()]
+    for i, chunk in enumerate(list(_chunks(missing, 100)) or ([[]] if tag_list else [])):
+        client.log_batch(run_id, params=chunk, tags=tag_list if i == 0 else [])  # the tags with the first params
     if run.info.status != "RUNNING":
         client.update_run(run_id, status="RUNNING")
-    return run_id
+    return run
 
 
 def _param_value(value: Any) -> str:
@@ -201,7 +210,9 @@ class TrialLogger:
     """
 
     def __init__(self, client, run_id: str, retry_every_s: float = 2.0,
-                 guard: Callable[[], bool] | None = None):
+                 guard: Callable[[], bool] | None = None, metric_keys: Iterable[str] | None = None):
+        """``metric_keys``: the metrics the run holds, where the caller has just read the run
+        (its steps are then read for those keys only: none for a new run)."""
         self.client = client
         self.run_id = run_id
         self.retry_every_s = retry_every_s
@@ -209,16 +220,17 @@ class TrialLogger:
         self._pending_metrics: list = []
         self._pending_tags: dict[str, str] = {}
         self._failed_since: float | None = None
-        self.logged = self._load_logged()
+        self.logged = self._load_logged(metric_keys)
 
     def _load_logged(self, keys: Iterable[str] | None = None) -> set[tuple[str, int]]:
         if keys is None:
             keys = self.client.get_run(self.run_id).data.metrics.keys()
         return {(k, m.step) for k in keys for m in self.client.get_metric_history(self.run_id, k)}
 
-    def log_metrics(self, metrics: Mapping[str, Any], step: int, at: float | None = None) -> bool:
+    def log_metrics(self, metrics: Mapping[str, Any], step: int, at: float | None = None, send: bool = True) -> bool:
         """Buffer and send ``metrics`` at ``step``, stamped ``at`` (Unix seconds; now when None):
-        two loggers sending the same values, step and time write one row in MLflow's SQL stores."""
+        two loggers sending the same values, step and time write one row in MLflow's SQL stores.
+        ``send=False`` only buffers: they go with the next send, in the same request."""
         from mlflow.entities import Metric
 
         now = int((time.time() if at is None else at) * 1000)
@@ -227,11 +239,11 @@ class TrialLogger:
             if not _is_number(value) or (key, step) in self.logged or (key, step) in queued:
                 continue
             self._pending_metrics.append(Metric(key, float(value), now, int(step)))
-        return self.flush()
+        return self.flush() if send else True
 
-    def set_tags(self, tags: Mapping[str, Any]) -> bool:
+    def set_tags(self, tags: Mapping[str, Any], send: bool = True) -> bool:
         self._pending_tags.update({k: str(v) for k, v in tags.items()})
-        return self.flush()
+        return self.flush() if send else True
 
     @property
     def pending(self) -> int:
@@ -261,14 +273,18 @@ class TrialLogger:
                     self.logged |= self._load_logged({m.key for m in self._pending_metrics})
                     self._pending_metrics = [m for m in self._pending_metrics
                                              if (m.key, m.step) not in self.logged]
-                for chunk in _chunks(self._pending_metrics, 1000):
-                    self.client.log_batch(self.run_id, metrics=chunk)
+                tags = [RunTag(k, v) for k, v in self._pending_tags.items()]
+                while self._pending_metrics or tags:
+                    # the tags go with the last metrics, in one request where they fit (MLflow takes
+                    # 1000 items, 100 of them tags), never before a metric
+                    fits = len(self._pending_metrics) + min(len(tags), 100) <= 1000
+                    tag_chunk, tags = (tags[:100], tags[100:]) if fits else ([], tags)
+                    chunk = self._pending_metrics[:1000 - len(tag_chunk)]
+                    self.client.log_batch(self.run_id, metrics=chunk, tags=tag_chunk)
                     self.logged |= {(m.key, m.step) for m in chunk}
                     self._pending_metrics = self._pending_metrics[len(chunk):]
-                tags = [RunTag(k, v) for k, v in self._pending_tags.items()]
-                for chunk in _chunks(tags, 100):
-                    self.client.log_batch(self.run_id, tags=chunk)
-                self._pending_tags.clear()
+                    for tag in tag_chunk:
+                        del self._pending_tags[tag.key]
         except Exception as e:  # noqa: BLE001 - any tracking failure: keep the buffer, keep training (logged)
             if self._failed_since is None:  # once per outage, not once per retry
                 self._failed_since = time.monotonic()
