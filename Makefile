@@ -37,16 +37,16 @@ services:
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 
-# The unit and integration tests run on two pytest-xdist workers (--dist loadgroup keeps the tests
-# that share a fixture beyond one test on one worker; tests/conftest.py). The slow end-to-end and
-# cluster tests then run one at a time, as CI has proved them: side by side on two cores they are
-# not yet shown to keep their lease and fencing timings. `make test TEST_WORKERS=0`: one process.
+# The suite runs on two pytest-xdist workers (--dist loadgroup keeps the tests that share a
+# fixture beyond one test on one worker, the longest first; tests/conftest.py), then the `serial`
+# tests, timed against another driver or a clock, one at a time with nothing beside them.
+# `make test TEST_WORKERS=0`: all in one process.
 TEST_WORKERS ?= 2
 PYTEST := $(BIN)/python -m pytest -q --dist loadgroup
 
 test: lint services
-	$(PYTEST) -n $(TEST_WORKERS) -m "not slow and not cluster"
-	$(PYTEST) -n 0 -m "slow or cluster" --durations=25
+	$(PYTEST) -n $(TEST_WORKERS) -m "not serial" --durations=10
+	$(PYTEST) -n 0 -m "serial" --durations=10
 
 # Everything but the slow end-to-end and cluster tests, for quick local iteration.
 test-fast: lint

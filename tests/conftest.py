@@ -61,7 +61,17 @@ def xdist_unit(root: Path, nodeid: str) -> str:
     return module if shares_fixtures(root / module) else nodeid
 
 
+# Tests that time a driver against another (lease, fencing, clock skew, a frozen or cut-off
+# driver) or inject faults on a clock: marked `serial`, and `make test` runs them one at a time,
+# with nothing beside them, so a busy second core never decides their outcome.
+SERIAL = ("tests/test_lease_e2e.py", "tests/test_fencing_e2e.py", "tests/test_clock_skew_e2e.py",
+          "tests/test_driver_gone_e2e.py", "tests/test_chaos.py", "tests/test_rayjob_e2e.py")
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.nodeid.split("::")[0] in SERIAL:
+            item.add_marker(pytest.mark.serial)
     if hasattr(config, "workerinput"):
         # Single tests are handed out in this order: the slow ones first, so that the many short
         # ones even out the workers' ends instead of one long test running alone at the end.
