@@ -79,7 +79,11 @@ def two_nodes(tmp_path_factory):
     homes = {k: tmp_path_factory.mktemp(f"home-{k}") for k in "ab"}
     _fake_cifar(homes["a"])
     home = os.environ["HOME"]
-    os.environ["RAY_AUTH_MODE"] = "disabled"
+    token = Path(home) / ".ray" / "auth_token"
+    if token.exists():  # Ray reads its token from ~/.ray: each node's home gets the machine's, as a user's nodes would
+        for folder in homes.values():
+            (folder / ".ray").mkdir(exist_ok=True)
+            (folder / ".ray" / "auth_token").write_text(token.read_text())
     try:  # a raylet and the workers it starts take the environment of the process that starts it
         os.environ["HOME"] = str(homes["a"])
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

@@ -113,9 +113,26 @@ def test_an_epoch_checkpointed_but_never_logged_reaches_mlflow_when_the_trial_re
 
 
 def test_a_failed_trial_prints_its_real_cause_in_one_line_and_status_shows_it(
-        workdir, tracking_uri, mlflow_client, ray_local, capsys):
+        workdir, tracking_uri, mlflow_client, ray_local, capsys, monkeypatch):
+    import shutil
+
+    from sweeper.driver import preflight
+
+    # the set is there when the run checks it, and gone when the trial reads it (a volume unmounted
+    # meanwhile): the trial's own error is what the user sees
     empty = workdir / "no-cifar-here"
-    empty.mkdir()
+    (empty / "cifar-10-batches-py").mkdir(parents=True)
+    for name in ("data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch",
+                 "batches.meta"):
+        (empty / "cifar-10-batches-py" / name).write_bytes(b"x")
+    checked = preflight.before_trials
+
+    def check_then_unmount(*args, **kwargs):
+        answer = checked(*args, **kwargs)
+        shutil.rmtree(empty / "cifar-10-batches-py")
+        return answer
+
+    monkeypatch.setattr(preflight, "before_trials", check_then_unmount)
     spec = write_spec(workdir, "broken", modes=("bn_only",), max_failures=0,
                       dataset=f"{{name: cifar10, root: {empty}, download: false}}")
     assert run_command(str(spec), tracking_uri=tracking_uri, storage=str(workdir / "results")) == 1
