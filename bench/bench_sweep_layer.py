@@ -29,26 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-SWEEPER = str(Path(sys.executable).parent / "sweeper")
-MODES = ("bn_only", "full", "output_only", "random_params")
+from bench_sweep_overhead import SWEEPER, write_spec  # the same study, run with the same command
+
 CONCURRENT = 2  # trials at once under (b) and (c): one per core of the build machine
-
-
-def write_spec(folder: Path, trials: int, epochs: int) -> Path:
-    """A digits study of ``trials`` trials: the four modes times as many seeds as it takes."""
-    seeds = list(range((trials + len(MODES) - 1) // len(MODES)))
-    path = folder / "bench.yaml"
-    path.write_text(f"""\
-name: bench
-dataset: {{name: digits, image_size: 16}}
-model: {{family: cifar_resnet, depth: 8}}
-train: {{epochs: {epochs}, batch_size: 64, lr: 0.1, augment: false}}
-grid: {{mode: [{", ".join(MODES[:min(trials, len(MODES))])}], seed: {seeds}}}
-resources: {{cpu: 1}}
-max_concurrent: {CONCURRENT}
-checkpoint: {{every_epochs: 1}}
-""")
-    return path
 
 
 def study_configs(spec_path: Path, trials: int) -> list[dict]:
@@ -141,7 +124,7 @@ def main() -> None:
         return
     root = Path(tempfile.mkdtemp(prefix="sweeper-bench-layer-"))
     try:
-        spec = write_spec(root, args.trials, args.epochs)
+        spec = write_spec(root, args.trials, args.epochs, CONCURRENT)
         configs = study_configs(spec, args.trials)
         n = len(configs)
         dirs = {what: root / what for what in ("floor", "tune", "run")}

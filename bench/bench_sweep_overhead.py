@@ -27,7 +27,8 @@ SWEEPER = str(Path(sys.executable).parent / "sweeper")
 MODES = ("bn_only", "full", "output_only", "random_params")
 
 
-def write_spec(folder: Path, trials: int, epochs: int) -> Path:
+def write_spec(folder: Path, trials: int, epochs: int, max_concurrent: int | None = None) -> Path:
+    """A digits study of ``trials`` trials: the four modes times as many seeds as it takes."""
     seeds = list(range((trials + len(MODES) - 1) // len(MODES)))
     path = folder / "bench.yaml"
     path.write_text(f"""\
@@ -38,7 +39,7 @@ train: {{epochs: {epochs}, batch_size: 64, lr: 0.1, augment: false}}
 grid: {{mode: [{", ".join(MODES[:min(trials, len(MODES))])}], seed: {seeds}}}
 resources: {{cpu: 1}}
 checkpoint: {{every_epochs: 1}}
-""")
+""" + (f"max_concurrent: {max_concurrent}\n" if max_concurrent else ""))
     return path
 
 
