@@ -125,6 +125,11 @@ def test_in_a_pipe_progress_is_plain_lines_and_the_parent_run_counts_trials_whil
                 break
             time.sleep(0.5)
         assert seen_running is not None, "the parent run never showed a running and a finished trial"
+        # the watcher's first frames take seconds (its imports, its first read): Ctrl-C once it has
+        # drawn a running trial, or at the deadline (the assertions below then say what it missed)
+        while time.monotonic() < deadline and driver.poll() is None and not re.search(
+                r"^  \w+-d8-w1-lr0\.1-s0  (epoch \d+(/20)?|starting)", watch_out.read_text(), re.M):
+            time.sleep(0.5)
         driver.send_signal(signal.SIGINT)  # Ctrl-C: Ray writes its Tuner.restore hint
         assert driver.wait(timeout=180) == 130
         assert watcher is not None and watcher.wait(timeout=120) == 0
